@@ -1,0 +1,1 @@
+//! RFC 7247 §6: address translation.

@@ -1,0 +1,1 @@
+//! RFC 7247 §7: error mapping tables.

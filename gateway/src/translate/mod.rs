@@ -1,0 +1,3 @@
+//! Pure, table-driven STOX translations (RFC 7247, RFC 7572).
+pub mod address;
+pub mod error;

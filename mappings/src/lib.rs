@@ -1,0 +1,1 @@
+//! stox-mappings: persistent gateway state.

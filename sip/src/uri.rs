@@ -1,0 +1,1 @@
+//! RFC 3261 §19.1: SIP and SIPS URIs.

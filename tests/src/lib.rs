@@ -1,0 +1,1 @@
+//! stox-tests: end-to-end harness.

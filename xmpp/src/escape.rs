@@ -1,0 +1,1 @@
+//! XEP-0106: JID escaping.

@@ -1,0 +1,1 @@
+//! XEP-0114: the component link, reconnecting with capped exponential backoff.
