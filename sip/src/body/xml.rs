@@ -59,7 +59,10 @@ fn resolve_ref(r: &BytesRef<'_>) -> Result<String, BodyError> {
         .ok_or_else(|| BodyError::Xml(format!("unknown entity &{name};")))
 }
 
-/// Parses a whole document into its root element.
+/// Parses a document into its root element. Reading stops when the root element closes, so
+/// whatever follows it (trailing whitespace or junk from a sloppy peer) is ignored. Entity
+/// references other than the XML predefined ones and character references are an error: no
+/// DTD is ever expanded.
 pub(crate) fn parse_document(bytes: &[u8]) -> Result<Element, BodyError> {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     if std::str::from_utf8(bytes).is_err() {
