@@ -1,0 +1,652 @@
+//! SIPp (the `sip-tester` package) as SIP UAC or UAS for one test, with the scenarios in
+//! `tests/sipp/`, plus a small parser for the SIP messages it logged (RFC 3261 §7).
+//!
+//! Scenario parameters reach SIPp two ways: `-key NAME VALUE` for `[NAME]` keywords in
+//! message text (bodies are sent byte-exact: `[len]` counts bytes), and `@NAME@` template
+//! placeholders filled before SIPp loads the file, for what SIPp checks at load time (the
+//! status code of a response). Every run uses `-default_behaviors all,-bye` (an unexpected
+//! message aborts the call, counted as failed, but SIPp sends no BYE/CANCEL: a MESSAGE is
+//! not a dialog), `-trace_msg` (read back as
+//! [`SippRun::messages`]), `-trace_err` and `-trace_stat` (call counts).
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitStatus};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use crate::crate_path;
+use crate::ports::free_port;
+use crate::process::{tail, temp_dir, Process};
+
+/// SIP transport for SIPp's `-t`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Transport {
+    /// `-t u1`: UDP, one socket.
+    Udp,
+    /// `-t t1`: TCP, one connection.
+    Tcp,
+}
+
+/// A SIPp invocation being prepared. [`SippCommand::spawn`] starts it in the background,
+/// [`SippCommand::run`] starts it and waits for the result.
+#[derive(Clone, Debug)]
+pub struct SippCommand {
+    scenario: String,
+    templates: Vec<(String, String)>,
+    keys: Vec<(String, String)>,
+    remote: Option<SocketAddr>,
+    port: u16,
+    calls: u32,
+    rate: u32,
+    transport: Transport,
+    timeout: Duration,
+    extra: Vec<String>,
+}
+
+impl SippCommand {
+    /// `scenario` is a file name in `tests/sipp/`. Defaults: a free local port, 1 call,
+    /// 10 calls/s, UDP, a 30 s global timeout.
+    pub fn new(scenario: &str) -> SippCommand {
+        SippCommand {
+            scenario: scenario.to_string(),
+            templates: Vec::new(),
+            keys: Vec::new(),
+            remote: None,
+            port: free_port(),
+            calls: 1,
+            rate: 10,
+            transport: Transport::Udp,
+            timeout: Duration::from_secs(30),
+            extra: Vec::new(),
+        }
+    }
+
+    /// `-key name value`: `[name]` in the scenario's messages.
+    pub fn key(mut self, name: &str, value: &str) -> Self {
+        self.keys.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// `@name@` in the scenario file is replaced by `value` (XML-escaped) before SIPp loads it.
+    pub fn template(mut self, name: &str, value: &str) -> Self {
+        self.templates.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// The remote host:port (UAC target).
+    pub fn remote(mut self, addr: SocketAddr) -> Self {
+        self.remote = Some(addr);
+        self
+    }
+
+    /// `-m`: number of calls (transactions for MESSAGE scenarios) before SIPp exits.
+    pub fn calls(mut self, n: u32) -> Self {
+        self.calls = n;
+        self
+    }
+
+    /// `-r`: calls per second.
+    pub fn rate(mut self, per_second: u32) -> Self {
+        self.rate = per_second;
+        self
+    }
+
+    /// `-t`.
+    pub fn transport(mut self, transport: Transport) -> Self {
+        self.transport = transport;
+        self
+    }
+
+    /// `-p`: the local port (default: a free one).
+    pub fn port(mut self, port: u16) -> Self {
+        self.port = port;
+        self
+    }
+
+    /// `-timeout`: SIPp gives up (and fails) after this long.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Any other SIPp argument.
+    pub fn arg(mut self, arg: &str) -> Self {
+        self.extra.push(arg.to_string());
+        self
+    }
+
+    /// Starts SIPp in the background. For a UAS, its port is listening when this returns.
+    pub fn spawn(self) -> Result<Sipp> {
+        let dir = temp_dir("sipp")?;
+        let source = crate_path(&format!("sipp/{}", self.scenario));
+        let mut text = fs::read_to_string(&source)
+            .with_context(|| format!("reading scenario {}", source.display()))?;
+        for (name, value) in &self.templates {
+            text = text.replace(&format!("@{name}@"), &crate::xmpp::xml_escape(value));
+        }
+        let scenario = dir.path().join(&self.scenario);
+        fs::write(&scenario, text)?;
+        let files = SippFiles {
+            messages: dir.path().join("messages.log"),
+            errors: dir.path().join("errors.log"),
+            stats: dir.path().join("stats.csv"),
+            screen: dir.path().join("screen.log"),
+        };
+        let mut cmd = Command::new("sipp");
+        if let Some(remote) = self.remote {
+            cmd.arg(remote.to_string());
+        }
+        cmd.arg("-sf").arg(&scenario);
+        cmd.args(["-i", "127.0.0.1", "-p", &self.port.to_string()]);
+        cmd.args(["-m", &self.calls.to_string(), "-r", &self.rate.to_string()]);
+        cmd.arg("-t").arg(match self.transport {
+            Transport::Udp => "u1",
+            Transport::Tcp => "t1",
+        });
+        cmd.args([
+            "-buff_size",
+            "4194304",
+            "-nostdin",
+            "-default_behaviors",
+            "all,-bye",
+        ]);
+        cmd.arg("-trace_msg")
+            .arg("-message_file")
+            .arg(&files.messages);
+        cmd.arg("-trace_err").arg("-error_file").arg(&files.errors);
+        cmd.arg("-trace_stat").arg("-stf").arg(&files.stats);
+        cmd.arg("-timeout")
+            .arg(format!("{}s", self.timeout.as_secs().max(1)))
+            .arg("-timeout_error");
+        for (name, value) in &self.keys {
+            cmd.arg("-key").arg(name).arg(value);
+        }
+        cmd.args(&self.extra);
+        cmd.current_dir(dir.path());
+        let process = Process::spawn_logged("sipp", cmd, &files.screen)?;
+        let mut sipp = Sipp {
+            process,
+            port: self.port,
+            transport: self.transport,
+            files,
+            _dir: dir,
+        };
+        if self.remote.is_none() {
+            sipp.wait_listening()?;
+        }
+        Ok(sipp)
+    }
+
+    /// Starts SIPp and waits (up to the SIPp timeout plus 10 s) for it to finish.
+    pub fn run(self) -> Result<SippRun> {
+        let wait = self.timeout + Duration::from_secs(10);
+        self.spawn()?.wait(wait)
+    }
+}
+
+#[derive(Debug)]
+struct SippFiles {
+    messages: PathBuf,
+    errors: PathBuf,
+    stats: PathBuf,
+    screen: PathBuf,
+}
+
+/// A running SIPp. `Drop` kills it by PID.
+#[derive(Debug)]
+pub struct Sipp {
+    process: Process,
+    port: u16,
+    transport: Transport,
+    files: SippFiles,
+    _dir: tempfile::TempDir,
+}
+
+impl Sipp {
+    /// A UAS on a free UDP port answering `calls` MESSAGEs with `status reason`
+    /// (`tests/sipp/uas_message.xml`).
+    pub fn uas_message_n(status: u16, reason: &str, calls: u32) -> Result<Sipp> {
+        SippCommand::new("uas_message.xml")
+            .template("STATUS", &status.to_string())
+            .template("REASON", reason)
+            .calls(calls)
+            .spawn()
+    }
+
+    /// A UAS answering one MESSAGE with `status reason`.
+    pub fn uas_message(status: u16, reason: &str) -> Result<Sipp> {
+        Sipp::uas_message_n(status, reason, 1)
+    }
+
+    /// A UAC (`tests/sipp/uac_message.xml`) sending MESSAGE `sip:to_user@to_domain` with
+    /// `body` (text/plain;charset=UTF-8) from `sip:carol@127.0.0.1:PORT` to `target`.
+    /// Adjust with the builder, then `.run()`.
+    pub fn uac_message(
+        target: SocketAddr,
+        to_user: &str,
+        to_domain: &str,
+        body: &str,
+    ) -> SippCommand {
+        SippCommand::new("uac_message.xml")
+            .remote(target)
+            .key("to_user", to_user)
+            .key("to_domain", to_domain)
+            .key("from_user", "carol")
+            .key("content_type", "text/plain;charset=UTF-8")
+            .key("body", body)
+    }
+
+    fn wait_listening(&mut self) -> Result<()> {
+        // SIPp binds before it starts its scenario loop; poll until the port is taken.
+        for _ in 0..100 {
+            if let Some(status) = self.process.try_status() {
+                anyhow::bail!(
+                    "sipp exited early with {status}\n{}",
+                    tail(&self.files.screen, 20)
+                );
+            }
+            let taken = match self.transport {
+                Transport::Udp => {
+                    std::net::UdpSocket::bind((Ipv4Addr::LOCALHOST, self.port)).is_err()
+                }
+                Transport::Tcp => {
+                    std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, self.port)).is_err()
+                }
+            };
+            if taken {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        anyhow::bail!("sipp is not listening on {}", self.port)
+    }
+
+    /// The local SIP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The local SIP address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The PID.
+    pub fn pid(&self) -> u32 {
+        self.process.pid()
+    }
+
+    /// Waits up to `timeout` for SIPp to finish (SIGTERM, then SIGKILL, if it does not) and
+    /// reads back its logs.
+    pub fn wait(mut self, timeout: Duration) -> Result<SippRun> {
+        let status = match self.process.wait_timeout(timeout) {
+            Some(status) => Some(status),
+            None => {
+                eprintln!("[harness] sipp still running after {timeout:?}, stopping it");
+                self.process.terminate(Duration::from_secs(3));
+                None
+            }
+        };
+        self.collect(status)
+    }
+
+    /// Stops SIPp now (SIGTERM) and reads back its logs (e.g. a UAS that was expected to
+    /// receive nothing).
+    pub fn stop(mut self) -> Result<SippRun> {
+        self.process.terminate(Duration::from_secs(3));
+        self.collect(None)
+    }
+
+    fn collect(&self, status: Option<ExitStatus>) -> Result<SippRun> {
+        let log = fs::read(&self.files.messages).unwrap_or_default();
+        let stats = fs::read_to_string(&self.files.stats).unwrap_or_default();
+        let (successful, failed) = parse_stats(&stats);
+        Ok(SippRun {
+            exit_code: status.and_then(|s| s.code()),
+            successful,
+            failed,
+            messages: parse_message_log(&log),
+            errors: String::from_utf8_lossy(&fs::read(&self.files.errors).unwrap_or_default())
+                .to_string(),
+            screen: tail(&self.files.screen, 40),
+        })
+    }
+
+    /// Paths of SIPp's logs: (messages, errors, screen).
+    pub fn log_paths(&self) -> (&Path, &Path, &Path) {
+        (&self.files.messages, &self.files.errors, &self.files.screen)
+    }
+}
+
+/// What a finished SIPp did.
+#[derive(Clone, Debug)]
+pub struct SippRun {
+    /// SIPp's exit code: 0 all calls succeeded, 1 some failed, 97/99/255 see `sipp -h`;
+    /// `None` if the harness had to stop it.
+    pub exit_code: Option<i32>,
+    /// `SuccessfulCall(C)` from the statistics file.
+    pub successful: u64,
+    /// `FailedCall(C)` from the statistics file.
+    pub failed: u64,
+    /// Every message sent or received, in log order.
+    pub messages: Vec<SipMessage>,
+    /// The `-trace_err` log (unexpected messages, aborted calls).
+    pub errors: String,
+    /// The tail of SIPp's screen output.
+    pub screen: String,
+}
+
+impl SippRun {
+    /// Received requests (retransmissions included).
+    pub fn received_requests(&self) -> Vec<&SipMessage> {
+        self.messages
+            .iter()
+            .filter(|m| m.received && m.is_request())
+            .collect()
+    }
+
+    /// Received requests, one per Call-ID+CSeq (retransmissions removed).
+    pub fn received_requests_unique(&self) -> Vec<&SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.received_requests()
+            .into_iter()
+            .filter(|m| seen.insert((m.header("Call-ID"), m.header("CSeq"))))
+            .collect()
+    }
+
+    /// Status codes of received responses, in order.
+    pub fn received_statuses(&self) -> Vec<u16> {
+        self.messages
+            .iter()
+            .filter(|m| m.received)
+            .filter_map(SipMessage::status)
+            .collect()
+    }
+
+    /// The first received final (≥ 200) status.
+    pub fn final_status(&self) -> Option<u16> {
+        self.received_statuses().into_iter().find(|s| *s >= 200)
+    }
+
+    /// A readable summary for assertion messages.
+    pub fn summary(&self) -> String {
+        format!(
+            "exit {:?}, {} ok, {} failed, statuses {:?}\n--- errors ---\n{}\n--- screen ---\n{}",
+            self.exit_code,
+            self.successful,
+            self.failed,
+            self.received_statuses(),
+            self.errors,
+            self.screen
+        )
+    }
+}
+
+/// One SIP message (RFC 3261 §7), as logged by SIPp or read from a socket.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SipMessage {
+    /// Whether SIPp received it (false: SIPp sent it).
+    pub received: bool,
+    /// `UDP`, `TCP`, ... (empty when parsed from raw bytes).
+    pub transport: String,
+    /// The start line.
+    pub start_line: String,
+    /// Header fields in order, names as written.
+    pub headers: Vec<(String, String)>,
+    /// The body, exactly `Content-Length` bytes when that header is present.
+    pub body: Vec<u8>,
+    /// The whole message.
+    pub raw: Vec<u8>,
+}
+
+/// RFC 3261 §7.3.3 compact header forms.
+fn expand_compact(name: &str) -> &str {
+    match name.to_ascii_lowercase().as_str() {
+        "i" => "call-id",
+        "m" => "contact",
+        "e" => "content-encoding",
+        "l" => "content-length",
+        "c" => "content-type",
+        "f" => "from",
+        "s" => "subject",
+        "k" => "supported",
+        "t" => "to",
+        "v" => "via",
+        _ => name,
+    }
+}
+
+impl SipMessage {
+    /// Parses one message from bytes (lenient: for test assertions, not for production).
+    pub fn parse(raw: &[u8]) -> Option<SipMessage> {
+        let (head_len, sep_len) = match raw.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(p) => (p, 4),
+            None => (raw.windows(2).position(|w| w == b"\n\n")?, 2),
+        };
+        let head = String::from_utf8_lossy(&raw[..head_len]);
+        let mut lines = head.split('\n').map(|l| l.trim_end_matches('\r'));
+        let start_line = lines.next()?.to_string();
+        let mut headers: Vec<(String, String)> = Vec::new();
+        for line in lines {
+            if line.starts_with([' ', '\t']) {
+                // Header folding (RFC 3261 §7.3.1).
+                if let Some(last) = headers.last_mut() {
+                    last.1.push(' ');
+                    last.1.push_str(line.trim());
+                }
+            } else if let Some((name, value)) = line.split_once(':') {
+                headers.push((name.trim().to_string(), value.trim().to_string()));
+            }
+        }
+        let rest = &raw[head_len + sep_len..];
+        let mut message = SipMessage {
+            received: false,
+            transport: String::new(),
+            start_line,
+            headers,
+            body: Vec::new(),
+            raw: raw.to_vec(),
+        };
+        let body_len = message
+            .header("Content-Length")
+            .and_then(|v| v.trim().parse::<usize>().ok())
+            .unwrap_or(rest.len())
+            .min(rest.len());
+        message.body = rest[..body_len].to_vec();
+        message.raw.truncate(head_len + sep_len + body_len);
+        Some(message)
+    }
+
+    /// Whether the start line is a request line.
+    pub fn is_request(&self) -> bool {
+        !self.start_line.starts_with("SIP/")
+    }
+
+    /// The method of a request.
+    pub fn method(&self) -> Option<&str> {
+        self.is_request()
+            .then(|| self.start_line.split_whitespace().next())
+            .flatten()
+    }
+
+    /// The Request-URI of a request.
+    pub fn request_uri(&self) -> Option<&str> {
+        self.is_request()
+            .then(|| self.start_line.split_whitespace().nth(1))
+            .flatten()
+    }
+
+    /// The status code of a response.
+    pub fn status(&self) -> Option<u16> {
+        if self.is_request() {
+            return None;
+        }
+        self.start_line.split_whitespace().nth(1)?.parse().ok()
+    }
+
+    /// The reason phrase of a response.
+    pub fn reason(&self) -> Option<&str> {
+        if self.is_request() {
+            return None;
+        }
+        self.start_line.splitn(3, ' ').nth(2)
+    }
+
+    /// The first value of header `name` (case-insensitive, compact forms understood).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let wanted = expand_compact(name).to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(n, _)| expand_compact(n).to_ascii_lowercase() == wanted)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of header `name`.
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        let wanted = expand_compact(name).to_ascii_lowercase();
+        self.headers
+            .iter()
+            .filter(|(n, _)| expand_compact(n).to_ascii_lowercase() == wanted)
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The URI inside a name-addr header value (`"Name" <sip:u@h;gr=x>;tag=1` → `sip:u@h;gr=x`).
+    pub fn header_uri(&self, name: &str) -> Option<&str> {
+        let value = self.header(name)?;
+        match (value.find('<'), value.find('>')) {
+            (Some(start), Some(end)) if start < end => Some(&value[start + 1..end]),
+            _ => Some(value.split(';').next().unwrap_or(value).trim()),
+        }
+    }
+
+    /// The body as UTF-8 (lossy).
+    pub fn body_text(&self) -> String {
+        String::from_utf8_lossy(&self.body).to_string()
+    }
+}
+
+/// Parses a SIPp `-trace_msg` log: entries headed by `UDP message received [N] bytes :` or
+/// `UDP message sent (N bytes):`, a blank line, then exactly N bytes.
+pub fn parse_message_log(log: &[u8]) -> Vec<SipMessage> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < log.len() {
+        let line_end = log[pos..]
+            .iter()
+            .position(|b| *b == b'\n')
+            .map(|i| pos + i)
+            .unwrap_or(log.len());
+        let line = String::from_utf8_lossy(&log[pos..line_end]);
+        if let Some((transport, received, len)) = parse_entry_header(&line) {
+            let start = line_end + 2;
+            let end = start + len;
+            if log.get(line_end + 1) == Some(&b'\n') && end <= log.len() {
+                if let Some(mut message) = SipMessage::parse(&log[start..end]) {
+                    message.received = received;
+                    message.transport = transport;
+                    out.push(message);
+                }
+                pos = end;
+                continue;
+            }
+        }
+        pos = line_end + 1;
+    }
+    out
+}
+
+fn parse_entry_header(line: &str) -> Option<(String, bool, usize)> {
+    let (transport, rest) = line.split_once(" message ")?;
+    if !matches!(transport, "UDP" | "TCP" | "TLS" | "SCTP") {
+        return None;
+    }
+    let (received, rest) = if let Some(r) = rest.strip_prefix("received [") {
+        (true, r)
+    } else if let Some(r) = rest.strip_prefix("sent (") {
+        (false, r)
+    } else {
+        return None;
+    };
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((transport.to_string(), received, digits.parse().ok()?))
+}
+
+/// `SuccessfulCall(C)` and `FailedCall(C)` from the last row of a `-trace_stat` file.
+fn parse_stats(csv: &str) -> (u64, u64) {
+    let mut lines = csv.lines().filter(|l| !l.trim().is_empty());
+    let Some(header) = lines.next() else {
+        return (0, 0);
+    };
+    let Some(last) = lines.next_back() else {
+        return (0, 0);
+    };
+    let names: Vec<&str> = header.split(';').collect();
+    let values: Vec<&str> = last.split(';').collect();
+    let column = |name: &str| -> u64 {
+        names
+            .iter()
+            .position(|n| *n == name)
+            .and_then(|i| values.get(i))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (column("SuccessfulCall(C)"), column("FailedCall(C)"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(header: &str, message: &[u8]) -> Vec<u8> {
+        let mut out =
+            b"----------------------------------------------- 2026-11-25 11:45:27.975523\n"
+                .to_vec();
+        out.extend_from_slice(header.replace("N", &message.len().to_string()).as_bytes());
+        out.extend_from_slice(b"\n\n");
+        out.extend_from_slice(message);
+        out
+    }
+
+    #[test]
+    fn message_log_entries_are_split_by_byte_count() {
+        let mut log = entry(
+            "UDP message received [N] bytes :",
+            "MESSAGE sip:bob@127.0.0.1:5080 SIP/2.0\r\nf: <sip:a@b;gr=r1>;tag=1\r\n\
+             Content-Length:    5\r\ni: x\r\n\r\nhéé"
+                .as_bytes(),
+        );
+        log.extend(entry(
+            "UDP message sent (N bytes):",
+            b"SIP/2.0 486 Busy Here\r\nl: 0\r\n\r\n",
+        ));
+        log.extend_from_slice(b"\n\n-----------------------------------------------\n");
+        log.extend_from_slice(b"Unexpected UDP message received:\n\nSIP/2.0 200 OK\r\n\r\n");
+        let messages = parse_message_log(&log);
+        assert_eq!(messages.len(), 2, "{messages:#?}");
+        let request = &messages[0];
+        assert!(request.received);
+        assert_eq!(request.transport, "UDP");
+        assert_eq!(request.method(), Some("MESSAGE"));
+        assert_eq!(request.request_uri(), Some("sip:bob@127.0.0.1:5080"));
+        assert_eq!(request.header("From"), Some("<sip:a@b;gr=r1>;tag=1"));
+        assert_eq!(request.header_uri("from"), Some("sip:a@b;gr=r1"));
+        assert_eq!(request.header("Call-ID"), Some("x"));
+        assert_eq!(request.body, "héé".as_bytes());
+        let response = &messages[1];
+        assert!(!response.received);
+        assert_eq!(response.status(), Some(486));
+        assert_eq!(response.reason(), Some("Busy Here"));
+        assert!(response.body.is_empty());
+    }
+
+    #[test]
+    fn stats_columns_are_found_by_name() {
+        let csv = "A;SuccessfulCall(C);FailedCall(C);\n1;0;0;\n2;7;3;\n";
+        assert_eq!(parse_stats(csv), (7, 3));
+        assert_eq!(parse_stats(""), (0, 0));
+    }
+}

@@ -1,0 +1,433 @@
+//! A real XMPP client (RFC 6120 c2s, RFC 6121 IM) for one test: slixmpp in
+//! `tests/peers/xmpp_client.py`, driven over JSON lines on its stdin/stdout.
+//!
+//! Test steps read like biboumi's `send_stanza` / `expect_stanza`:
+//! [`XmppClient::send_raw`] writes a stanza; [`XmppClient::expect`] waits for the first
+//! received stanza matching a predicate. Stanzas that did not match stay queued for later
+//! `expect`s, so a test does not depend on the order of unrelated stanzas.
+
+use std::collections::VecDeque;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{ChildStdin, Command, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+use minidom::{Element, NSChoice};
+
+use crate::process::{tail, temp_dir, Process};
+use crate::{crate_path, Prosody};
+
+/// `jabber:client`.
+pub const NS_CLIENT: &str = "jabber:client";
+/// RFC 6120 §8.3.3 stanza error conditions.
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// The Python interpreter with `python3-slixmpp` (Debian's, not a pyenv shim).
+fn python() -> PathBuf {
+    std::env::var_os("STOX_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"))
+}
+
+/// Escapes text for XML character data and attribute values.
+pub fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '\'' => out.push_str("&apos;"),
+            '"' => out.push_str("&quot;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A stanza received by an [`XmppClient`]: its XML text and, when it parses, the element.
+#[derive(Clone, Debug)]
+pub struct Stanza {
+    xml: String,
+    element: Option<Element>,
+}
+
+impl Stanza {
+    /// Parses `xml` (kept as text even if it does not parse).
+    pub fn new(xml: String) -> Stanza {
+        let element = xml.parse::<Element>().ok();
+        Stanza { xml, element }
+    }
+
+    /// The XML text as received.
+    pub fn xml(&self) -> &str {
+        &self.xml
+    }
+
+    /// The parsed element, if the XML parsed.
+    pub fn element(&self) -> Option<&Element> {
+        self.element.as_ref()
+    }
+
+    /// `message`, `presence` or `iq`.
+    pub fn name(&self) -> &str {
+        self.element.as_ref().map(Element::name).unwrap_or("")
+    }
+
+    /// An attribute of the top element.
+    pub fn attr<'a>(&'a self, name: &'a str) -> Option<&'a str> {
+        self.element.as_ref().and_then(|e| e.attr(name))
+    }
+
+    /// `from`.
+    pub fn from(&self) -> Option<&str> {
+        self.attr("from")
+    }
+
+    /// `to`.
+    pub fn to(&self) -> Option<&str> {
+        self.attr("to")
+    }
+
+    /// `type`.
+    pub fn kind(&self) -> Option<&str> {
+        self.attr("type")
+    }
+
+    /// `id`.
+    pub fn id(&self) -> Option<&str> {
+        self.attr("id")
+    }
+
+    /// Whether this is a `<message/>`.
+    pub fn is_message(&self) -> bool {
+        self.name() == "message"
+    }
+
+    /// A direct child by name, in any namespace.
+    pub fn child(&self, name: &str) -> Option<&Element> {
+        self.element
+            .as_ref()
+            .and_then(|e| e.get_child(name, NSChoice::Any))
+    }
+
+    /// The text of `<body/>`.
+    pub fn body(&self) -> Option<String> {
+        self.child("body").map(Element::text)
+    }
+
+    /// The text of `<subject/>`.
+    pub fn subject(&self) -> Option<String> {
+        self.child("subject").map(Element::text)
+    }
+
+    /// The text of `<thread/>`.
+    pub fn thread(&self) -> Option<String> {
+        self.child("thread").map(Element::text)
+    }
+
+    /// RFC 6120 §8.3: the defined condition of `<error/>` (e.g. `item-not-found`).
+    pub fn error_condition(&self) -> Option<String> {
+        self.child("error")?
+            .children()
+            .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+            .map(|c| c.name().to_string())
+    }
+
+    /// RFC 6120 §8.3.2: the error `type` (cancel, wait, modify, auth, continue).
+    pub fn error_type(&self) -> Option<&str> {
+        self.child("error")?.attr("type")
+    }
+
+    /// RFC 6120 §8.3.4: the error `<text/>`.
+    pub fn error_text(&self) -> Option<String> {
+        self.child("error")?
+            .get_child("text", NS_STANZAS)
+            .map(Element::text)
+    }
+}
+
+enum Event {
+    Online,
+    Stanza(Stanza),
+    Error(String),
+    Offline,
+}
+
+/// A logged-in XMPP client. `Drop` kills the helper by PID.
+pub struct XmppClient {
+    jid: String,
+    stdin: Option<ChildStdin>,
+    events: Receiver<Event>,
+    backlog: VecDeque<Stanza>,
+    log: PathBuf,
+    process: Process,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for XmppClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("XmppClient")
+            .field("jid", &self.jid)
+            .finish()
+    }
+}
+
+impl XmppClient {
+    /// Logs `user@domain/resource` into `prosody` (c2s, SASL, no TLS), sends initial presence
+    /// and returns once the session is established.
+    pub fn connect(
+        prosody: &Prosody,
+        user: &str,
+        password: &str,
+        resource: &str,
+    ) -> Result<XmppClient> {
+        let jid = format!("{user}@{}/{resource}", prosody.domain());
+        let dir = temp_dir("xmpp")?;
+        let log = dir.path().join("slixmpp.log");
+        let stderr = std::fs::File::create(&log)?;
+        let script = crate_path("peers/xmpp_client.py");
+        let mut cmd = Command::new(python());
+        cmd.arg(&script)
+            .args(["--jid", &jid, "--password", password, "--host", "127.0.0.1"])
+            .args(["--port", &prosody.c2s_addr().port().to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(stderr);
+        if std::env::var_os("STOX_TEST_XMPP_DEBUG").is_some() {
+            cmd.arg("--debug");
+        }
+        let mut process = Process::spawn("xmpp_client.py", cmd)?;
+        let stdin = process.child_mut().stdin.take();
+        let stdout = process
+            .child_mut()
+            .stdout
+            .take()
+            .ok_or_else(|| anyhow!("no stdout pipe"))?;
+        let (tx, events) = mpsc::channel();
+        thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let event = match serde_json::from_str::<serde_json::Value>(&line) {
+                    Ok(v) => match v["event"].as_str() {
+                        Some("online") => Event::Online,
+                        Some("stanza") => {
+                            Event::Stanza(Stanza::new(v["xml"].as_str().unwrap_or("").to_string()))
+                        }
+                        Some("offline") => Event::Offline,
+                        _ => Event::Error(v["text"].as_str().unwrap_or(&line).to_string()),
+                    },
+                    Err(_) => Event::Error(format!("bad line from helper: {line}")),
+                };
+                if tx.send(event).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut client = XmppClient {
+            jid,
+            stdin,
+            events,
+            backlog: VecDeque::new(),
+            log,
+            process,
+            _dir: dir,
+        };
+        client.wait_online(Duration::from_secs(20))?;
+        Ok(client)
+    }
+
+    fn wait_online(&mut self, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Online) => return Ok(()),
+                // Stanzas before the session (the bind result) are not part of any test.
+                Ok(Event::Stanza(_)) => {}
+                Ok(Event::Error(text)) => {
+                    bail!(
+                        "{}: {text}\n--- slixmpp log ---\n{}",
+                        self.jid,
+                        tail(&self.log, 30)
+                    )
+                }
+                Ok(Event::Offline) | Err(RecvTimeoutError::Disconnected) => bail!(
+                    "{}: helper went away before the session started\n--- slixmpp log ---\n{}",
+                    self.jid,
+                    tail(&self.log, 30)
+                ),
+                Err(RecvTimeoutError::Timeout) => bail!(
+                    "{}: not online after {timeout:?}\n--- slixmpp log ---\n{}",
+                    self.jid,
+                    tail(&self.log, 30)
+                ),
+            }
+        }
+    }
+
+    /// The full JID, e.g. `alice@localhost/phone`.
+    pub fn jid(&self) -> &str {
+        &self.jid
+    }
+
+    /// The bare JID, e.g. `alice@localhost`.
+    pub fn bare_jid(&self) -> &str {
+        self.jid.split('/').next().unwrap_or(&self.jid)
+    }
+
+    /// The resource.
+    pub fn resource(&self) -> &str {
+        self.jid.split_once('/').map(|(_, r)| r).unwrap_or("")
+    }
+
+    /// The helper's stderr log.
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+
+    /// Sends one stanza as raw XML (Prosody stamps `from`).
+    pub fn send_raw(&mut self, xml: &str) -> Result<()> {
+        let line = serde_json::json!({"cmd": "send", "xml": xml}).to_string();
+        let stdin = self
+            .stdin
+            .as_mut()
+            .ok_or_else(|| anyhow!("{} is disconnected", self.jid))?;
+        writeln!(stdin, "{line}").context("writing to the XMPP helper")?;
+        stdin.flush()?;
+        Ok(())
+    }
+
+    /// Sends `<message to=TO type='chat'><body>BODY</body></message>` (escaped).
+    pub fn send_message(&mut self, to: &str, body: &str) -> Result<()> {
+        self.send_raw(&format!(
+            "<message to='{}' type='chat'><body>{}</body></message>",
+            xml_escape(to),
+            xml_escape(body)
+        ))
+    }
+
+    fn next_event_until(&mut self, deadline: Instant) -> Option<Stanza> {
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.events.recv_timeout(left) {
+                Ok(Event::Stanza(stanza)) => return Some(stanza),
+                Ok(Event::Error(text)) => eprintln!("[{}] helper error: {text}", self.jid),
+                Ok(Event::Online) => {}
+                Ok(Event::Offline) => eprintln!("[{}] stream closed", self.jid),
+                Err(RecvTimeoutError::Disconnected) => {
+                    // The helper is gone: nothing more will arrive.
+                    thread::sleep(left);
+                    return None;
+                }
+                Err(RecvTimeoutError::Timeout) => return None,
+            }
+        }
+    }
+
+    /// The first received stanza (queued or new) matching `pred`, within `timeout`.
+    /// Non-matching stanzas stay queued. On timeout, the error lists what did arrive.
+    pub fn expect(&mut self, timeout: Duration, pred: impl Fn(&Stanza) -> bool) -> Result<Stanza> {
+        if let Some(pos) = self.backlog.iter().position(&pred) {
+            // `pos` comes from `position` on the same deque, so it is in range.
+            if let Some(stanza) = self.backlog.remove(pos) {
+                return Ok(stanza);
+            }
+        }
+        let deadline = Instant::now() + timeout;
+        while let Some(stanza) = self.next_event_until(deadline) {
+            if pred(&stanza) {
+                return Ok(stanza);
+            }
+            self.backlog.push_back(stanza);
+        }
+        let seen: Vec<&str> = self.backlog.iter().map(Stanza::xml).collect();
+        bail!(
+            "{}: no matching stanza within {timeout:?}; received meanwhile:\n  {}",
+            self.jid,
+            seen.join("\n  ")
+        )
+    }
+
+    /// The first `<message/>` received (any type, errors included).
+    pub fn expect_message(&mut self, timeout: Duration) -> Result<Stanza> {
+        self.expect(timeout, Stanza::is_message)
+    }
+
+    /// `n` received stanzas matching `pred`, in arrival order.
+    pub fn collect_matching(
+        &mut self,
+        n: usize,
+        timeout: Duration,
+        pred: impl Fn(&Stanza) -> bool,
+    ) -> Result<Vec<Stanza>> {
+        let deadline = Instant::now() + timeout;
+        let mut out = Vec::with_capacity(n);
+        while out.len() < n {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.expect(left, &pred) {
+                Ok(stanza) => out.push(stanza),
+                Err(err) => bail!("got {} of {n} stanzas: {err}", out.len()),
+            }
+        }
+        Ok(out)
+    }
+
+    /// `n` received `<message/>` stanzas, in arrival order.
+    pub fn collect(&mut self, n: usize, timeout: Duration) -> Result<Vec<Stanza>> {
+        self.collect_matching(n, timeout, Stanza::is_message)
+    }
+
+    /// Everything received so far and not yet consumed by an `expect` (waits `settle` first).
+    pub fn drain(&mut self, settle: Duration) -> Vec<Stanza> {
+        let deadline = Instant::now() + settle;
+        while let Some(stanza) = self.next_event_until(deadline) {
+            self.backlog.push_back(stanza);
+        }
+        self.backlog.drain(..).collect()
+    }
+
+    /// Closes the stream politely and waits for the helper to exit.
+    pub fn disconnect(mut self) {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "{}", serde_json::json!({"cmd": "quit"}));
+        }
+        if self.process.wait_timeout(Duration::from_secs(5)).is_none() {
+            self.process.kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stanza_accessors_read_slixmpp_output() {
+        let s = Stanza::new(
+            "<message xmlns=\"jabber:client\" type=\"error\" from=\"b@x\" id=\"m1\">\
+             <body>h\u{e9} &lt;&amp;&gt;</body><error type=\"cancel\">\
+             <item-not-found xmlns=\"urn:ietf:params:xml:ns:xmpp-stanzas\"/>\
+             <text xmlns=\"urn:ietf:params:xml:ns:xmpp-stanzas\">Not Found</text></error></message>"
+                .to_string(),
+        );
+        assert!(s.is_message());
+        assert_eq!(s.kind(), Some("error"));
+        assert_eq!(s.from(), Some("b@x"));
+        assert_eq!(s.body().as_deref(), Some("h\u{e9} <&>"));
+        assert_eq!(s.error_condition().as_deref(), Some("item-not-found"));
+        assert_eq!(s.error_type(), Some("cancel"));
+        assert_eq!(s.error_text().as_deref(), Some("Not Found"));
+    }
+
+    #[test]
+    fn xml_escape_covers_markup_characters() {
+        assert_eq!(
+            xml_escape("<a href='x'>&\"</a>"),
+            "&lt;a href=&apos;x&apos;&gt;&amp;&quot;&lt;/a&gt;"
+        );
+    }
+}
