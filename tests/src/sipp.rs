@@ -106,6 +106,11 @@ impl SippCommand {
         self
     }
 
+    /// The local port SIPp will use (known before it starts, e.g. for the expected JID).
+    pub fn local_port(&self) -> u16 {
+        self.port
+    }
+
     /// `-timeout`: SIPp gives up (and fails) after this long.
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
