@@ -58,6 +58,17 @@ pub fn binary_path() -> PathBuf {
         .unwrap_or_else(|| candidates[candidates.len() - 1].clone())
 }
 
+/// Runs `stox check-config --config FILE` and returns its output (status, stdout, stderr).
+pub fn check_config(config: &Path) -> Result<std::process::Output> {
+    let bin = binary_path();
+    Command::new(&bin)
+        .arg("check-config")
+        .arg("--config")
+        .arg(config)
+        .output()
+        .with_context(|| format!("running {} check-config", bin.display()))
+}
+
 /// Deep-merges `overrides` into `base`: tables merge key by key, other values replace.
 pub fn merge_toml(base: &mut toml::Table, overrides: toml::Table) {
     for (key, value) in overrides {
