@@ -30,6 +30,7 @@ pub struct Stox {
     store: PathBuf,
     sip_port: u16,
     admin_port: u16,
+    bin: PathBuf,
     process: Option<Process>,
     // Last field: dropped after the process is gone.
     dir: tempfile::TempDir,
@@ -172,6 +173,11 @@ impl Stox {
     /// `overrides` (a TOML snippet, deep-merged, e.g. `"[sip]\noutbound_proxy = \"sip:...\""`)
     /// and starts stox; returns once `GET /health` answers 200 (component link up).
     pub fn start(prosody: &Prosody, overrides: &str) -> Result<Stox> {
+        Stox::start_binary(&binary_path(), prosody, overrides)
+    }
+
+    /// [`Stox::start`] with another binary (the harness self-tests use a stand-in).
+    pub fn start_binary(bin: &Path, prosody: &Prosody, overrides: &str) -> Result<Stox> {
         let dir = temp_dir("stox")?;
         let sip_port = free_port();
         let admin_port = free_port();
@@ -213,6 +219,7 @@ path = "{store}"
             sip_port,
             admin_port,
             process: None,
+            bin: bin.to_path_buf(),
             dir,
         };
         stox.spawn()?;
@@ -220,7 +227,7 @@ path = "{store}"
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let bin = binary_path();
+        let bin = self.bin.clone();
         if !bin.is_file() {
             bail!(
                 "stox binary not found at {} (run `cargo build --workspace --bins` first, or set STOX_BIN)",

@@ -5,12 +5,13 @@
 //! start prosody; alice and bob log in with slixmpp
 //! alice sends bob a chat message with a non-ASCII body → bob receives it byte-exact
 //! sipp UAS(486) on P; sipp UAC sends MESSAGE sip:bob@127.0.0.1:P → UAS got it byte-exact, UAC got 486
+//! a stand-in stox (tests/peers/fake_stox.py) → /health, restart, kill work on the same store
 //! ```
 
 use std::time::Duration;
 
 use stox_tests::sip_raw::{build_message, exchange_tcp, send_sip_udp};
-use stox_tests::{Prosody, ProsodyOptions, SipMessage, Sipp, XmppClient, PASSWORD};
+use stox_tests::{Prosody, ProsodyOptions, SipMessage, Sipp, Stox, XmppClient, PASSWORD};
 
 const BODY: &str = "héllo ünïcode 你好 🎉 <&>";
 const T: Duration = Duration::from_secs(10);
@@ -147,4 +148,47 @@ fn raw_udp_and_tcp_helpers_talk_to_a_sipp_uas() {
         Duration::from_secs(1),
     );
     assert!(none.is_empty());
+}
+
+/// The Stox harness itself, with a stand-in binary that only serves /health: start waits
+/// for 200, stop/kill end the process, restart reuses ports and store.
+#[test]
+fn stox_harness_starts_stops_and_restarts_on_the_same_store() {
+    let prosody = Prosody::start(ProsodyOptions::default()).unwrap();
+    let fake = stox_tests::crate_path("peers/fake_stox.py");
+    let mut stox = Stox::start_binary(
+        &fake,
+        &prosody,
+        "[sip]\noutbound_proxy = \"sip:127.0.0.1:5080\"\n",
+    )
+    .unwrap();
+    let config = std::fs::read_to_string(stox.config_path()).unwrap();
+    assert!(config.contains(&format!(
+        "server = \"127.0.0.1:{}\"",
+        prosody.component_addr().port()
+    )));
+    assert!(config.contains("outbound_proxy = \"sip:127.0.0.1:5080\""));
+    assert!(config.contains(&format!("udp:127.0.0.1:{}", stox.sip_port())));
+    let health = stox.admin_get("/health").unwrap();
+    assert_eq!(health.status, 200);
+    assert_eq!(health.json().unwrap()["starts"], 1);
+
+    let admin = stox.admin_addr();
+    stox.restart().unwrap();
+    assert_eq!(stox.admin_addr(), admin);
+    assert_eq!(
+        stox.admin_get("/health").unwrap().json().unwrap()["starts"],
+        2
+    );
+
+    let status = stox.kill().expect("killed");
+    assert!(!status.success());
+    assert!(!stox.is_running());
+    assert!(stox.admin_get("/health").is_err());
+    stox.restart().unwrap();
+    assert_eq!(
+        stox.admin_get("/health").unwrap().json().unwrap()["starts"],
+        3
+    );
+    assert!(stox.stop().is_some());
 }
