@@ -239,7 +239,10 @@ path = "{store}"
             .arg(&self.config)
             .current_dir(self.dir.path());
         if std::env::var_os("RUST_LOG").is_none() {
-            cmd.env("RUST_LOG", "info,stox=debug");
+            cmd.env(
+                "RUST_LOG",
+                "info,stox_gateway=debug,stox_xmpp=debug,stox_sip=debug,stox_mappings=debug",
+            );
         }
         // The log is appended to across restarts; mark where each run starts.
         let mut log = fs::OpenOptions::new()
