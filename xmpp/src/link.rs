@@ -910,6 +910,72 @@ mod tests {
         assert_eq!(next_event(&mut events).await, LinkEvent::Up);
     }
 
+    /// 20,000 stanzas each way, at the same time, through the batched writer and the
+    /// reader; the bound is loose (debug build, shared machine): it catches a
+    /// flush-per-stanza or quadratic regression, not a few percent.
+    #[tokio::test]
+    async fn twenty_thousand_stanzas_each_way() {
+        const N: usize = 20_000;
+        let (mut server, addr) = FakeServer::bind(SECRET).await;
+        let (link, mut events) = spawn(config(&addr, SECRET));
+        let conn = server.accept(None).await.expect("handshake");
+        assert_eq!(next_event(&mut events).await, LinkEvent::Up);
+        let start = Instant::now();
+
+        let mut blob = String::new();
+        for i in 0..N {
+            blob.push_str(&format!(
+                "<message from='alice@localhost/phone' to='dave@sip.localhost' id='in-{i}'><body>{i}</body></message>"
+            ));
+        }
+        let (mut rd, mut wr) = conn.tcp.into_split();
+        let writer = tokio::spawn(async move {
+            wr.write_all(blob.as_bytes()).await.expect("write");
+            wr
+        });
+        let sender = tokio::spawn(async move {
+            for i in 0..N {
+                link.send(message(&format!("out-{i}"))).expect("queued");
+            }
+            link
+        });
+        let reader = tokio::spawn(async move {
+            let last = format!("out-{}", N - 1);
+            let mut tail = String::new();
+            let mut chunk = vec![0u8; 65536];
+            loop {
+                let n = rd.read(&mut chunk).await.expect("read");
+                assert!(n > 0, "closed");
+                tail.push_str(&String::from_utf8_lossy(&chunk[..n]));
+                if tail.contains(&last) {
+                    return rd;
+                }
+                let keep = tail.len().saturating_sub(64);
+                let keep = (keep..tail.len())
+                    .find(|i| tail.is_char_boundary(*i))
+                    .unwrap_or(0);
+                tail.drain(..keep);
+            }
+        });
+        for i in 0..N {
+            match next_event(&mut events).await {
+                LinkEvent::Stanza(el) => {
+                    assert_eq!(el.attr("id"), Some(format!("in-{i}").as_str()))
+                }
+                other => panic!("expected stanza {i}, got {other:?}"),
+            }
+        }
+        let _wr = writer.await.expect("writer");
+        let _link = sender.await.expect("sender");
+        let _rd = tokio::time::timeout(Duration::from_secs(30), reader)
+            .await
+            .expect("outgoing stanzas in time")
+            .expect("reader");
+        let elapsed = start.elapsed();
+        eprintln!("{N} stanzas each way in {elapsed:?}");
+        assert!(elapsed < Duration::from_secs(30), "{elapsed:?}");
+    }
+
     #[test]
     fn backoff_doubles_up_to_the_cap_with_jitter_and_resets() {
         let ms = Duration::from_millis;
