@@ -1,3 +1,4 @@
 //! Pure, table-driven STOX translations (RFC 7247, RFC 7572).
 pub mod address;
 pub mod error;
+pub mod im;

@@ -1,0 +1,470 @@
+//! The stox configuration file (TOML, `deny_unknown_fields`).
+//!
+//! Every field has a doc comment and, where it is optional, a default given by
+//! a function. `STOX_ADMIN_TOKEN` overrides `[admin] token`. `check()` validates
+//! everything that can be validated without opening a socket, so that
+//! `stox check-config` catches it.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use thiserror::Error;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The XEP-0114 component link.
+    pub xmpp: XmppConfig,
+    /// The SIP endpoint.
+    pub sip: SipConfig,
+    /// The HTTP admin API.
+    pub admin: AdminConfig,
+    /// The embedded store.
+    pub store: StoreConfig,
+    /// Messaging behaviour (RFC 7572).
+    #[serde(default)]
+    pub messaging: MessagingConfig,
+}
+
+/// `[xmpp]`: how stox attaches to the XMPP server.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct XmppConfig {
+    /// The component domain `C` that stox owns, e.g. `sip.example.org`.
+    pub component: String,
+    /// `host:port` of the XMPP server's XEP-0114 listener.
+    pub server: String,
+    /// The shared component secret.
+    pub secret: String,
+    /// The home XMPP domain `H` served by the XMPP server.
+    pub home_domain: String,
+    /// Seconds of silence after which the link sends a XEP-0199 ping.
+    #[serde(default = "default_keepalive_secs")]
+    pub keepalive_secs: u64,
+    /// Upper bound of the reconnect backoff, in seconds.
+    #[serde(default = "default_backoff_max_secs")]
+    pub reconnect_max_secs: u64,
+}
+
+fn default_keepalive_secs() -> u64 {
+    30
+}
+fn default_backoff_max_secs() -> u64 {
+    30
+}
+
+/// `[sip]`: the SIP endpoint.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipConfig {
+    /// Listening sockets, each `udp:ADDR:PORT` or `tcp:ADDR:PORT`.
+    pub listen: Vec<String>,
+    /// Optional next hop for every outgoing request, e.g. `sip:127.0.0.1:5080`.
+    #[serde(default)]
+    pub outbound_proxy: Option<String>,
+}
+
+/// `[admin]`: the HTTP admin API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminConfig {
+    /// `ADDR:PORT` the admin API listens on.
+    pub listen: String,
+    /// Bearer token for `/api/*`; `STOX_ADMIN_TOKEN` overrides it.
+    pub token: String,
+}
+
+/// `[store]`: the embedded sled store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Directory of the sled database; created if missing.
+    pub path: PathBuf,
+}
+
+/// `[messaging]`: pager-mode IM (RFC 7572).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MessagingConfig {
+    /// How long a SIP MESSAGE's final response waits for an XMPP error bounce
+    /// (milliseconds). A bounce within this window becomes the mapped SIP error
+    /// (RFC 7247 §7); after it, 200 OK. Bounds the delay added to the 200 OK,
+    /// not to delivery.
+    #[serde(default = "default_bounce_window_ms")]
+    pub bounce_window_ms: u64,
+    /// The XMPP `type` of messages stox sends: `chat` (default; what clients
+    /// thread and what carbons/MAM handle) or `normal` (RFC 7572 §5).
+    #[serde(default = "default_message_type")]
+    pub message_type: String,
+    /// Largest SIP MESSAGE sent over UDP (RFC 3261 §18.1.1: 1300 bytes);
+    /// larger ones go over TCP.
+    #[serde(default = "default_udp_max")]
+    pub udp_max_bytes: usize,
+}
+
+fn default_bounce_window_ms() -> u64 {
+    300
+}
+fn default_message_type() -> String {
+    "chat".to_string()
+}
+fn default_udp_max() -> usize {
+    1300
+}
+
+impl Default for MessagingConfig {
+    fn default() -> Self {
+        MessagingConfig {
+            bounce_window_ms: default_bounce_window_ms(),
+            message_type: default_message_type(),
+            udp_max_bytes: default_udp_max(),
+        }
+    }
+}
+
+/// A SIP transport a listener uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenTransport {
+    /// RFC 3261 §18 over UDP.
+    Udp,
+    /// RFC 3261 §18 over TCP.
+    Tcp,
+}
+
+/// One parsed `[sip] listen` entry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Listen {
+    /// Its transport.
+    pub transport: ListenTransport,
+    /// Its socket address.
+    pub addr: SocketAddr,
+}
+
+/// What is wrong with a configuration.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// TOML syntax error or unknown/missing key.
+    #[error("{path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// toml's message (it names the key and line).
+        message: String,
+    },
+    /// A value is syntactically fine but unusable.
+    #[error("{key}: {message}")]
+    Invalid {
+        /// The key, e.g. `sip.listen[1]`.
+        key: String,
+        /// Why.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and checks a file; applies `STOX_ADMIN_TOKEN`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let mut config = Config::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })?;
+        if let Ok(token) = std::env::var("STOX_ADMIN_TOKEN") {
+            if !token.is_empty() {
+                config.admin.token = token;
+            }
+        }
+        Ok(config)
+    }
+
+    /// Parses and checks TOML text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Validates values that parse but cannot work.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        check_domain("xmpp.component", &self.xmpp.component)?;
+        check_domain("xmpp.home_domain", &self.xmpp.home_domain)?;
+        if self
+            .xmpp
+            .component
+            .eq_ignore_ascii_case(&self.xmpp.home_domain)
+        {
+            return Err(invalid(
+                "xmpp.component",
+                "must differ from xmpp.home_domain (the component owns its own domain)",
+            ));
+        }
+        if self.xmpp.secret.is_empty() {
+            return Err(invalid("xmpp.secret", "must not be empty"));
+        }
+        if self
+            .xmpp
+            .server
+            .rsplit_once(':')
+            .is_none_or(|(h, p)| h.is_empty() || p.parse::<u16>().is_err())
+        {
+            return Err(invalid(
+                "xmpp.server",
+                format!("`{}` is not HOST:PORT", self.xmpp.server),
+            ));
+        }
+        if self.xmpp.keepalive_secs == 0 {
+            return Err(invalid("xmpp.keepalive_secs", "must be at least 1"));
+        }
+        if self.sip.listen.is_empty() {
+            return Err(invalid(
+                "sip.listen",
+                "needs at least one `udp:` or `tcp:` entry",
+            ));
+        }
+        self.listens()?;
+        if let Some(proxy) = &self.sip.outbound_proxy {
+            self.outbound_proxy_addr()
+                .map_err(|m| invalid("sip.outbound_proxy", format!("`{proxy}`: {m}")))?;
+        }
+        self.admin
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| invalid("admin.listen", format!("`{}`: {e}", self.admin.listen)))?;
+        if self.admin.token.trim().is_empty() {
+            return Err(invalid(
+                "admin.token",
+                "must not be empty (or set STOX_ADMIN_TOKEN)",
+            ));
+        }
+        if self.store.path.as_os_str().is_empty() {
+            return Err(invalid("store.path", "must not be empty"));
+        }
+        match self.messaging.message_type.as_str() {
+            "chat" | "normal" => {}
+            other => {
+                return Err(invalid(
+                    "messaging.message_type",
+                    format!("`{other}`: must be `chat` or `normal`"),
+                ))
+            }
+        }
+        if self.messaging.bounce_window_ms > 10_000 {
+            return Err(invalid(
+                "messaging.bounce_window_ms",
+                "at most 10000: SIP clients retransmit and time out (Timer F, 32 s)",
+            ));
+        }
+        if self.messaging.udp_max_bytes < 500 {
+            return Err(invalid("messaging.udp_max_bytes", "at least 500"));
+        }
+        Ok(())
+    }
+
+    /// The parsed `[sip] listen` entries.
+    pub fn listens(&self) -> Result<Vec<Listen>, ConfigError> {
+        self.sip
+            .listen
+            .iter()
+            .enumerate()
+            .map(|(i, entry)| {
+                parse_listen(entry)
+                    .map_err(|m| invalid(format!("sip.listen[{i}]"), format!("`{entry}`: {m}")))
+            })
+            .collect()
+    }
+
+    /// The outbound proxy as a socket address and transport, if configured.
+    pub fn outbound_proxy_addr(&self) -> Result<Option<(ListenTransport, SocketAddr)>, String> {
+        let Some(proxy) = &self.sip.outbound_proxy else {
+            return Ok(None);
+        };
+        let uri: stox_sip::uri::SipUri =
+            proxy.parse().map_err(|e| format!("not a SIP URI: {e}"))?;
+        let port = uri.port.unwrap_or(5060);
+        let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+        let ip: std::net::IpAddr = host.parse().map_err(|_| {
+            "the host must be an IP address (DNS lookup of the proxy is not supported yet)"
+                .to_string()
+        })?;
+        let transport = match uri.param("transport") {
+            Some(t) if t.eq_ignore_ascii_case("tcp") => ListenTransport::Tcp,
+            Some(t) if t.eq_ignore_ascii_case("udp") => ListenTransport::Udp,
+            None => ListenTransport::Udp,
+            Some(t) => return Err(format!("unsupported transport `{t}`")),
+        };
+        Ok(Some((transport, SocketAddr::new(ip, port))))
+    }
+
+    /// Keepalive interval of the component link.
+    pub fn keepalive(&self) -> Duration {
+        Duration::from_secs(self.xmpp.keepalive_secs)
+    }
+}
+
+fn parse_listen(entry: &str) -> Result<Listen, String> {
+    let (scheme, addr) = entry
+        .split_once(':')
+        .ok_or("expected `udp:ADDR:PORT` or `tcp:ADDR:PORT`")?;
+    let transport = match scheme.to_ascii_lowercase().as_str() {
+        "udp" => ListenTransport::Udp,
+        "tcp" => ListenTransport::Tcp,
+        other => {
+            return Err(format!(
+                "unknown transport `{other}` (udp and tcp are supported)"
+            ))
+        }
+    };
+    let addr: SocketAddr = addr.parse().map_err(|e| format!("bad address: {e}"))?;
+    Ok(Listen { transport, addr })
+}
+
+fn check_domain(key: &str, domain: &str) -> Result<(), ConfigError> {
+    let ok = !domain.is_empty()
+        && domain.len() <= 253
+        && !domain.contains(['@', '/', ' ', ':'])
+        && domain.split('.').all(|label| !label.is_empty());
+    if ok {
+        Ok(())
+    } else {
+        Err(invalid(key, format!("`{domain}` is not a domain name")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SAMPLE: &str = r#"
+[xmpp]
+component = "sip.localhost"
+server = "127.0.0.1:5347"
+secret = "componentsecret"
+home_domain = "localhost"
+[sip]
+listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]
+outbound_proxy = "sip:127.0.0.1:5080"
+[admin]
+listen = "127.0.0.1:8080"
+token = "change-me"
+[store]
+path = "./stox-data"
+"#;
+
+    #[test]
+    fn sample_parses_with_defaults() {
+        let c = Config::parse(SAMPLE).expect("sample config");
+        assert_eq!(c.xmpp.component, "sip.localhost");
+        assert_eq!(c.messaging.bounce_window_ms, 300);
+        assert_eq!(c.messaging.message_type, "chat");
+        let l = c.listens().expect("listens");
+        assert_eq!(l[0].transport, ListenTransport::Udp);
+        assert_eq!(l[1].transport, ListenTransport::Tcp);
+        assert_eq!(l[1].addr, "127.0.0.1:5060".parse().expect("addr"));
+        assert_eq!(
+            c.outbound_proxy_addr().expect("proxy"),
+            Some((
+                ListenTransport::Udp,
+                "127.0.0.1:5080".parse().expect("addr")
+            ))
+        );
+    }
+
+    #[test]
+    fn every_sample_config_in_the_repo_parses() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let mut n = 0;
+        for dir in ["examples", "docs"] {
+            let Ok(entries) = std::fs::read_dir(root.join(dir)) else {
+                continue;
+            };
+            for e in entries.flatten() {
+                let p = e.path();
+                if p.extension().is_some_and(|x| x == "toml") {
+                    let text = std::fs::read_to_string(&p).expect("read sample");
+                    Config::parse(&text).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+                    n += 1;
+                }
+            }
+        }
+        assert!(n >= 1, "no sample config found under examples/");
+    }
+
+    #[test]
+    fn unknown_key_is_an_error_naming_it() {
+        let text = SAMPLE.replace("[store]", "[store]\nbogus = 1");
+        let e = Config::parse(&text).expect_err("unknown key");
+        assert!(e.to_string().contains("bogus"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let cases = [
+            (
+                SAMPLE.replace("udp:127.0.0.1:5060\"", "sctp:127.0.0.1:5060\""),
+                "sip.listen[0]",
+            ),
+            (SAMPLE.replace("127.0.0.1:5347", "nowhere"), "xmpp.server"),
+            (
+                SAMPLE.replace("\"sip.localhost\"", "\"localhost\""),
+                "xmpp.component",
+            ),
+            (
+                SAMPLE.replace("127.0.0.1:8080", "localhost"),
+                "admin.listen",
+            ),
+            (
+                SAMPLE.replace("sip:127.0.0.1:5080", "http://x"),
+                "sip.outbound_proxy",
+            ),
+            (
+                SAMPLE.replace("token = \"change-me\"", "token = \" \""),
+                "admin.token",
+            ),
+            (
+                format!("{SAMPLE}\n[messaging]\nmessage_type = \"groupchat\"\n"),
+                "messaging.message_type",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(&text).expect_err(key);
+            assert!(e.to_string().starts_with(key), "{key}: {e}");
+        }
+    }
+
+    #[test]
+    fn missing_section_is_an_error() {
+        let text = SAMPLE.replace(
+            "[admin]\nlisten = \"127.0.0.1:8080\"\ntoken = \"change-me\"\n",
+            "",
+        );
+        let e = Config::parse(&text).expect_err("missing admin");
+        assert!(e.to_string().contains("admin"), "{e}");
+    }
+}

@@ -1,0 +1,770 @@
+//! The sans-IO gateway core: one value that takes SIP requests, SIP responses,
+//! stanzas, link events and `now` as inputs and yields SIP replies, SIP
+//! requests and stanzas as outputs (STYLE.md habit 1, the str0m shape).
+//!
+//! After every `handle_*` call, drain `poll_output()` until `None`, then sleep
+//! until `poll_timeout()`.
+//!
+//! # Messages SIP → XMPP and the bounce window (RFC 7572, RFC 7247 §7)
+//!
+//! A SIP MESSAGE becomes a `<message/>` at once. Its final response waits up to
+//! `bounce_window` (default 300 ms) for an XMPP error bounce with the same stanza
+//! id: Prosody bounces a message to a user that does not exist, or is offline
+//! without offline storage, within a few milliseconds, and the SIP sender then
+//! gets the RFC 7247 §7 mapped error instead of a 200 OK for a message that is
+//! lost. After the window without a bounce: 200 OK. The window delays only the
+//! 200 OK, never delivery, and never by more than the configured bound. A bounce
+//! from a remote XMPP domain slower than the window is logged and counted.
+//!
+//! # Nothing lost while the link is down
+//!
+//! Every translated message is first written to the durable outbox (sled). It
+//! leaves the outbox when its window closes or when its bounce is answered. When
+//! the component link drops, the SIP senders still waiting get `202 Accepted`
+//! (after an fsync of the outbox), and while it is down new MESSAGEs are stored
+//! and answered `202 Accepted`. When the link comes back, everything in the
+//! outbox is sent again, in order, with its original stanza id. A message that
+//! was written to a link that then died may thus arrive twice (at least once,
+//! never zero times); receivers can drop the duplicate by its id. A stox killed
+//! with SIGKILL resends its outbox at the next start.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use metrics::counter;
+use stox_mappings::{MappingStore, Outbox};
+use stox_sip::uri::{Scheme, SipUri};
+use stox_xmpp::disco::{self, GatewayInfo};
+use tracing::{debug, info, warn};
+use xmpp_parsers::jid::Jid;
+use xmpp_parsers::minidom::Element;
+use xmpp_parsers::stanza_error::DefinedCondition;
+
+use crate::sipmsg::{uri_of_name_addr, OutRequest, SipRequest, SipResponse, Transport};
+use crate::stanza;
+use crate::translate::address::Addresses;
+use crate::translate::{error as errmap, im};
+
+/// Identifies a SIP transaction between the core and the io layer.
+pub type TxId = u64;
+
+/// Why a client transaction produced no response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SendFailure {
+    /// RFC 3261 §17.1.2.2 Timer F fired.
+    Timeout,
+    /// The transport could not reach the next hop.
+    Transport(String),
+}
+
+/// What the io layer feeds the core.
+#[derive(Debug)]
+pub enum Input {
+    /// A new SIP server transaction; answer it with `Output::SipReply{tx}`.
+    SipRequest {
+        /// Its id.
+        tx: TxId,
+        /// The request.
+        req: SipRequest,
+    },
+    /// The final response (or failure) of a client transaction stox started.
+    SipResponse {
+        /// The id given in `Output::SipSend`.
+        tx: TxId,
+        /// The outcome.
+        result: Result<SipResponse, SendFailure>,
+    },
+    /// A stanza from the component link.
+    Stanza(Element),
+    /// The component link is up (after connect or reconnect).
+    LinkUp,
+    /// The component link is down.
+    LinkDown,
+}
+
+/// What the core asks the io layer to do.
+#[derive(Debug)]
+pub enum Output {
+    /// Send the final response of server transaction `tx`.
+    SipReply {
+        /// Which transaction.
+        tx: TxId,
+        /// Status code.
+        code: u16,
+        /// Extra headers (Accept, Allow, Retry-After, ...).
+        headers: Vec<(String, String)>,
+    },
+    /// Start a client transaction; its outcome comes back as `Input::SipResponse`.
+    SipSend {
+        /// Id for the outcome.
+        tx: TxId,
+        /// The request.
+        req: OutRequest,
+        /// The transport to use (TCP when the request is too large for UDP).
+        transport: Transport,
+    },
+    /// Send a stanza on the component link.
+    Stanza(Element),
+}
+
+/// Core settings taken from the config.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Home XMPP domain H.
+    pub home: String,
+    /// Component domain C.
+    pub component: String,
+    /// RFC 7572 message type stox writes (`chat` or `normal`).
+    pub message_type: String,
+    /// How long a MESSAGE's 200 waits for an XMPP bounce.
+    pub bounce_window: Duration,
+    /// RFC 3261 §18.1.1 limit for UDP.
+    pub udp_max_bytes: usize,
+    /// Transport of the next hop when the message fits in UDP.
+    pub default_transport: Transport,
+    /// A wall-clock reading and the `Instant` it was taken at: the core turns
+    /// `now` into dates (IMDN `datetime`) without reading the clock itself.
+    pub epoch: (Instant, SystemTime),
+}
+
+struct PendingIn {
+    tx: Option<TxId>,
+    seq: u64,
+    deadline: Instant,
+}
+
+struct PendingOut {
+    stanza: Element,
+    forced_tcp: bool,
+}
+
+/// RFC 3428 §4 methods stox accepts.
+const ALLOW: &str = "MESSAGE, OPTIONS";
+
+/// The gateway: all protocol state, no I/O.
+pub struct Gateway {
+    settings: Settings,
+    addresses: Addresses,
+    mappings: Arc<dyn MappingStore>,
+    outbox: Arc<dyn Outbox>,
+    info: GatewayInfo,
+    link_up: bool,
+    pending_in: HashMap<String, PendingIn>,
+    window: VecDeque<(Instant, String)>,
+    pending_out: HashMap<TxId, PendingOut>,
+    outputs: VecDeque<Output>,
+    id_prefix: String,
+    next_id: u64,
+    next_tx: TxId,
+}
+
+impl Gateway {
+    /// A gateway over the given stores. `id_seed` makes stanza ids unique per
+    /// process (pass something random).
+    pub fn new(
+        settings: Settings,
+        mappings: Arc<dyn MappingStore>,
+        outbox: Arc<dyn Outbox>,
+        id_seed: u64,
+    ) -> Result<Gateway, crate::translate::address::AddressError> {
+        let addresses = Addresses::new(&settings.home, &settings.component)?;
+        let info = GatewayInfo {
+            component: settings.component.clone(),
+            name: "stox SIP gateway".to_string(),
+        };
+        Ok(Gateway {
+            settings,
+            addresses,
+            mappings,
+            outbox,
+            info,
+            link_up: false,
+            pending_in: HashMap::new(),
+            window: VecDeque::new(),
+            pending_out: HashMap::new(),
+            outputs: VecDeque::new(),
+            id_prefix: format!("stox-{id_seed:016x}-"),
+            next_id: 0,
+            // Client transaction ids count down from the top so they never
+            // collide with the io layer's server ids.
+            next_tx: u64::MAX,
+        })
+    }
+
+    /// Whether the core believes the component link is up.
+    pub fn link_up(&self) -> bool {
+        self.link_up
+    }
+
+    /// Messages waiting in the durable outbox.
+    pub fn outbox_len(&self) -> usize {
+        self.outbox.len().unwrap_or(0)
+    }
+
+    /// Feeds one input.
+    pub fn handle_input(&mut self, now: Instant, input: Input) {
+        match input {
+            Input::SipRequest { tx, req } => self.on_sip_request(now, tx, req),
+            Input::SipResponse { tx, result } => self.on_sip_response(tx, result),
+            Input::Stanza(s) => self.on_stanza(now, s),
+            Input::LinkUp => self.on_link_up(now),
+            Input::LinkDown => self.on_link_down(),
+        }
+        self.handle_timeout(now);
+    }
+
+    /// Runs what is due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some((deadline, _)) = self.window.front() {
+            if *deadline > now {
+                break;
+            }
+            let Some((deadline, id)) = self.window.pop_front() else {
+                break;
+            };
+            let due = matches!(self.pending_in.get(&id), Some(p) if p.deadline == deadline);
+            if !due {
+                continue;
+            }
+            if let Some(p) = self.pending_in.remove(&id) {
+                self.outbox_remove(p.seq);
+                if let Some(tx) = p.tx {
+                    self.reply(tx, 200, vec![]);
+                }
+            }
+        }
+    }
+
+    /// The next output, if any.
+    #[must_use]
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// When `handle_timeout` must be called next.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.window.front().map(|(d, _)| *d)
+    }
+
+    fn reply(&mut self, tx: TxId, code: u16, headers: Vec<(String, String)>) {
+        counter!("stox_sip_responses_sent_total", "code" => code.to_string()).increment(1);
+        self.outputs
+            .push_back(Output::SipReply { tx, code, headers });
+    }
+
+    fn outbox_remove(&mut self, seq: u64) {
+        if let Err(e) = self.outbox.remove(seq) {
+            warn!(seq, error = %e, "outbox remove failed");
+        }
+    }
+
+    fn fresh_id(&mut self) -> String {
+        self.next_id += 1;
+        format!("{}{}", self.id_prefix, self.next_id)
+    }
+
+    // ---------------------------------------------------------------- SIP in
+
+    fn on_sip_request(&mut self, now: Instant, tx: TxId, req: SipRequest) {
+        counter!("stox_sip_requests_received_total", "method" => req.method.clone()).increment(1);
+        match req.method.as_str() {
+            "MESSAGE" => self.on_sip_message(now, tx, req),
+            "OPTIONS" => self.reply(
+                tx,
+                200,
+                vec![
+                    ("Allow".into(), ALLOW.into()),
+                    ("Accept".into(), im::ACCEPT.into()),
+                ],
+            ),
+            _ => self.reply(tx, 405, vec![("Allow".into(), ALLOW.into())]),
+        }
+    }
+
+    /// Resolves the Request-URI of a MESSAGE to a JID (explicit mapping first).
+    fn sip_target(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
+        // RFC 3261 §16.3 / RFC 5393: loop defence.
+        if let Some(mf) = req.header("Max-Forwards") {
+            match mf.parse::<u32>() {
+                Ok(0) => return Err((483, "Max-Forwards is 0".into())),
+                Ok(_) => {}
+                Err(_) => return Err((400, format!("bad Max-Forwards `{mf}`"))),
+            }
+        }
+        let uri: SipUri = req
+            .uri
+            .parse()
+            .map_err(|e| (400, format!("bad Request-URI: {e}")))?;
+        if uri.scheme == Scheme::Sips {
+            // RFC 7247 §8: a SIPS URI is never translated to XMPP.
+            return Err((
+                416,
+                "SIPS URIs are not translated to XMPP (RFC 7247 §8)".into(),
+            ));
+        }
+        let aor = aor_string(&uri);
+        if let Ok(Some(m)) = self.mappings.by_sip(&aor) {
+            if let Ok(jid) = m.jid.parse::<Jid>() {
+                return Ok(jid);
+            }
+        }
+        let jid = self
+            .addresses
+            .sip_target_to_jid(&uri)
+            .map_err(|e| (404, format!("no XMPP address for {aor}: {e}")))?;
+        if jid.domain().as_str() == self.settings.component {
+            // A SIP user of stox's own registrar: not available before the
+            // registrar exists (issue 5).
+            return Err((404, format!("{jid} is not a registered SIP user")));
+        }
+        Ok(jid)
+    }
+
+    fn sip_sender(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
+        let from = req
+            .header("From")
+            .ok_or((400, "no From header".to_string()))?;
+        let uri: SipUri = uri_of_name_addr(from)
+            .parse()
+            .map_err(|e| (400, format!("bad From URI: {e}")))?;
+        if uri.scheme == Scheme::Sips {
+            return Err((
+                416,
+                "SIPS URIs are not translated to XMPP (RFC 7247 §8)".into(),
+            ));
+        }
+        if let Ok(Some(m)) = self.mappings.by_sip(&aor_string(&uri)) {
+            if let Ok(jid) = m.jid.parse::<Jid>() {
+                if jid.domain().as_str() == self.settings.component {
+                    return Ok(match uri.gr() {
+                        Some(gr) => jid
+                            .to_bare()
+                            .with_resource_str(gr)
+                            .map(Jid::from)
+                            .unwrap_or(jid),
+                        None => jid,
+                    });
+                }
+            }
+        }
+        self.addresses
+            .sip_sender_to_jid(&uri)
+            .map_err(|e| (400, format!("From has no XMPP form: {e}")))
+    }
+
+    fn on_sip_message(&mut self, now: Instant, tx: TxId, req: SipRequest) {
+        let to = match self.sip_target(&req) {
+            Ok(j) => j,
+            Err((code, why)) => {
+                info!(code, %why, "MESSAGE rejected");
+                counter!("stox_messages_rejected_total", "direction" => "sip_to_xmpp", "code" => code.to_string()).increment(1);
+                return self.reply(tx, code, vec![]);
+            }
+        };
+        let from = match self.sip_sender(&req) {
+            Ok(j) => j,
+            Err((code, why)) => {
+                info!(code, %why, "MESSAGE rejected");
+                counter!("stox_messages_rejected_total", "direction" => "sip_to_xmpp", "code" => code.to_string()).increment(1);
+                return self.reply(tx, code, vec![]);
+            }
+        };
+        let id = self.fresh_id();
+        let stanza = match im::sip_to_stanza(
+            &req,
+            from.as_str(),
+            to.as_str(),
+            &id,
+            &self.settings.message_type,
+        ) {
+            Ok(Some(s)) => s,
+            Ok(None) => return self.reply(tx, 200, vec![]),
+            Err(r) => {
+                info!(code = r.code, reason = %r.reason, "MESSAGE rejected");
+                counter!("stox_messages_rejected_total", "direction" => "sip_to_xmpp", "code" => r.code.to_string()).increment(1);
+                let headers = if r.code == 415 {
+                    vec![("Accept".into(), im::ACCEPT.into())]
+                } else {
+                    vec![]
+                };
+                return self.reply(tx, r.code, headers);
+            }
+        };
+        // The stanza id may be the sender's IMDN Message-ID; never let two
+        // pending messages share an id.
+        let stanza = if self
+            .pending_in
+            .contains_key(stanza.attr("id").unwrap_or_default())
+        {
+            let mut s = stanza;
+            s.set_attr(
+                xmpp_parsers::minidom::rxml::Namespace::NONE,
+                xmpp_parsers::minidom::rxml::xml_ncname!("id").into(),
+                id.clone(),
+            );
+            s
+        } else {
+            stanza
+        };
+        let sid = stanza.attr("id").unwrap_or_default().to_string();
+        let seq = match self.outbox.push(stanza::to_string(&stanza).as_bytes()) {
+            Ok(seq) => seq,
+            Err(e) => {
+                warn!(error = %e, "outbox push failed; answering 500");
+                return self.reply(tx, 500, vec![]);
+            }
+        };
+        counter!("stox_messages_total", "direction" => "sip_to_xmpp").increment(1);
+        if !self.link_up {
+            // Stored durably, delivered in order after reconnect.
+            if let Err(e) = self.outbox.flush() {
+                warn!(error = %e, "outbox flush failed; answering 503");
+                self.outbox_remove(seq);
+                return self.reply(tx, 503, vec![("Retry-After".into(), "5".into())]);
+            }
+            counter!("stox_messages_queued_total").increment(1);
+            return self.reply(tx, 202, vec![]);
+        }
+        debug!(id = %sid, %from, %to, "SIP MESSAGE → XMPP");
+        self.outputs.push_back(Output::Stanza(stanza));
+        self.track_in(now, sid, Some(tx), seq);
+    }
+
+    fn track_in(&mut self, now: Instant, id: String, tx: Option<TxId>, seq: u64) {
+        let deadline = now + self.settings.bounce_window;
+        self.window.push_back((deadline, id.clone()));
+        self.pending_in.insert(id, PendingIn { tx, seq, deadline });
+    }
+
+    // --------------------------------------------------------------- link
+
+    fn on_link_down(&mut self) {
+        if !self.link_up {
+            return;
+        }
+        self.link_up = false;
+        warn!(
+            pending = self.pending_in.len(),
+            "XMPP link down: messages are stored until it is back"
+        );
+        let waiting: Vec<TxId> = self.pending_in.values().filter_map(|p| p.tx).collect();
+        if !waiting.is_empty() {
+            let flushed = self.outbox.flush().is_ok();
+            for tx in waiting {
+                // In the outbox: they are resent after reconnect.
+                self.reply(tx, if flushed { 202 } else { 503 }, vec![]);
+            }
+        }
+        self.pending_in.clear();
+        self.window.clear();
+    }
+
+    fn on_link_up(&mut self, now: Instant) {
+        self.link_up = true;
+        let pending = match self.outbox.pending() {
+            Ok(p) => p,
+            Err(e) => {
+                warn!(error = %e, "cannot read the outbox");
+                return;
+            }
+        };
+        if !pending.is_empty() {
+            info!(
+                count = pending.len(),
+                "XMPP link up: resending stored messages in order"
+            );
+        }
+        for (seq, bytes) in pending {
+            let parsed = std::str::from_utf8(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<Element>().ok());
+            let Some(stanza) = parsed else {
+                warn!(seq, "dropping an unreadable outbox entry");
+                self.outbox_remove(seq);
+                continue;
+            };
+            let id = stanza.attr("id").unwrap_or_default().to_string();
+            counter!("stox_messages_resent_total").increment(1);
+            self.outputs.push_back(Output::Stanza(stanza));
+            self.track_in(now, id, None, seq);
+        }
+    }
+
+    // ------------------------------------------------------------ XMPP in
+
+    fn on_stanza(&mut self, now: Instant, s: Element) {
+        match s.name() {
+            "iq" => self.on_iq(s),
+            "message" => self.on_message(now, s),
+            _ => {}
+        }
+    }
+
+    fn on_iq(&mut self, iq: Element) {
+        let addresses = &self.addresses;
+        let escape = |prompt: &str| -> Option<String> {
+            let text = prompt.trim();
+            let text = if text.starts_with("sip:") || text.starts_with("sips:") {
+                text.to_string()
+            } else {
+                format!("sip:{text}")
+            };
+            let uri: SipUri = text.parse().ok()?;
+            if uri.scheme == Scheme::Sips {
+                return None;
+            }
+            addresses
+                .sip_sender_to_jid(&uri)
+                .ok()
+                .map(|j| j.to_bare().to_string())
+        };
+        if let Some(answer) = disco::answer_iq(&self.info, &iq, escape) {
+            self.outputs.push_back(Output::Stanza(answer));
+        }
+    }
+
+    fn bounce(&mut self, original: &Element, cond: DefinedCondition, text: &str) {
+        if original.attr("type") == Some("error") {
+            return; // RFC 6120 §8.1: never answer an error with an error.
+        }
+        counter!("stox_errors_total", "direction" => "xmpp_to_sip", "condition" => errmap::condition_name(&cond)).increment(1);
+        self.outputs.push_back(Output::Stanza(stanza::error_reply(
+            original,
+            &cond,
+            Some(text),
+        )));
+    }
+
+    fn on_message(&mut self, now: Instant, msg: Element) {
+        if msg.attr("type") == Some("error") {
+            return self.on_message_error(msg);
+        }
+        let Some(to) = msg.attr("to").and_then(|t| t.parse::<Jid>().ok()) else {
+            return self.bounce(&msg, DefinedCondition::JidMalformed, "bad to address");
+        };
+        let Some(from) = msg.attr("from").and_then(|t| t.parse::<Jid>().ok()) else {
+            return; // the server always stamps from; nothing to answer to
+        };
+        if to.node().is_none() {
+            return self.bounce(
+                &msg,
+                DefinedCondition::ServiceUnavailable,
+                "the gateway itself takes no messages; write to a contact address",
+            );
+        }
+        if msg.attr("type") == Some("groupchat") {
+            return self.bounce(
+                &msg,
+                DefinedCondition::NotAcceptable,
+                "groupchat is not translated",
+            );
+        }
+        let target = match self.mappings.by_jid(to.to_bare().as_str()) {
+            Ok(Some(m)) => m.sip.parse::<SipUri>().map_err(|e| e.to_string()),
+            _ => self
+                .addresses
+                .jid_target_to_sip(&to)
+                .map_err(|e| e.to_string()),
+        };
+        let target = match target {
+            Ok(t) => t,
+            Err(why) => {
+                let cond = match self.addresses.jid_target_to_sip(&to) {
+                    Err(e) => e.condition(),
+                    Ok(_) => DefinedCondition::ItemNotFound,
+                };
+                return self.bounce(&msg, cond, &why);
+            }
+        };
+        let sender = match self.mappings.by_jid(from.to_bare().as_str()) {
+            Ok(Some(m)) => m.sip.parse::<SipUri>().map_err(|e| e.to_string()),
+            _ => self
+                .addresses
+                .jid_sender_to_sip(&from)
+                .map_err(|e| e.to_string()),
+        };
+        let sender = match sender {
+            Ok(s) => s,
+            Err(why) => return self.bounce(&msg, DefinedCondition::JidMalformed, &why),
+        };
+        let (t0, wall0) = self.settings.epoch;
+        let wall = wall0 + now.saturating_duration_since(t0);
+        let content = match im::stanza_to_sip(&msg, &rfc3339(wall)) {
+            Ok(Some(c)) => c,
+            Ok(None) => return,
+            Err(r) => return self.bounce(&msg, r.condition, &r.text),
+        };
+        let mut headers = Vec::new();
+        if let Some(s) = &content.subject {
+            headers.push(("Subject".to_string(), one_line(s)));
+        }
+        if let Some(l) = &content.lang {
+            headers.push(("Content-Language".to_string(), one_line(l)));
+        }
+        headers.push(("Max-Forwards".to_string(), "70".to_string()));
+        let req = OutRequest {
+            method: "MESSAGE".into(),
+            uri: target.to_string(),
+            from: sender.to_string(),
+            to: target.to_string(),
+            call_id: content
+                .thread
+                .as_deref()
+                .map(one_line)
+                .filter(|c| is_call_id(c)),
+            headers,
+            content_type: Some(content.content_type),
+            body: content.body,
+        };
+        // RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1300
+        // bytes) must go over a congestion-controlled transport.
+        let estimate = estimate_size(&req);
+        let (transport, forced_tcp) = if self.settings.default_transport == Transport::Udp
+            && estimate > self.settings.udp_max_bytes
+        {
+            (Transport::Tcp, true)
+        } else {
+            (self.settings.default_transport, false)
+        };
+        let tx = self.next_tx;
+        self.next_tx -= 1;
+        counter!("stox_messages_total", "direction" => "xmpp_to_sip").increment(1);
+        debug!(tx, %from, %target, size = estimate, ?transport, "XMPP message → SIP MESSAGE");
+        self.pending_out.insert(
+            tx,
+            PendingOut {
+                stanza: msg,
+                forced_tcp,
+            },
+        );
+        self.outputs
+            .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    fn on_message_error(&mut self, msg: Element) {
+        let Some(id) = msg.attr("id") else { return };
+        let (cond, text) = stanza::error_of(&msg).unwrap_or((None, None));
+        let cond = cond.unwrap_or(DefinedCondition::UndefinedCondition);
+        let Some(p) = self.pending_in.remove(id) else {
+            debug!(%id, "error bounce for no pending message (late or unknown)");
+            counter!("stox_late_bounces_total").increment(1);
+            return;
+        };
+        self.outbox_remove(p.seq);
+        // RFC 7247 §7: a bounce about a bare JID concerns all of the user's
+        // endpoints (6xx); about a full JID, one endpoint (4xx).
+        let to_full = msg
+            .attr("from")
+            .and_then(|f| f.parse::<Jid>().ok())
+            .is_some_and(|j| j.resource().is_some());
+        let code = errmap::xmpp_to_sip(&cond, to_full, false);
+        info!(%id, condition = errmap::condition_name(&cond), code, text = text.as_deref().unwrap_or(""), "XMPP bounce → SIP error");
+        counter!("stox_errors_total", "direction" => "sip_to_xmpp", "condition" => errmap::condition_name(&cond)).increment(1);
+        if let Some(tx) = p.tx {
+            let mut headers = vec![];
+            if let Some(t) = text.filter(|t| !t.is_empty()) {
+                // The Reason-Phrase cannot be set through the stack; carry the
+                // XMPP <text/> in a Warning (RFC 3261 §20.43, code 399 misc).
+                headers.push((
+                    "Warning".into(),
+                    format!("399 stox \"{}\"", t.replace(['"', '\\', '\r', '\n'], " ")),
+                ));
+            }
+            self.reply(tx, code, headers);
+        }
+    }
+
+    // ----------------------------------------------------------- SIP back
+
+    fn on_sip_response(&mut self, tx: TxId, result: Result<SipResponse, SendFailure>) {
+        let Some(p) = self.pending_out.remove(&tx) else {
+            return;
+        };
+        let (cond, text) = match result {
+            Ok(r) if (200..300).contains(&r.code) => return,
+            Ok(r) if r.code < 200 => return,
+            Ok(r) => {
+                info!(code = r.code, reason = %r.reason, "SIP MESSAGE failed");
+                counter!("stox_errors_total", "direction" => "sip_response", "code" => r.code.to_string()).increment(1);
+                (errmap::sip_to_xmpp(r.code), r.reason)
+            }
+            Err(SendFailure::Timeout) => (
+                DefinedCondition::RemoteServerTimeout,
+                "no response from the SIP side (timer F)".to_string(),
+            ),
+            Err(SendFailure::Transport(why)) if p.forced_tcp => (
+                DefinedCondition::PolicyViolation,
+                format!("message too large for UDP (RFC 3261 §18.1.1) and no TCP path: {why}"),
+            ),
+            Err(SendFailure::Transport(why)) => (DefinedCondition::RemoteServerNotFound, why),
+        };
+        self.bounce(&p.stanza, cond, &text);
+    }
+}
+
+/// RFC 3339 UTC date-time of a wall-clock time (no leap seconds, as Unix time).
+fn rfc3339(t: SystemTime) -> String {
+    let secs = t
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // H. Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// The AOR of a URI as the store keys it: scheme, user, host, port, no parameters.
+fn aor_string(uri: &SipUri) -> String {
+    let mut u = uri.clone();
+    u.params.clear();
+    u.to_string()
+}
+
+fn one_line(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+/// RFC 3261 §25.1: `callid = word [ "@" word ]`.
+fn is_call_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 200
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-.!%*_+`'~()<>:\\\"/[]?{}@".contains(c))
+        && s.matches('@').count() <= 1
+}
+
+/// The size of the request on the wire, within a few bytes: the headers the
+/// io layer adds (Via, tags, CSeq, Contact...) take about 350 bytes.
+fn estimate_size(req: &OutRequest) -> usize {
+    let headers: usize = req.headers.iter().map(|(n, v)| n.len() + v.len() + 4).sum();
+    350 + req.uri.len() * 2
+        + req.from.len()
+        + req.to.len()
+        + req.call_id.as_ref().map_or(60, |c| c.len() + 12)
+        + req.content_type.as_ref().map_or(0, |c| c.len() + 16)
+        + headers
+        + req.body.len()
+}
+
+#[cfg(test)]
+mod tests;

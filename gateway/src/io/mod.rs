@@ -1,0 +1,445 @@
+//! The only socket and tokio code of the gateway: it owns the `Gateway` value
+//! in one event loop (ARCHITECTURE.md "Data flow"), turns SIP transactions,
+//! stanzas and link events into `Input`s, and executes the `Output`s.
+
+pub mod badsip;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rsipstack::sip::{Header, SipMessage};
+use rsipstack::transaction::key::{TransactionKey, TransactionRole};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::{SipAddr, SipConnection, TransportLayer};
+use rsipstack::EndpointBuilder;
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, warn};
+
+use crate::config::{Config, ListenTransport};
+use crate::core::{Gateway, Input, Output, SendFailure, Settings, TxId};
+use crate::sipmsg::{OutRequest, SipRequest, SipResponse, Transport};
+
+/// A final response decided by the core for a server transaction.
+struct Reply {
+    code: u16,
+    headers: Vec<(String, String)>,
+}
+
+enum Event {
+    Sip(Box<Transaction>),
+    Response(TxId, Result<SipResponse, SendFailure>),
+}
+
+/// Everything the client-transaction tasks need.
+#[derive(Clone)]
+struct Sender {
+    endpoint: Arc<rsipstack::transaction::endpoint::EndpointInner>,
+    udp_local: Option<SocketAddr>,
+    tcp_local: Option<SocketAddr>,
+    proxy: Option<SocketAddr>,
+    events: mpsc::UnboundedSender<Event>,
+}
+
+/// Runs the daemon until SIGINT/SIGTERM.
+pub async fn run(config: Config) -> anyhow::Result<()> {
+    // rsipstack builds rustls with ring; tokio-xmpp may bring aws-lc-rs:
+    // one process-wide provider (ARCHITECTURE.md dependencies).
+    let _ = rustls::crypto::ring::default_provider().install_default();
+
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .install_recorder()
+        .context("installing the Prometheus recorder")?;
+    crate::metrics::describe();
+
+    std::fs::create_dir_all(&config.store.path)
+        .with_context(|| format!("creating store directory {}", config.store.path.display()))?;
+    let store = stox_mappings::Store::open_sled(&config.store.path)
+        .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
+
+    let cancel = CancellationToken::new();
+    let transport_layer = TransportLayer::new(cancel.clone());
+    let mut udp_local = None;
+    let mut tcp_local = None;
+    for listen in config.listens()? {
+        match listen.transport {
+            ListenTransport::Udp => {
+                let socket = bind_udp(listen.addr)
+                    .with_context(|| format!("binding SIP UDP {}", listen.addr))?;
+                let local = socket.local_addr()?;
+                let conn = rsipstack::transport::udp::UdpConnection::from_socket(
+                    Arc::new(badsip::GuardedUdp::new(socket)),
+                    None,
+                    Some(cancel.child_token()),
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP UDP {}: {e}", listen.addr))?;
+                transport_layer.add_transport(conn.into());
+                udp_local.get_or_insert(local);
+                info!(%local, "SIP listening on UDP");
+            }
+            ListenTransport::Tcp => {
+                let conn = rsipstack::transport::TcpListenerConnection::new(listen.addr, None)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("SIP TCP {}: {e}", listen.addr))?;
+                transport_layer.add_transport(conn.into());
+                tcp_local.get_or_insert(listen.addr);
+                info!(local = %listen.addr, "SIP listening on TCP");
+            }
+        }
+    }
+    let endpoint = EndpointBuilder::new()
+        .with_user_agent(concat!("stox/", env!("CARGO_PKG_VERSION")))
+        .with_transport_layer(transport_layer)
+        .with_cancel_token(cancel.clone())
+        .with_allows(vec![
+            rsipstack::sip::Method::Message,
+            rsipstack::sip::Method::Options,
+        ])
+        .build();
+    let mut incoming = endpoint
+        .incoming_transactions()
+        .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
+    let endpoint_inner = endpoint.inner.clone();
+    tokio::spawn(async move { endpoint.serve().await });
+
+    let proxy = config
+        .outbound_proxy_addr()
+        .map_err(|e| anyhow::anyhow!("sip.outbound_proxy: {e}"))?;
+    let default_transport = match proxy {
+        Some((ListenTransport::Tcp, _)) => Transport::Tcp,
+        _ if udp_local.is_none() => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+
+    let (link, mut link_events) = stox_xmpp::link::spawn(stox_xmpp::link::LinkConfig {
+        server: config.xmpp.server.clone(),
+        component: config.xmpp.component.clone(),
+        secret: config.xmpp.secret.clone(),
+        keepalive: config.keepalive(),
+        backoff_initial: Duration::from_millis(250),
+        backoff_max: Duration::from_secs(config.xmpp.reconnect_max_secs),
+        conflict_backoff: Duration::from_secs(10),
+        ping_to: None,
+    });
+
+    let link_up = Arc::new(AtomicBool::new(false));
+    let admin_listen: SocketAddr = config.admin.listen.parse()?;
+    let admin = crate::admin::router(crate::admin::AdminState {
+        token: config.admin.token.clone(),
+        store: store.clone(),
+        link_up: link_up.clone(),
+        metrics,
+    });
+    let listener = tokio::net::TcpListener::bind(admin_listen)
+        .await
+        .with_context(|| format!("binding the admin API on {admin_listen}"))?;
+    info!(listen = %admin_listen, "admin API listening");
+    let admin_cancel = cancel.clone();
+    tokio::spawn(async move {
+        let r = axum::serve(listener, admin)
+            .with_graceful_shutdown(async move { admin_cancel.cancelled().await })
+            .await;
+        if let Err(e) = r {
+            warn!(error = %e, "admin API stopped");
+        }
+    });
+
+    let settings = Settings {
+        home: config.xmpp.home_domain.clone(),
+        component: config.xmpp.component.clone(),
+        message_type: config.messaging.message_type.clone(),
+        bounce_window: Duration::from_millis(config.messaging.bounce_window_ms),
+        udp_max_bytes: config.messaging.udp_max_bytes,
+        default_transport,
+        epoch: (Instant::now(), std::time::SystemTime::now()),
+    };
+    let seed =
+        u64::from_str_radix(&uuid::Uuid::new_v4().simple().to_string()[..16], 16).unwrap_or(1);
+    let mut gateway = Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), seed)
+        .map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
+
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let sender = Sender {
+        endpoint: endpoint_inner,
+        udp_local,
+        tcp_local,
+        proxy: proxy.map(|(_, a)| a),
+        events: events_tx.clone(),
+    };
+    // Server transactions come in on their own task so that the loop below
+    // only ever sees whole requests.
+    let sip_events = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(tx) = incoming.recv().await {
+            if sip_events.send(Event::Sip(Box::new(tx))).is_err() {
+                break;
+            }
+        }
+    });
+
+    let mut replies: HashMap<TxId, oneshot::Sender<Reply>> = HashMap::new();
+    let mut next_server_tx: TxId = 1;
+    let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    info!(component = %config.xmpp.component, home = %config.xmpp.home_domain, "stox running");
+    loop {
+        let timeout = gateway.poll_timeout();
+        tokio::select! {
+            ev = events.recv() => {
+                let Some(ev) = ev else { break };
+                let now = Instant::now();
+                match ev {
+                    Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx),
+                    Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
+                }
+                // Drain whatever else is already queued before the outputs.
+                while let Ok(ev) = events.try_recv() {
+                    match ev {
+                        Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx),
+                        Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
+                    }
+                }
+            }
+            ev = link_events.recv() => {
+                let Some(ev) = ev else { break };
+                let now = Instant::now();
+                let mut next = Some(ev);
+                while let Some(ev) = next.take() {
+                    match ev {
+                        stox_xmpp::link::LinkEvent::Up => {
+                            link_up.store(true, Ordering::Relaxed);
+                            metrics::gauge!("stox_xmpp_link_up").set(1.0);
+                            info!("XMPP component link up");
+                            gateway.handle_input(now, Input::LinkUp);
+                        }
+                        stox_xmpp::link::LinkEvent::Down { reason } => {
+                            link_up.store(false, Ordering::Relaxed);
+                            metrics::gauge!("stox_xmpp_link_up").set(0.0);
+                            warn!(%reason, "XMPP component link down");
+                            gateway.handle_input(now, Input::LinkDown);
+                        }
+                        stox_xmpp::link::LinkEvent::Stanza(s) => {
+                            metrics::counter!("stox_stanzas_received_total").increment(1);
+                            gateway.handle_input(now, Input::Stanza(s));
+                        }
+                    }
+                    next = link_events.try_recv().ok();
+                    // Bound the batch so SIP input is not starved.
+                    if next.is_none() { break; }
+                }
+            }
+            _ = sleep_until(timeout) => {
+                gateway.handle_timeout(Instant::now());
+            }
+            _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
+            _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
+        }
+        while let Some(out) = gateway.poll_output() {
+            match out {
+                Output::SipReply { tx, code, headers } => {
+                    if let Some(r) = replies.remove(&tx) {
+                        let _ = r.send(Reply { code, headers });
+                    }
+                }
+                Output::Stanza(s) => {
+                    metrics::counter!("stox_stanzas_sent_total").increment(1);
+                    if let Err(e) = link.send(s) {
+                        warn!(error = %e, "component link closed");
+                    }
+                }
+                Output::SipSend { tx, req, transport } => {
+                    let sender = sender.clone();
+                    tokio::spawn(async move {
+                        let result = send_request(&sender, req, transport).await;
+                        let _ = sender.events.send(Event::Response(tx, result));
+                    });
+                }
+            }
+        }
+    }
+    if let Err(e) = store.outbox.flush() {
+        warn!(error = %e, "final outbox flush failed");
+    }
+    cancel.cancel();
+    Ok(())
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d.into()).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
+    let domain = if addr.is_ipv6() {
+        socket2::Domain::IPV6
+    } else {
+        socket2::Domain::IPV4
+    };
+    let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
+    // Bursts of thousands of MESSAGEs per second overflow the default buffer.
+    let _ = socket.set_recv_buffer_size(8 << 20);
+    let _ = socket.set_send_buffer_size(8 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    tokio::net::UdpSocket::from_std(socket.into())
+}
+
+fn on_server_transaction(
+    gateway: &mut Gateway,
+    now: Instant,
+    mut tx: Transaction,
+    replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
+    next: &mut TxId,
+) {
+    let transport = match tx.connection.as_ref().map(|c| c.is_reliable()) {
+        Some(true) => Transport::Tcp,
+        _ => Transport::Udp,
+    };
+    let req = &tx.original;
+    let value = SipRequest {
+        method: req.method.to_string(),
+        uri: req.uri.to_string(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect(),
+        body: req.body.clone(),
+        transport,
+    };
+    let id = *next;
+    *next += 1;
+    let (reply_tx, reply_rx) = oneshot::channel::<Reply>();
+    replies.insert(id, reply_tx);
+    tokio::spawn(async move {
+        // The core answers every transaction; this bound only covers a bug.
+        let reply = tokio::time::timeout(Duration::from_secs(30), reply_rx).await;
+        let (code, headers) = match reply {
+            Ok(Ok(r)) => (r.code, r.headers),
+            _ => (500, vec![]),
+        };
+        let headers: Vec<Header> = headers
+            .into_iter()
+            .map(|(n, v)| Header::Other(n, v))
+            .collect();
+        if let Err(e) = tx.reply_with(code.into(), headers, None).await {
+            debug!(error = %e, "sending a SIP response failed");
+        }
+    });
+    gateway.handle_input(now, Input::SipRequest { tx: id, req: value });
+}
+
+fn random_token(n: usize) -> String {
+    let s = uuid::Uuid::new_v4().simple().to_string();
+    s[..n.min(s.len())].to_string()
+}
+
+/// Resolves where a request goes: the outbound proxy, else the Request-URI's host.
+async fn destination(
+    sender: &Sender,
+    uri: &stox_sip::uri::SipUri,
+) -> Result<SocketAddr, SendFailure> {
+    if let Some(p) = sender.proxy {
+        return Ok(p);
+    }
+    let host = uri.host.trim_start_matches('[').trim_end_matches(']');
+    let port = uri.port.unwrap_or(5060);
+    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
+        return Ok(SocketAddr::new(ip, port));
+    }
+    // RFC 3263 NAPTR/SRV comes with the transports issue; A/AAAA for now.
+    tokio::net::lookup_host((host, port))
+        .await
+        .map_err(|e| SendFailure::Transport(format!("cannot resolve {host}: {e}")))?
+        .next()
+        .ok_or_else(|| SendFailure::Transport(format!("{host} has no address")))
+}
+
+async fn send_request(
+    sender: &Sender,
+    req: OutRequest,
+    transport: Transport,
+) -> Result<SipResponse, SendFailure> {
+    let target: stox_sip::uri::SipUri = req
+        .uri
+        .parse()
+        .map_err(|e| SendFailure::Transport(format!("bad target URI: {e}")))?;
+    let dest = destination(sender, &target).await?;
+    let (local, proto, stack_transport) = match transport {
+        Transport::Udp => (sender.udp_local, "UDP", rsipstack::sip::Transport::Udp),
+        Transport::Tcp => (
+            sender.tcp_local.or(sender.udp_local),
+            "TCP",
+            rsipstack::sip::Transport::Tcp,
+        ),
+    };
+    let local =
+        local.ok_or_else(|| SendFailure::Transport(format!("no {proto} listener configured")))?;
+    let call_id = req
+        .call_id
+        .clone()
+        .unwrap_or_else(|| format!("{}@stox", uuid::Uuid::new_v4().simple()));
+    let mut text = format!(
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: <{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 {m}\r\n",
+        m = req.method,
+        uri = req.uri,
+        branch = random_token(20),
+        from = req.from,
+        tag = random_token(10),
+        to = req.to,
+    );
+    for (n, v) in &req.headers {
+        text.push_str(&format!("{n}: {v}\r\n"));
+    }
+    if let Some(ct) = &req.content_type {
+        text.push_str(&format!("Content-Type: {ct}\r\n"));
+    }
+    text.push_str(&format!("Content-Length: {}\r\n\r\n", req.body.len()));
+    let mut bytes = text.into_bytes();
+    bytes.extend_from_slice(&req.body);
+    let request = rsipstack::sip::Request::try_from(bytes.as_slice())
+        .map_err(|e| SendFailure::Transport(format!("building the request: {e}")))?;
+    let key = TransactionKey::from_request(&request, TransactionRole::Client)
+        .map_err(|e| SendFailure::Transport(e.to_string()))?;
+    let addr = SipAddr {
+        r#type: Some(stack_transport),
+        addr: dest.into(),
+    };
+    let mut tx = Transaction::new_client(key, request, sender.endpoint.clone(), None);
+    if transport == Transport::Tcp {
+        // Connect first, so that a peer without TCP fails now rather than
+        // after Timer F (32 s).
+        let (conn, resolved): (SipConnection, SipAddr) = sender
+            .endpoint
+            .transport_layer
+            .lookup(&addr, None)
+            .await
+            .map_err(|e| SendFailure::Transport(format!("TCP to {dest}: {e}")))?;
+        tx.connection = Some(conn);
+        tx.destination = Some(resolved);
+    } else {
+        tx.destination = Some(addr);
+    }
+    tx.send()
+        .await
+        .map_err(|e| SendFailure::Transport(format!("sending to {dest}: {e}")))?;
+    while let Some(msg) = tx.receive().await {
+        if let SipMessage::Response(resp) = msg {
+            let code = resp.status_code.code();
+            if code >= 200 {
+                let reason = resp
+                    .wire_reason
+                    .clone()
+                    .unwrap_or_else(|| resp.status_code.to_string());
+                return Ok(SipResponse { code, reason });
+            }
+        }
+    }
+    Err(SendFailure::Timeout)
+}

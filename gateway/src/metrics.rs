@@ -1,0 +1,58 @@
+//! Prometheus metric names (served on `GET /metrics`).
+//!
+//! Counters are incremented where things happen (core, io); this module only
+//! documents them once.
+
+use metrics::{describe_counter, describe_gauge};
+
+/// Registers descriptions of every metric stox exports.
+pub fn describe() {
+    describe_counter!(
+        "stox_messages_total",
+        "Messages translated, by direction (sip_to_xmpp, xmpp_to_sip)"
+    );
+    describe_counter!(
+        "stox_messages_rejected_total",
+        "SIP MESSAGEs refused before translation, by direction and SIP code"
+    );
+    describe_counter!(
+        "stox_messages_queued_total",
+        "SIP MESSAGEs stored in the outbox while the XMPP link was down"
+    );
+    describe_counter!(
+        "stox_messages_resent_total",
+        "Outbox messages sent again after the XMPP link came back"
+    );
+    describe_counter!(
+        "stox_errors_total",
+        "Errors mapped between SIP and XMPP (RFC 7247 §7), by direction, code and condition"
+    );
+    describe_counter!(
+        "stox_late_bounces_total",
+        "XMPP error bounces that arrived after the bounce window"
+    );
+    describe_counter!(
+        "stox_sip_requests_received_total",
+        "SIP requests received, by method"
+    );
+    describe_counter!(
+        "stox_sip_responses_sent_total",
+        "SIP final responses sent, by code"
+    );
+    describe_counter!(
+        "stox_sip_malformed_total",
+        "SIP datagrams the parser refused"
+    );
+    describe_counter!(
+        "stox_stanzas_received_total",
+        "Stanzas received on the component link"
+    );
+    describe_counter!(
+        "stox_stanzas_sent_total",
+        "Stanzas sent on the component link"
+    );
+    describe_gauge!(
+        "stox_xmpp_link_up",
+        "1 while the XEP-0114 component link is up"
+    );
+}
