@@ -6,6 +6,12 @@
 //! still carries the headers a response needs (Via, From, To, Call-ID, CSeq)
 //! gets `400 Bad Request` with a Warning that says what was wrong; the rest is
 //! dropped with a log line (there is nobody to answer).
+//!
+//! Over TCP the stack's framing (RFC 3261 §18.3, Content-Length) decides where
+//! a message ends; when a framed message does not parse, the byte stream can no
+//! longer be trusted and rsipstack closes the connection, which is what §18.3
+//! leaves to the implementation. The client sees the connection close at once
+//! rather than a silent timeout.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
