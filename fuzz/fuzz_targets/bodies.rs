@@ -1,0 +1,9 @@
+//! SIP body parsers: Content-Type, charsets, HTML, CPIM (RFC 3862), isComposing (RFC 3994), IMDN (RFC 5438).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(
+    init: stox_fuzz::checks::skip_open_bugs(std::env::var_os("STOX_FUZZ_SKIP_OPEN").is_some()),
+    |data: &[u8]| stox_fuzz::checks::bodies(data)
+);

@@ -1,0 +1,9 @@
+//! The sans-IO core over a byte-driven input sequence: one final reply per SIP request, nothing stuck in the outbox.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(
+    init: stox_fuzz::checks::skip_open_bugs(std::env::var_os("STOX_FUZZ_SKIP_OPEN").is_some()),
+    |data: &[u8]| stox_fuzz::checks::gateway_core(data)
+);

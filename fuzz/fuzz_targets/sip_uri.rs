@@ -1,0 +1,9 @@
+//! Arbitrary text as a SIP URI (RFC 3261 §19.1): no panic, Display then parse is the identity.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(
+    init: stox_fuzz::checks::skip_open_bugs(std::env::var_os("STOX_FUZZ_SKIP_OPEN").is_some()),
+    |data: &[u8]| stox_fuzz::checks::sip_uri(data)
+);

@@ -1,0 +1,9 @@
+//! RFC 7572 §4: any element (raw XML or a generated <message/>) through im::stanza_to_sip.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(
+    init: stox_fuzz::checks::skip_open_bugs(std::env::var_os("STOX_FUZZ_SKIP_OPEN").is_some()),
+    |data: &[u8]| stox_fuzz::checks::xmpp_to_sip(data)
+);
