@@ -38,6 +38,7 @@
 pub mod ports;
 pub mod process;
 pub mod prosody;
+pub mod scenarios;
 pub mod sip_raw;
 pub mod sipp;
 pub mod stox;
@@ -46,7 +47,7 @@ pub mod xmpp;
 pub use prosody::{Prosody, ProsodyOptions};
 pub use sipp::{SipMessage, Sipp, SippCommand, SippRun, Transport};
 pub use stox::Stox;
-pub use xmpp::{Stanza, XmppClient};
+pub use xmpp::{ClientOptions, Stanza, XmppClient};
 
 use std::path::PathBuf;
 
