@@ -12,10 +12,16 @@ JSON lines with the Rust harness (tests/src/xmpp.rs):
                       {"event": "error", "text": "..."}         auth failure etc.
                       {"event": "offline"}                      stream closed
 
+With --reconnect the helper does not exit when the stream closes (e.g. the server
+restarts): it reports "offline", connects again every 0.2 s until the server is
+back, and reports "online" again once the new session has started. Stanzas asked
+for while offline are sent after the new session starts.
+
 Every received <message/>, <presence/> and <iq/> is reported, including the
 ones slixmpp answers itself (disco, ping), so a test sees exactly what arrived.
 
 Usage: xmpp_client.py --jid alice@localhost/res --password pw --host 127.0.0.1 --port 5222
+                     [--priority N] [--reconnect] [--debug]
 """
 
 import argparse
@@ -29,6 +35,7 @@ import slixmpp
 from slixmpp.xmlstream import tostring
 
 STANZA_NAMES = {"message", "presence", "iq"}
+RECONNECT_DELAY = 0.2  # seconds between connection attempts with --reconnect
 
 
 def emit(obj):
@@ -38,9 +45,12 @@ def emit(obj):
 
 
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, priority):
+    def __init__(self, jid, password, priority, reconnect):
         super().__init__(jid, password)
         self.priority = priority
+        self.reconnect_on_loss = reconnect
+        self.quitting = False
+        self.server_address = None  # (host, port), set before the first connect
         self.online = False
         self.pending = []  # raw stanzas asked for before the session started
         self.register_plugin("xep_0030")  # disco, so disco#info queries get answers
@@ -73,11 +83,38 @@ class Client(slixmpp.ClientXMPP):
         self.disconnect()
 
     def on_connection_failed(self, event):
+        if self.reconnect_on_loss and not self.quitting:
+            # slixmpp would retry after 1, 3, 7... s; a restarting test server is back
+            # within a second, so retry at a steady short interval instead.
+            self.loop.call_later(RECONNECT_DELAY, self.reconnect_now)
+            return
         emit({"event": "error", "text": "connection failed: %s" % event})
 
     def on_disconnected(self, _event):
+        self.online = False
         emit({"event": "offline"})
-        self.loop.call_soon(self.loop.stop)
+        if self.reconnect_on_loss and not self.quitting:
+            self.loop.call_later(RECONNECT_DELAY, self.reconnect_now)
+        else:
+            self.loop.call_soon(self.loop.stop)
+
+    def connect_plain(self):
+        """Connect over plain TCP (no TLS) to self.server_address."""
+        self.connect(
+            address=self.server_address,
+            use_ssl=False,
+            force_starttls=False,
+            disable_starttls=True,
+        )
+
+    def reconnect_now(self):
+        if not self.quitting and self.transport is None:
+            # connect() cancels slixmpp's own pending (backed-off) attempt.
+            self.connect_plain()
+
+    def quit(self):
+        self.quitting = True
+        self.disconnect()
 
     def on_incoming(self, stanza):
         name = stanza.xml.tag.split("}")[-1]
@@ -104,7 +141,7 @@ def read_commands(client):
         elif cmd.get("cmd") == "quit":
             break
     # stdin closed or quit: the harness is done with us.
-    client.loop.call_soon_threadsafe(client.disconnect)
+    client.loop.call_soon_threadsafe(client.quit)
 
 
 def main():
@@ -114,6 +151,7 @@ def main():
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--priority", type=int, default=0)
+    parser.add_argument("--reconnect", action="store_true")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
@@ -123,13 +161,9 @@ def main():
     )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    client = Client(args.jid, args.password, args.priority)
-    client.connect(
-        address=(args.host, args.port),
-        use_ssl=False,
-        force_starttls=False,
-        disable_starttls=True,
-    )
+    client = Client(args.jid, args.password, args.priority, args.reconnect)
+    client.server_address = (args.host, args.port)
+    client.connect_plain()
     threading.Thread(target=read_commands, args=(client,), daemon=True).start()
     loop.run_forever()
 

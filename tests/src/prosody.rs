@@ -33,6 +33,9 @@ pub struct ProsodyOptions {
     pub offline: bool,
     /// Load `mod_websocket` (and `mod_http`) on the http port, for StanzaJS peers.
     pub websocket: bool,
+    /// Lowest level written to `prosody.log` (`"debug"`; the benchmark uses `"warn"`:
+    /// debug logging of every stanza costs Prosody more CPU than routing it).
+    pub log_level: String,
 }
 
 impl Default for ProsodyOptions {
@@ -47,6 +50,7 @@ impl Default for ProsodyOptions {
                 .collect(),
             offline: true,
             websocket: false,
+            log_level: "debug".into(),
         }
     }
 }
@@ -122,7 +126,7 @@ daemonize = false
 pidfile = "{d}/prosody.pid"
 data_path = "{d}/data"
 certificates = "{d}/certs"
-log = {{ debug = "{d}/prosody.log"; error = "{d}/prosody.err" }}
+log = {{ {level} = "{d}/prosody.log"; error = "{d}/prosody.err" }}
 modules_enabled = {{ {modules} }}
 modules_disabled = {{ {disabled} }}
 interfaces = {{ "127.0.0.1" }}
@@ -147,6 +151,7 @@ Component "{component_domain}"
     component_secret = "{secret}"
 "#,
             modules = modules.join("; "),
+            level = self.opts.log_level,
             c2s = self.c2s_port,
             component = self.component_port,
             http = self.http_port,
@@ -204,10 +209,17 @@ Component "{component_domain}"
         }
     }
 
-    /// Stops Prosody and starts it again on the same ports, config and data dir.
+    /// Stops Prosody (if it runs) and starts it again on the same ports, config and data dir
+    /// (registered users and `mod_offline` storage survive). After [`Prosody::stop`], this
+    /// is how to start it again.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
         self.spawn()
+    }
+
+    /// Whether Prosody is running (started and not stopped).
+    pub fn is_running(&mut self) -> bool {
+        self.process.as_mut().is_some_and(Process::is_running)
     }
 
     /// The PID of the running Prosody.

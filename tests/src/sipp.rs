@@ -244,6 +244,25 @@ impl Sipp {
             .key("body", body)
     }
 
+    /// A UAC (`tests/sipp/uac_message_numbered.xml`) like [`Sipp::uac_message`], but the
+    /// body of call N (counting from 1) is `{body_prefix}N`, and both `200 OK` and
+    /// `202 Accepted` (stored for later delivery) count as success. Adjust with the
+    /// builder (`.calls(n)`, `.rate(r)`), then `.run()`.
+    pub fn uac_message_numbered(
+        target: SocketAddr,
+        to_user: &str,
+        to_domain: &str,
+        body_prefix: &str,
+    ) -> SippCommand {
+        SippCommand::new("uac_message_numbered.xml")
+            .remote(target)
+            .key("to_user", to_user)
+            .key("to_domain", to_domain)
+            .key("from_user", "carol")
+            .key("content_type", "text/plain;charset=UTF-8")
+            .key("body", body_prefix)
+    }
+
     fn wait_listening(&mut self) -> Result<()> {
         // SIPp binds before it starts its scenario loop; poll until the port is taken.
         for _ in 0..100 {
@@ -369,6 +388,28 @@ impl SippRun {
             .filter(|m| m.received)
             .filter_map(SipMessage::status)
             .collect()
+    }
+
+    /// For every request SIPp sent (retransmissions counted once), in sending order: its
+    /// Call-ID, its body and the first final (≥ 200) status SIPp received for it, `None` if
+    /// none arrived.
+    pub fn sent_requests_outcome(&self) -> Vec<(String, String, Option<u16>)> {
+        let mut out: Vec<(String, String, Option<u16>)> = Vec::new();
+        let mut index = std::collections::HashMap::new();
+        for m in &self.messages {
+            let call_id = m.header("Call-ID").unwrap_or("").to_string();
+            if !m.received && m.is_request() {
+                index.entry(call_id.clone()).or_insert_with(|| {
+                    out.push((call_id, m.body_text(), None));
+                    out.len() - 1
+                });
+            } else if m.received {
+                if let (Some(status @ 200..), Some(&i)) = (m.status(), index.get(&call_id)) {
+                    out[i].2.get_or_insert(status);
+                }
+            }
+        }
+        out
     }
 
     /// The first received final (≥ 200) status.
@@ -646,6 +687,68 @@ mod tests {
         assert_eq!(response.status(), Some(486));
         assert_eq!(response.reason(), Some("Busy Here"));
         assert!(response.body.is_empty());
+    }
+
+    #[test]
+    fn sent_requests_outcome_pairs_each_request_with_its_first_final_status() {
+        let request = |call: &str, body: &str| {
+            format!(
+                "MESSAGE sip:a@b SIP/2.0\r\nCall-ID: {call}\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            )
+        };
+        let response = |call: &str, status: &str| {
+            format!("SIP/2.0 {status}\r\nCall-ID: {call}\r\nContent-Length: 0\r\n\r\n")
+        };
+        let mut log = entry(
+            "UDP message sent (N bytes):",
+            request("c1", "m1").as_bytes(),
+        );
+        log.extend(entry(
+            "UDP message sent (N bytes):",
+            request("c2", "m2").as_bytes(),
+        ));
+        // A retransmission of c1, a provisional response, then the finals.
+        log.extend(entry(
+            "UDP message sent (N bytes):",
+            request("c1", "m1").as_bytes(),
+        ));
+        log.extend(entry(
+            "UDP message received [N] bytes :",
+            response("c1", "100 Trying").as_bytes(),
+        ));
+        log.extend(entry(
+            "UDP message received [N] bytes :",
+            response("c1", "202 Accepted").as_bytes(),
+        ));
+        log.extend(entry(
+            "UDP message received [N] bytes :",
+            response("c1", "200 OK").as_bytes(),
+        ));
+        log.extend(entry(
+            "UDP message sent (N bytes):",
+            request("c3", "m3").as_bytes(),
+        ));
+        log.extend(entry(
+            "UDP message received [N] bytes :",
+            response("c3", "200 OK").as_bytes(),
+        ));
+        let run = SippRun {
+            exit_code: Some(1),
+            successful: 2,
+            failed: 1,
+            messages: parse_message_log(&log),
+            errors: String::new(),
+            screen: String::new(),
+        };
+        assert_eq!(
+            run.sent_requests_outcome(),
+            vec![
+                ("c1".to_string(), "m1".to_string(), Some(202)),
+                ("c2".to_string(), "m2".to_string(), None),
+                ("c3".to_string(), "m3".to_string(), Some(200)),
+            ]
+        );
     }
 
     #[test]

@@ -22,6 +22,15 @@ use crate::{workspace_root, Prosody};
 /// The admin API token written into every test config.
 pub const ADMIN_TOKEN: &str = "test-admin-token";
 
+/// When a start of stox counts as done.
+#[derive(Clone, Copy, Debug)]
+enum Ready {
+    /// `GET /health` answers 200: the component link is up.
+    Healthy,
+    /// The admin API answers at all.
+    Admin,
+}
+
 /// A running (or stopped, restartable) stox. `Drop` kills it by PID.
 #[derive(Debug)]
 pub struct Stox {
@@ -176,8 +185,20 @@ impl Stox {
         Stox::start_binary(&binary_path(), prosody, overrides)
     }
 
+    /// [`Stox::start`], but returns as soon as the admin API answers, whatever `/health`
+    /// says: for a stox whose component link cannot come up (Prosody stopped, a
+    /// `<conflict/>`).
+    pub fn start_without_link(prosody: &Prosody, overrides: &str) -> Result<Stox> {
+        Stox::configure(&binary_path(), prosody, overrides)?.spawn(Ready::Admin)
+    }
+
     /// [`Stox::start`] with another binary (the harness self-tests use a stand-in).
     pub fn start_binary(bin: &Path, prosody: &Prosody, overrides: &str) -> Result<Stox> {
+        Stox::configure(bin, prosody, overrides)?.spawn(Ready::Healthy)
+    }
+
+    /// Writes the config and prepares a stopped `Stox`.
+    fn configure(bin: &Path, prosody: &Prosody, overrides: &str) -> Result<Stox> {
         let dir = temp_dir("stox")?;
         let sip_port = free_port();
         let admin_port = free_port();
@@ -212,7 +233,7 @@ path = "{store}"
         merge_toml(&mut config, overrides);
         let config_path = dir.path().join("stox.toml");
         fs::write(&config_path, toml::to_string(&config)?)?;
-        let mut stox = Stox {
+        Ok(Stox {
             config: config_path,
             log: dir.path().join("stox.log"),
             store,
@@ -221,12 +242,15 @@ path = "{store}"
             process: None,
             bin: bin.to_path_buf(),
             dir,
-        };
-        stox.spawn()?;
-        Ok(stox)
+        })
     }
 
-    fn spawn(&mut self) -> Result<()> {
+    fn spawn(mut self, ready: Ready) -> Result<Stox> {
+        self.spawn_process(ready)?;
+        Ok(self)
+    }
+
+    fn spawn_process(&mut self, ready: Ready) -> Result<()> {
         let bin = self.bin.clone();
         if !bin.is_file() {
             bail!(
@@ -251,11 +275,28 @@ path = "{store}"
             .open(&self.log)?;
         writeln!(log, "=== stox-tests: starting {} ===", bin.display())?;
         self.process = Some(Process::spawn_logged("stox", cmd, &self.log)?);
-        self.wait_healthy(Duration::from_secs(20))
+        match ready {
+            Ready::Healthy => self.wait_healthy(Duration::from_secs(20)),
+            Ready::Admin => self.wait_admin(Duration::from_secs(20)),
+        }
     }
 
     /// Waits until `GET /health` answers 200.
     pub fn wait_healthy(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_health(timeout, |status| status == 200)
+    }
+
+    /// Waits until `GET /health` answers 503 (component link down).
+    pub fn wait_unhealthy(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_health(timeout, |status| status == 503)
+    }
+
+    /// Waits until the admin API answers `GET /health` at all (any status).
+    pub fn wait_admin(&mut self, timeout: Duration) -> Result<()> {
+        self.wait_health(timeout, |_| true)
+    }
+
+    fn wait_health(&mut self, timeout: Duration, done: impl Fn(u16) -> bool) -> Result<()> {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.process.as_mut().and_then(Process::try_status) {
@@ -265,13 +306,13 @@ path = "{store}"
                 );
             }
             let last = match self.admin_get("/health") {
-                Ok(resp) if resp.status == 200 => return Ok(()),
+                Ok(resp) if done(resp.status) => return Ok(()),
                 Ok(resp) => format!("{} {}", resp.status, resp.body),
                 Err(err) => err.to_string(),
             };
             if Instant::now() >= deadline {
                 bail!(
-                    "stox not healthy after {timeout:?} (last /health: {last})\n--- stox log ---\n{}",
+                    "stox /health not as awaited after {timeout:?} (last: {last})\n--- stox log ---\n{}",
                     self.log_tail(40)
                 );
             }
@@ -294,7 +335,14 @@ path = "{store}"
     /// Stops stox if it runs, then starts it again with the same config, ports and store.
     pub fn restart(&mut self) -> Result<()> {
         self.stop();
-        self.spawn()
+        self.spawn_process(Ready::Healthy)
+    }
+
+    /// [`Stox::restart`] (also after [`Stox::kill`]), but returns as soon as the admin API
+    /// answers, whatever `/health` says (e.g. while Prosody is stopped).
+    pub fn restart_without_link(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn_process(Ready::Admin)
     }
 
     /// Whether the process is running.

@@ -157,9 +157,24 @@ enum Event {
     Offline,
 }
 
+/// How an [`XmppClient`] behaves beyond the defaults of [`XmppClient::connect`].
+#[derive(Clone, Debug, Default)]
+pub struct ClientOptions {
+    /// Reconnect (every 0.2 s) when the stream closes, e.g. across [`Prosody::restart`],
+    /// instead of exiting. Each new session sends initial presence again; stanzas sent
+    /// while offline go out once it has started. See [`XmppClient::sessions`].
+    pub reconnect: bool,
+    /// The priority of the initial presence (RFC 6121 §4.7.2.3), default 0.
+    pub priority: i8,
+}
+
 /// A logged-in XMPP client. `Drop` kills the helper by PID.
 pub struct XmppClient {
     jid: String,
+    /// Sessions started so far (1 after `connect`; more after reconnects).
+    sessions: usize,
+    /// Stream closures seen so far.
+    closures: usize,
     stdin: Option<ChildStdin>,
     events: Receiver<Event>,
     backlog: VecDeque<Stanza>,
@@ -185,6 +200,17 @@ impl XmppClient {
         password: &str,
         resource: &str,
     ) -> Result<XmppClient> {
+        XmppClient::connect_with(prosody, user, password, resource, ClientOptions::default())
+    }
+
+    /// [`XmppClient::connect`] with `options` (e.g. reconnecting across a server restart).
+    pub fn connect_with(
+        prosody: &Prosody,
+        user: &str,
+        password: &str,
+        resource: &str,
+        options: ClientOptions,
+    ) -> Result<XmppClient> {
         let jid = format!("{user}@{}/{resource}", prosody.domain());
         let dir = temp_dir("xmpp")?;
         let log = dir.path().join("slixmpp.log");
@@ -194,9 +220,13 @@ impl XmppClient {
         cmd.arg(&script)
             .args(["--jid", &jid, "--password", password, "--host", "127.0.0.1"])
             .args(["--port", &prosody.c2s_addr().port().to_string()])
+            .args(["--priority", &options.priority.to_string()])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(stderr);
+        if options.reconnect {
+            cmd.arg("--reconnect");
+        }
         if std::env::var_os("STOX_TEST_XMPP_DEBUG").is_some() {
             cmd.arg("--debug");
         }
@@ -229,6 +259,8 @@ impl XmppClient {
         });
         let mut client = XmppClient {
             jid,
+            sessions: 0,
+            closures: 0,
             stdin,
             events,
             backlog: VecDeque::new(),
@@ -245,7 +277,10 @@ impl XmppClient {
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.events.recv_timeout(left) {
-                Ok(Event::Online) => return Ok(()),
+                Ok(Event::Online) => {
+                    self.sessions += 1;
+                    return Ok(());
+                }
                 // Stanzas before the session (the bind result) are not part of any test.
                 Ok(Event::Stanza(_)) => {}
                 Ok(Event::Error(text)) => {
@@ -284,6 +319,39 @@ impl XmppClient {
         self.jid.split_once('/').map(|(_, r)| r).unwrap_or("")
     }
 
+    /// Sessions started so far, as far as the events read up to now tell: 1 after
+    /// [`XmppClient::connect`], one more after each reconnect ([`ClientOptions::reconnect`]).
+    pub fn sessions(&self) -> usize {
+        self.sessions
+    }
+
+    /// Stream closures seen so far (as far as the events read up to now tell).
+    pub fn closures(&self) -> usize {
+        self.closures
+    }
+
+    /// Waits until at least `n` sessions have started (see [`XmppClient::sessions`]);
+    /// stanzas received meanwhile stay queued for later `expect`s.
+    pub fn wait_sessions(&mut self, n: usize, timeout: Duration) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while self.sessions < n {
+            if Instant::now() >= deadline {
+                bail!(
+                    "{}: {} session(s) after {timeout:?}, expected {n}\n--- slixmpp log ---\n{}",
+                    self.jid,
+                    self.sessions,
+                    tail(&self.log, 30)
+                );
+            }
+            // Short slices, so a session start right after a stanza is noticed at once.
+            let slice = (Instant::now() + Duration::from_millis(50)).min(deadline);
+            if let Some(stanza) = self.next_event_until(slice) {
+                self.backlog.push_back(stanza);
+            }
+        }
+        Ok(())
+    }
+
     /// The helper's stderr log.
     pub fn log_path(&self) -> &Path {
         &self.log
@@ -316,8 +384,11 @@ impl XmppClient {
             match self.events.recv_timeout(left) {
                 Ok(Event::Stanza(stanza)) => return Some(stanza),
                 Ok(Event::Error(text)) => eprintln!("[{}] helper error: {text}", self.jid),
-                Ok(Event::Online) => {}
-                Ok(Event::Offline) => eprintln!("[{}] stream closed", self.jid),
+                Ok(Event::Online) => self.sessions += 1,
+                Ok(Event::Offline) => {
+                    self.closures += 1;
+                    eprintln!("[{}] stream closed", self.jid);
+                }
                 Err(RecvTimeoutError::Disconnected) => {
                     // The helper is gone: nothing more will arrive.
                     thread::sleep(left);
