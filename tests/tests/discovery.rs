@@ -1,0 +1,207 @@
+//! End-to-end service discovery of the gateway through Prosody, as an XMPP client sees it:
+//! XEP-0030 disco#info on the component and on a contact JID, XEP-0100 `jabber:iq:gateway`
+//! (prompt and address translation, RFC 7247 §6 / XEP-0106), XEP-0199 ping, and RFC 6120
+//! §8.4 `service-unavailable` for an iq nobody handles.
+//!
+//! alice (real slixmpp) sends each iq to the component through a real Prosody; stox answers.
+
+use std::time::Duration;
+
+use minidom::Element;
+use stox_tests::scenarios::World;
+use stox_tests::Stanza;
+
+const T: Duration = Duration::from_secs(10);
+const NS_DISCO_INFO: &str = "http://jabber.org/protocol/disco#info";
+const NS_GATEWAY: &str = "jabber:iq:gateway";
+const NS_PING: &str = "urn:xmpp:ping";
+
+fn start() -> World {
+    World::start().expect("prosody, stox and alice")
+}
+
+/// alice sends `<iq type=KIND id=ID to=TO>PAYLOAD</iq>`; returns the answer with that id,
+/// checked to come from TO and to be addressed to alice's full JID.
+fn iq(w: &mut World, kind: &str, id: &str, to: &str, payload: &str) -> Stanza {
+    w.alice
+        .send_raw(&format!(
+            "<iq type='{kind}' id='{id}' to='{to}'>{payload}</iq>"
+        ))
+        .expect("send");
+    let answer = w
+        .alice
+        .expect(T, |s| s.name() == "iq" && s.id() == Some(id))
+        .expect("an answer to the iq");
+    assert_eq!(answer.from(), Some(to), "{}", answer.xml());
+    assert_eq!(
+        answer.to(),
+        Some("alice@localhost/phone"),
+        "{}",
+        answer.xml()
+    );
+    answer
+}
+
+fn features(query: &Element) -> Vec<String> {
+    query
+        .children()
+        .filter(|c| c.name() == "feature" && c.ns() == NS_DISCO_INFO)
+        .filter_map(|c| c.attr("var").map(str::to_string))
+        .collect()
+}
+
+/// alice sends <iq type='get' to='sip.localhost'><query xmlns='disco#info'/></iq>
+/// expect a result with <identity category='gateway' type='sip'/> and the features
+///        jid\20escaping (XEP-0106 §5), jabber:iq:gateway (XEP-0100), urn:xmpp:ping (XEP-0199)
+///        and disco#info itself
+#[test]
+fn disco_info_on_the_component_names_a_sip_gateway() {
+    let mut w = start();
+    let component = w.component().to_string();
+    let answer = iq(
+        &mut w,
+        "get",
+        "d1",
+        &component,
+        &format!("<query xmlns='{NS_DISCO_INFO}'/>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    let query = answer.child("query").expect("a <query/>");
+    assert_eq!(query.ns(), NS_DISCO_INFO);
+    let identities: Vec<(Option<&str>, Option<&str>)> = query
+        .children()
+        .filter(|c| c.name() == "identity")
+        .map(|c| (c.attr("category"), c.attr("type")))
+        .collect();
+    assert!(
+        identities.contains(&(Some("gateway"), Some("sip"))),
+        "{}",
+        answer.xml()
+    );
+    let features = features(query);
+    for wanted in ["jid\\20escaping", NS_GATEWAY, NS_PING, NS_DISCO_INFO] {
+        assert!(
+            features.iter().any(|f| f == wanted),
+            "missing feature {wanted}: {}",
+            answer.xml()
+        );
+    }
+}
+
+/// alice sends disco#info to carol\40pbx.example@sip.localhost (a SIP contact)
+/// expect a result (not an error) with at least one identity and the disco#info feature
+#[test]
+fn disco_info_on_a_contact_jid_is_answered() {
+    let mut w = start();
+    let contact = format!("carol\\40pbx.example@{}", w.component());
+    let answer = iq(
+        &mut w,
+        "get",
+        "d2",
+        &contact,
+        &format!("<query xmlns='{NS_DISCO_INFO}'/>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    let query = answer.child("query").expect("a <query/>");
+    assert!(
+        query.children().any(|c| c.name() == "identity"),
+        "{}",
+        answer.xml()
+    );
+    assert!(
+        features(query).iter().any(|f| f == NS_DISCO_INFO),
+        "{}",
+        answer.xml()
+    );
+}
+
+/// alice sends <iq type='get' to='sip.localhost'><query xmlns='jabber:iq:gateway'/></iq>
+/// expect a result with a non-empty <prompt/> (XEP-0100 §6.3.1)
+#[test]
+fn gateway_get_returns_a_prompt() {
+    let mut w = start();
+    let component = w.component().to_string();
+    let answer = iq(
+        &mut w,
+        "get",
+        "g1",
+        &component,
+        &format!("<query xmlns='{NS_GATEWAY}'/>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    let query = answer.child("query").expect("a <query/>");
+    assert_eq!(query.ns(), NS_GATEWAY);
+    let prompt = query
+        .get_child("prompt", NS_GATEWAY)
+        .map(Element::text)
+        .unwrap_or_default();
+    assert!(!prompt.trim().is_empty(), "{}", answer.xml());
+}
+
+/// alice sends <iq type='set' to='sip.localhost'><query xmlns='jabber:iq:gateway'>
+///   <prompt>sip:carol@pbx.example</prompt></query></iq>
+/// expect a result with <jid>carol\40pbx.example@sip.localhost</jid> (XEP-0100 §6.3.2,
+///        XEP-0106 escaping of the SIP address)
+#[test]
+fn gateway_set_translates_a_sip_address_to_a_jid() {
+    let mut w = start();
+    let component = w.component().to_string();
+    let answer = iq(
+        &mut w,
+        "set",
+        "g2",
+        &component,
+        &format!("<query xmlns='{NS_GATEWAY}'><prompt>sip:carol@pbx.example</prompt></query>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    let jid = answer
+        .child("query")
+        .and_then(|q| q.get_child("jid", NS_GATEWAY))
+        .map(Element::text);
+    assert_eq!(
+        jid.as_deref(),
+        Some(format!("carol\\40pbx.example@{component}").as_str()),
+        "{}",
+        answer.xml()
+    );
+}
+
+/// alice sends <iq type='get' to='sip.localhost'><ping xmlns='urn:xmpp:ping'/></iq>
+/// expect an empty result (XEP-0199 §4.2)
+#[test]
+fn ping_to_the_component_gets_a_result() {
+    let mut w = start();
+    let component = w.component().to_string();
+    let answer = iq(
+        &mut w,
+        "get",
+        "p1",
+        &component,
+        &format!("<ping xmlns='{NS_PING}'/>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    assert!(answer.child("error").is_none(), "{}", answer.xml());
+}
+
+/// alice sends <iq type='get' to='sip.localhost'><query xmlns='urn:example:unknown'/></iq>
+/// expect an error with service-unavailable (RFC 6120 §8.4)
+#[test]
+fn unknown_iq_gets_service_unavailable() {
+    let mut w = start();
+    let component = w.component().to_string();
+    let answer = iq(
+        &mut w,
+        "get",
+        "u1",
+        &component,
+        "<query xmlns='urn:example:unknown'/>",
+    );
+    assert_eq!(answer.kind(), Some("error"), "{}", answer.xml());
+    assert_eq!(
+        answer.error_condition().as_deref(),
+        Some("service-unavailable"),
+        "{}",
+        answer.xml()
+    );
+    assert_eq!(answer.error_type(), Some("cancel"), "{}", answer.xml());
+}
