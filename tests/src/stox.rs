@@ -96,11 +96,21 @@ pub fn merge_toml(base: &mut toml::Table, overrides: toml::Table) {
 pub struct HttpResponse {
     /// Status code.
     pub status: u16,
+    /// Header fields in order, names as sent.
+    pub headers: Vec<(String, String)>,
     /// Body (decoded from chunked transfer coding if needed).
     pub body: String,
 }
 
 impl HttpResponse {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The body parsed as JSON.
     pub fn json(&self) -> Result<serde_json::Value> {
         serde_json::from_str(&self.body).with_context(|| format!("not JSON: {}", self.body))
@@ -171,8 +181,15 @@ pub fn http_request(
     } else {
         payload.to_vec()
     };
+    let headers = head
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_string(), v.trim().to_string()))
+        .collect();
     Ok(HttpResponse {
         status,
+        headers,
         body: String::from_utf8_lossy(&body).to_string(),
     })
 }
