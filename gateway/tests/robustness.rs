@@ -361,3 +361,65 @@ fn open_bug_1_control_character_in_a_sip_message() {
     }
     assert!(answered);
 }
+
+fn text_message(content_type: &str, body: &str) -> SipRequest {
+    SipRequest {
+        method: "MESSAGE".into(),
+        uri: "sip:alice@localhost".into(),
+        headers: vec![
+            ("From".into(), "<sip:carol@pbx>;tag=1".into()),
+            ("Content-Type".into(), content_type.into()),
+        ],
+        body: body.as_bytes().to_vec(),
+        transport: Transport::Udp,
+    }
+}
+
+fn cpim_with_imdn_id(id: &str) -> SipRequest {
+    text_message(
+        "message/cpim",
+        &format!("From: <sip:carol@pbx>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\n\r\nContent-Type: text/plain\r\n\r\nhi"),
+    )
+}
+
+/// Open bug 2: a CPIM `imdn.Message-ID` becomes the stanza id (im.rs), and the core keys
+/// pending messages by stanza id. The de-duplication in `on_sip_message` only renames
+/// the new stanza to its fresh id, which can itself be taken: MESSAGE 1 carries the id
+/// stox will give MESSAGE 2 (`stox-<seed>-2`, a prefix every XMPP recipient sees), and
+/// MESSAGE 2 then replaces MESSAGE 1's pending entry. MESSAGE 1's transaction never gets
+/// a reply from the core (the io layer's 30 s guard answers 500 for a delivered message).
+#[test]
+#[ignore = "open bug 2: an IMDN Message-ID equal to a later stanza id loses a reply"]
+fn open_bug_2_imdn_id_equal_to_a_later_stanza_id() {
+    let mut d = checks::Driver::new();
+    d.input(stox_gateway::core::Input::LinkUp);
+    d.sip(cpim_with_imdn_id("stox-0000000000000007-2"));
+    d.sip(text_message("text/plain", "second"));
+    d.finish();
+}
+
+/// Open bug 3: while the link is down there is nothing pending, so two MESSAGEs with the
+/// same CPIM `imdn.Message-ID` are both stored under one stanza id (both answered 202).
+/// After the reconnect both are resent and tracked under that id; the second replaces the
+/// first, whose outbox entry is then never removed: it is sent again at every reconnect
+/// and every restart, forever.
+#[test]
+#[ignore = "open bug 3: a repeated IMDN Message-ID while the link is down stays in the outbox"]
+fn open_bug_3_same_imdn_id_twice_while_the_link_is_down() {
+    let mut d = checks::Driver::new();
+    d.sip(cpim_with_imdn_id("dup"));
+    d.sip(cpim_with_imdn_id("dup"));
+    d.finish();
+}
+
+/// Open bug 4 (minor): `im::stanza_to_sip` refuses an empty receipt / marker id but not a
+/// blank one; `<displayed id=' '/>` becomes an RFC 5438 IMDN whose `<message-id>` is
+/// blank, which stox's own IMDN parser (and a SIP client) refuses.
+#[test]
+#[ignore = "open bug 4: a blank receipt id makes an invalid IMDN"]
+fn open_bug_4_blank_receipt_id() {
+    let e: Element = "<message xmlns='jabber:client' to='x\\40pbx@sip.localhost' from='alice@localhost/r'><displayed xmlns='urn:xmpp:chat-markers:0' id=' '/></message>"
+        .parse()
+        .expect("xml");
+    checks::check_stanza_to_sip(&e);
+}
