@@ -14,8 +14,8 @@
 //! module of the `robustness` integration test of stox-gateway (`#[path]`), so it uses
 //! only crates both have.
 
-use std::collections::{BTreeSet, HashMap};
 use std::cell::Cell;
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
 use stox_gateway::core::{Gateway, Input, Output, SendFailure, Settings, TxId};
@@ -60,8 +60,9 @@ fn skipping_open_bugs() -> bool {
 /// outbox push: one SIP MESSAGE stops stox. Returns the first such character of `e`.
 pub fn xml_forbidden_char(e: &Element) -> Option<char> {
     let bad = |s: &str| {
-        s.chars()
-            .find(|&c| (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}')
+        s.chars().find(|&c| {
+            (c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'
+        })
     };
     e.attrs()
         .values()
@@ -73,7 +74,9 @@ pub fn xml_forbidden_char(e: &Element) -> Option<char> {
 /// Removes what XML 1.0 cannot carry, so that generated stanzas are ones a link delivers.
 fn xml_safe(s: String) -> String {
     s.chars()
-        .filter(|&c| !((c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}'))
+        .filter(|&c| {
+            !((c < ' ' && !matches!(c, '\t' | '\n' | '\r')) || c == '\u{fffe}' || c == '\u{ffff}')
+        })
         .collect()
 }
 
@@ -176,7 +179,14 @@ impl<'a> Reader<'a> {
     }
 }
 
-const METHODS: &[&str] = &["MESSAGE", "MESSAGE", "MESSAGE", "OPTIONS", "INVITE", "SUBSCRIBE"];
+const METHODS: &[&str] = &[
+    "MESSAGE",
+    "MESSAGE",
+    "MESSAGE",
+    "OPTIONS",
+    "INVITE",
+    "SUBSCRIBE",
+];
 const TARGET_URIS: &[&str] = &[
     "sip:alice@localhost",
     "sip:alice@localhost;gr=phone",
@@ -225,15 +235,29 @@ const HEADER_NAMES: &[&str] = &[
 
 /// A body for `content_type`: a well-formed one around fuzz text, or raw bytes.
 fn body_for(r: &mut Reader<'_>, content_type: Option<&str>) -> Vec<u8> {
-    let templated = r.byte() % 4 != 0;
+    let templated = r.byte() & 3 != 0;
     let ct = content_type.unwrap_or("");
     if !templated {
         return r.bytes(2048);
     }
     if ct.starts_with("message/cpim") {
-        let id = r.choice(&["stox-0000000000000007-1", "stox-0000000000000007-2", "m-1", ""]);
-        let inner = r.choice(&["text/plain; charset=utf-8", "text/html", "message/cpim", "image/png"]);
-        let dn = r.choice(&["positive-delivery", "positive-delivery, display", "negative-delivery"]);
+        let id = r.choice(&[
+            "stox-0000000000000007-1",
+            "stox-0000000000000007-2",
+            "m-1",
+            "",
+        ]);
+        let inner = r.choice(&[
+            "text/plain; charset=utf-8",
+            "text/html",
+            "message/cpim",
+            "image/png",
+        ]);
+        let dn = r.choice(&[
+            "positive-delivery",
+            "positive-delivery, display",
+            "negative-delivery",
+        ]);
         let text = r.text(256);
         format!(
             "From: <sip:carol@pbx>\r\nTo: <sip:alice@localhost>\r\nNS: imdn <urn:ietf:params:imdn>\r\nimdn.Message-ID: {id}\r\nimdn.Disposition-Notification: {dn}\r\n\r\nContent-Type: {inner}\r\n\r\n{text}"
@@ -261,23 +285,34 @@ pub fn sip_request(r: &mut Reader<'_>) -> SipRequest {
     let method = r.choice(METHODS);
     let uri = r.choice(TARGET_URIS);
     let mut headers = vec![
-        ("Via".to_string(), "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1".to_string()),
+        (
+            "Via".to_string(),
+            "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1".to_string(),
+        ),
         ("To".to_string(), format!("<{uri}>")),
         ("CSeq".to_string(), format!("1 {method}")),
     ];
-    if r.byte() % 8 != 0 {
+    if r.byte() & 7 != 0 {
         headers.push(("From".to_string(), r.choice(FROMS)));
     }
-    if r.byte() % 4 != 0 {
+    if r.byte() & 3 != 0 {
         headers.push(("Call-ID".to_string(), r.choice(&["call-1@pbx", "", "a b"])));
     }
-    let content_type = (r.byte() % 8 != 0).then(|| r.choice(CONTENT_TYPES));
+    let content_type = (r.byte() & 7 != 0).then(|| r.choice(CONTENT_TYPES));
     if let Some(ct) = &content_type {
         headers.push(("Content-Type".to_string(), ct.clone()));
     }
     for _ in 0..(r.byte() % 4) {
         let name = r.choice(HEADER_NAMES);
-        let value = r.choice(&["70", "0", "fr, en", "identity", "gzip", "Hello", "text/plain"]);
+        let value = r.choice(&[
+            "70",
+            "0",
+            "fr, en",
+            "identity",
+            "gzip",
+            "Hello",
+            "text/plain",
+        ]);
         headers.push((name, value));
     }
     let body = body_for(r, content_type.as_deref());
@@ -286,7 +321,11 @@ pub fn sip_request(r: &mut Reader<'_>) -> SipRequest {
         uri,
         headers,
         body,
-        transport: if r.byte() % 2 == 0 { Transport::Udp } else { Transport::Tcp },
+        transport: if r.byte() & 1 == 0 {
+            Transport::Udp
+        } else {
+            Transport::Tcp
+        },
     }
 }
 
@@ -317,8 +356,18 @@ const CHILD_NS: &[&str] = &[
     "urn:example:unknown",
 ];
 const CHILD_NAMES: &[&str] = &[
-    "body", "subject", "thread", "composing", "paused", "active", "gone", "inactive", "received",
-    "displayed", "request", "error",
+    "body",
+    "subject",
+    "thread",
+    "composing",
+    "paused",
+    "active",
+    "gone",
+    "inactive",
+    "received",
+    "displayed",
+    "request",
+    "error",
 ];
 const CONDITIONS: &[DefinedCondition] = &[
     DefinedCondition::ItemNotFound,
@@ -342,7 +391,7 @@ pub fn message_stanza(r: &mut Reader<'_>, id: Option<&str>) -> Option<Element> {
         None => xml_safe(r.choice(&["m1", "m2", ""])),
     };
     let mut b = stanza::builder("message", &from, &to, &id, kind.as_deref());
-    if r.byte() % 4 == 0 {
+    if r.byte() & 3 == 0 {
         b = stanza::with_lang(b, &xml_safe(r.choice(&["en", "fr", ""])));
     }
     let mut children = Vec::new();
@@ -350,7 +399,9 @@ pub fn message_stanza(r: &mut Reader<'_>, id: Option<&str>) -> Option<Element> {
         let name = xml_name(r.choice(CHILD_NAMES));
         let ns = xml_safe(r.choice(CHILD_NS));
         let child = match name.as_str() {
-            "received" | "displayed" => stanza::id_child(&name, &ns, &xml_safe(r.choice(&["m-1", ""]))),
+            "received" | "displayed" => {
+                stanza::id_child(&name, &ns, &xml_safe(r.choice(&["m-1", ""])))
+            }
             "error" => stanza::error_child(
                 &CONDITIONS[usize::from(r.byte()) % CONDITIONS.len()],
                 Some(&xml_safe(r.text(64))),
@@ -374,7 +425,11 @@ pub fn assert_reparses(e: &Element) {
     };
     // XML end-of-line handling (XML 1.0 §2.11) turns CR LF and lone CR into LF.
     let normalized = xml.replace("\r\n", "\n").replace('\r', "\n");
-    assert_eq!(stanza::to_string(&back), normalized, "the element changed through XML");
+    assert_eq!(
+        stanza::to_string(&back),
+        normalized,
+        "the element changed through XML"
+    );
 }
 
 /// `sip_message`: arbitrary bytes from a SIP socket through rsipstack's parser, then
@@ -420,7 +475,11 @@ pub fn assert_well_formed_400(resp: &[u8]) {
             "bare CR or LF inside a header line of the 400: {line:?} in {text:?}"
         );
     }
-    assert_eq!(text.matches("\r\n\r\n").count(), 1, "the 400 has a second blank line: {text:?}");
+    assert_eq!(
+        text.matches("\r\n\r\n").count(),
+        1,
+        "the 400 has a second blank line: {text:?}"
+    );
 }
 
 /// One request through a fresh core with the link up: exactly one reply.
@@ -437,7 +496,10 @@ fn imdn_id(req: &SipRequest) -> Option<String> {
     if !ct.trim().to_ascii_lowercase().starts_with("message/cpim") {
         return None;
     }
-    cpim::parse(&req.body).ok()?.imdn_message_id().map(str::to_string)
+    cpim::parse(&req.body)
+        .ok()?
+        .imdn_message_id()
+        .map(str::to_string)
 }
 
 /// Whether `req` would translate into a stanza holding a character XML forbids.
@@ -459,7 +521,11 @@ pub fn sip_uri(data: &[u8]) {
 pub fn check_sip_uri(text: &str) {
     if let Ok(uri) = text.parse::<SipUri>() {
         let shown = uri.to_string();
-        assert_eq!(shown.parse::<SipUri>().as_ref(), Ok(&uri), "{text:?} displays as {shown:?}");
+        assert_eq!(
+            shown.parse::<SipUri>().as_ref(),
+            Ok(&uri),
+            "{text:?} displays as {shown:?}"
+        );
     }
 }
 
@@ -485,7 +551,11 @@ pub fn check_address(uri: &str, jid: &str) {
             assert_eq!(back, j);
         }
         if let Ok(j) = a.sip_sender_to_jid(&uri) {
-            assert_eq!(j.domain().as_str(), COMPONENT, "a SIP sender is always at C");
+            assert_eq!(
+                j.domain().as_str(),
+                COMPONENT,
+                "a SIP sender is always at C"
+            );
             assert_ne!(uri.scheme, Scheme::Sips);
             let target = a
                 .jid_target_to_sip(&j)
@@ -493,12 +563,19 @@ pub fn check_address(uri: &str, jid: &str) {
             let again = a
                 .sip_sender_to_jid(&target)
                 .unwrap_or_else(|e| panic!("{uri} → {j} → {target} is no sender: {e}"));
-            assert_eq!(again.to_bare(), j.to_bare(), "{uri} → {j} → {target} → {again}");
+            assert_eq!(
+                again.to_bare(),
+                j.to_bare(),
+                "{uri} → {j} → {target} → {again}"
+            );
             check_sip_uri(&target.to_string());
         }
     }
     if let Ok(j) = jid.parse::<Jid>() {
-        for out in [a.jid_target_to_sip(&j), a.jid_sender_to_sip(&j)].into_iter().flatten() {
+        for out in [a.jid_target_to_sip(&j), a.jid_sender_to_sip(&j)]
+            .into_iter()
+            .flatten()
+        {
             let shown = out.to_string();
             assert_eq!(shown.parse::<SipUri>().as_ref(), Ok(&out), "{j} → {shown}");
             // The request the io layer builds from it must pass rsipstack's parser.
@@ -530,7 +607,10 @@ pub fn check_sip_to_stanza(req: &SipRequest) {
                 if skipping_open_bugs() {
                     return;
                 }
-                panic!("open bug 1: U+{:04X} from SIP reaches the stanza; serializing it panics", u32::from(c));
+                panic!(
+                    "open bug 1: U+{:04X} from SIP reaches the stanza; serializing it panics",
+                    u32::from(c)
+                );
             }
             assert_reparses(&e);
         }
@@ -542,9 +622,13 @@ pub fn check_sip_to_stanza(req: &SipRequest) {
 /// `xmpp_to_sip`: arbitrary bytes as an element (the first byte picks between raw XML
 /// and a generated `<message/>`) through `im::stanza_to_sip`.
 pub fn xmpp_to_sip(data: &[u8]) {
-    let Some((&mode, rest)) = data.split_first() else { return };
+    let Some((&mode, rest)) = data.split_first() else {
+        return;
+    };
     let element = if mode % 2 == 0 {
-        std::str::from_utf8(rest).ok().and_then(|s| s.parse::<Element>().ok())
+        std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse::<Element>().ok())
     } else {
         message_stanza(&mut Reader::new(rest), None)
     };
@@ -555,8 +639,13 @@ pub fn xmpp_to_sip(data: &[u8]) {
 
 /// Typed form of [`xmpp_to_sip`]: what comes out is a body stox itself can read back.
 pub fn check_stanza_to_sip(e: &Element) {
-    let Ok(Some(c)) = im::stanza_to_sip(e, "2026-11-25T12:00:00Z") else { return };
-    let ct: ContentType = c.content_type.parse().expect("stox writes a valid Content-Type");
+    let Ok(Some(c)) = im::stanza_to_sip(e, "2026-11-25T12:00:00Z") else {
+        return;
+    };
+    let ct: ContentType = c
+        .content_type
+        .parse()
+        .expect("stox writes a valid Content-Type");
     match ct.mime.as_str() {
         "text/plain" => {
             text::decode_text(&c.body, ct.charset()).expect("UTF-8 text body");
@@ -570,13 +659,21 @@ pub fn check_stanza_to_sip(e: &Element) {
                 return; // open bug 4: a blank receipt id makes an IMDN without a message id
             }
             let n = imdn::parse(&c.body).unwrap_or_else(|err| {
-                panic!("stox wrote an IMDN it cannot parse ({err}): {:?}", String::from_utf8_lossy(&c.body))
+                panic!(
+                    "stox wrote an IMDN it cannot parse ({err}): {:?}",
+                    String::from_utf8_lossy(&c.body)
+                )
             });
             // The IMDN parser trims the id (XML whitespace around element content).
-            assert_eq!(Some(n.message_id.as_str()), id.map(str::trim), "the IMDN lost the message id");
+            assert_eq!(
+                Some(n.message_id.as_str()),
+                id.map(str::trim),
+                "the IMDN lost the message id"
+            );
         }
         "application/im-iscomposing+xml" => {
-            iscomposing::parse(&c.body).unwrap_or_else(|err| panic!("stox wrote an isComposing it cannot parse: {err}"));
+            iscomposing::parse(&c.body)
+                .unwrap_or_else(|err| panic!("stox wrote an isComposing it cannot parse: {err}"));
         }
         other => panic!("unexpected content type {other}"),
     }
@@ -584,7 +681,9 @@ pub fn check_stanza_to_sip(e: &Element) {
 
 /// `bodies`: the first byte picks a body parser, the rest is its input.
 pub fn bodies(data: &[u8]) {
-    let Some((&which, rest)) = data.split_first() else { return };
+    let Some((&which, rest)) = data.split_first() else {
+        return;
+    };
     check_body(which, rest);
 }
 
@@ -605,7 +704,10 @@ pub fn check_body(which: u8, body: &[u8]) {
             let (label, rest) = match body.split_first() {
                 Some((&n, rest)) => {
                     let n = usize::from(n % 16).min(rest.len());
-                    (Some(String::from_utf8_lossy(&rest[..n]).into_owned()), &rest[n..])
+                    (
+                        Some(String::from_utf8_lossy(&rest[..n]).into_owned()),
+                        &rest[n..],
+                    )
                 }
                 None => (None, body),
             };
@@ -613,7 +715,10 @@ pub fn check_body(which: u8, body: &[u8]) {
         }
         2 => {
             let out = html::html_to_text(&String::from_utf8_lossy(body));
-            assert!(out.len() <= body.len() * 4 + 16, "html_to_text blew up the input");
+            assert!(
+                out.len() <= body.len() * 4 + 16,
+                "html_to_text blew up the input"
+            );
         }
         3 => {
             if let Ok(m) = cpim::parse(body) {
@@ -624,7 +729,8 @@ pub fn check_body(which: u8, body: &[u8]) {
         }
         4 => {
             if let Ok(c) = iscomposing::parse(body) {
-                let again = iscomposing::parse(c.to_xml().as_bytes()).expect("own isComposing reparses");
+                let again =
+                    iscomposing::parse(c.to_xml().as_bytes()).expect("own isComposing reparses");
                 assert_eq!(again.state, c.state);
             }
         }
@@ -682,14 +788,16 @@ pub fn ops(data: &[u8]) -> Vec<Op> {
             3 => Op::Bounce {
                 n: usize::from(r.byte()),
                 condition: usize::from(r.byte()),
-                full: r.byte() % 2 == 0,
+                full: r.byte() & 1 == 0,
             },
             4 => {
                 let n = usize::from(r.byte());
                 let code = match r.byte() % 12 {
                     0 => None,
                     1 => Some(r.u16()),
-                    k => Some([100, 180, 200, 202, 404, 408, 486, 488, 500, 503, 603][usize::from(k) - 1]),
+                    k => Some(
+                        [100, 180, 200, 202, 404, 408, 486, 488, 500, 503, 603][usize::from(k) - 1],
+                    ),
                 };
                 Op::Response { n, code }
             }
@@ -737,13 +845,20 @@ pub fn run_core(ops: Vec<Op>) {
                 }
                 let tx = d.open.remove(n % d.open.len());
                 let result = match code {
-                    Some(code) => Ok(SipResponse { code, reason: "fuzz".into() }),
+                    Some(code) => Ok(SipResponse {
+                        code,
+                        reason: "fuzz".into(),
+                    }),
                     None => Err(SendFailure::Timeout),
                 };
                 d.input(Input::SipResponse { tx, result });
             }
             Op::Toggle => {
-                let i = if d.gw.link_up() { Input::LinkDown } else { Input::LinkUp };
+                let i = if d.gw.link_up() {
+                    Input::LinkDown
+                } else {
+                    Input::LinkUp
+                };
                 d.input(i);
             }
             Op::Advance(by) => {
@@ -795,7 +910,10 @@ impl Driver {
             bounce_window: WINDOW,
             udp_max_bytes: 1300,
             default_transport: Transport::Udp,
-            epoch: (now, SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_072_000)),
+            epoch: (
+                now,
+                SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_072_000),
+            ),
         };
         let store = stox_mappings::Store::memory();
         let gw = Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), SEED)
@@ -865,7 +983,10 @@ impl Driver {
                     self.answered.insert(tx, code);
                 }
                 Output::SipSend { tx, req, .. } => {
-                    assert!(tx >= self.next_tx && self.client_ids.insert(tx), "client transaction id {tx} reused");
+                    assert!(
+                        tx >= self.next_tx && self.client_ids.insert(tx),
+                        "client transaction id {tx} reused"
+                    );
                     check_sip_uri(&req.uri);
                     self.open.push(tx);
                 }
@@ -885,7 +1006,11 @@ impl Driver {
     /// is empty.
     pub fn finish(&mut self) {
         self.run_out();
-        assert!(self.waiting.is_empty(), "requests never answered: {:?}", self.waiting);
+        assert!(
+            self.waiting.is_empty(),
+            "requests never answered: {:?}",
+            self.waiting
+        );
         if !self.gw.link_up() {
             self.input(Input::LinkUp);
         }
@@ -894,16 +1019,18 @@ impl Driver {
             self.gw.outbox_len(),
             0,
             "messages stuck in the outbox (resent at every reconnect): {:?}",
-            self.store
-                .outbox
-                .pending()
-                .map(|p| p.into_iter().map(|(_, b)| String::from_utf8_lossy(&b).into_owned()).collect::<Vec<_>>())
+            self.store.outbox.pending().map(|p| p
+                .into_iter()
+                .map(|(_, b)| String::from_utf8_lossy(&b).into_owned())
+                .collect::<Vec<_>>())
         );
     }
 
     fn run_out(&mut self) {
         for _ in 0..10_000 {
-            let Some(t) = self.gw.poll_timeout() else { return };
+            let Some(t) = self.gw.poll_timeout() else {
+                return;
+            };
             self.now = self.now.max(t);
             self.gw.handle_timeout(self.now);
             self.drain();

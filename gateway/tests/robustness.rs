@@ -33,7 +33,10 @@ fn skip_open() {
 /// 256 cases each, unless `PROPTEST_CASES` says otherwise.
 fn config() -> ProptestConfig {
     ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256),
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(256),
         failure_persistence: None,
         ..ProptestConfig::default()
     }
@@ -42,7 +45,14 @@ fn config() -> ProptestConfig {
 /// Text that looks like SIP: a request line and header lines from realistic and broken
 /// pieces, CRLF or LF, then a body.
 fn sip_text() -> impl Strategy<Value = Vec<u8>> {
-    let method = prop_oneof!["MESSAGE", "OPTIONS", "ACK", "INVITE", "[A-Z]{1,8}", "\\PC{0,6}"];
+    let method = prop_oneof![
+        "MESSAGE",
+        "OPTIONS",
+        "ACK",
+        "INVITE",
+        "[A-Z]{1,8}",
+        "\\PC{0,6}"
+    ];
     let uri = prop_oneof![
         Just("sip:alice@localhost".to_string()),
         Just("sip:bob%40example.net@sip.localhost".to_string()),
@@ -168,13 +178,20 @@ fn stanza_xml() -> impl Strategy<Value = String> {
         "[ -~&&[^<&]]{0,30}".prop_map(|t| format!("<subject>{t}</subject>")),
         "[ -~&&[^<&]]{0,30}".prop_map(|t| format!("<thread>{t}</thread>")),
         Just("<body/>".to_string()),
-        prop_oneof![Just("composing"), Just("paused"), Just("active"), Just("gone"), Just("bogus")]
-            .prop_map(|s| format!("<{s} xmlns='http://jabber.org/protocol/chatstates'/>")),
-        proptest::option::of("[ -~&&[^<&'\"]]{0,20}|\\PC{0,10}|&lt;&amp;")
-            .prop_map(|id| match id {
+        prop_oneof![
+            Just("composing"),
+            Just("paused"),
+            Just("active"),
+            Just("gone"),
+            Just("bogus")
+        ]
+        .prop_map(|s| format!("<{s} xmlns='http://jabber.org/protocol/chatstates'/>")),
+        proptest::option::of("[ -~&&[^<&'\"]]{0,20}|\\PC{0,10}|&lt;&amp;").prop_map(
+            |id| match id {
                 Some(id) => format!("<received xmlns='urn:xmpp:receipts' id='{id}'/>"),
                 None => "<received xmlns='urn:xmpp:receipts'/>".to_string(),
-            }),
+            }
+        ),
         "[ -~&&[^<&'\"]]{0,20}|\\PC{0,10}|&#x9;x"
             .prop_map(|id| format!("<displayed xmlns='urn:xmpp:chat-markers:0' id='{id}'/>")),
         Just("<x xmlns='urn:example'><body>not mine</body></x>".to_string()),
@@ -286,11 +303,18 @@ fn core_scripted_outage_answers_every_request() {
 fn regressions() -> Vec<(String, PathBuf)> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions");
     let mut files = Vec::new();
-    let Ok(dirs) = std::fs::read_dir(&root) else { return files };
+    let Ok(dirs) = std::fs::read_dir(&root) else {
+        return files;
+    };
     for dir in dirs.flatten() {
         let target = dir.file_name().to_string_lossy().into_owned();
-        assert!(checks::TARGETS.contains(&target.as_str()), "fuzz/regressions/{target}: no such target");
-        let Ok(entries) = std::fs::read_dir(dir.path()) else { continue };
+        assert!(
+            checks::TARGETS.contains(&target.as_str()),
+            "fuzz/regressions/{target}: no such target"
+        );
+        let Ok(entries) = std::fs::read_dir(dir.path()) else {
+            continue;
+        };
         for f in entries.flatten() {
             if f.path().is_file() {
                 files.push((target.clone(), f.path()));
@@ -327,7 +351,10 @@ fn open_regressions() {
             passing.push(path.display().to_string());
         }
     }
-    assert!(passing.is_empty(), "fixed, rename without .open: {passing:?}");
+    assert!(
+        passing.is_empty(),
+        "fixed, rename without .open: {passing:?}"
+    );
 }
 
 /// Open bug 1 (see `fuzz/README.md`): a SIP MESSAGE whose text holds a character XML 1.0
