@@ -25,13 +25,30 @@ pub const NS_RECEIPTS: &str = "urn:xmpp:receipts";
 /// XEP-0333 chat markers.
 pub const NS_MARKERS: &str = "urn:xmpp:chat-markers:0";
 
+/// XML 1.0 §2.2 `Char`: text from SIP may hold characters XML cannot carry
+/// (C0 controls other than tab, LF and CR; U+FFFE, U+FFFF). Each becomes
+/// U+FFFD, so the reader sees that something was there.
+pub fn xml_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    fn bad(c: char) -> bool {
+        matches!(c, '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{fffe}' | '\u{ffff}')
+    }
+    if text.chars().any(bad) {
+        text.chars()
+            .map(|c| if bad(c) { '\u{fffd}' } else { c })
+            .collect::<String>()
+            .into()
+    } else {
+        text.into()
+    }
+}
+
 /// Starts a stanza `name` in `jabber:client` with from/to/id/type set.
 pub fn builder(name: &str, from: &str, to: &str, id: &str, kind: Option<&str>) -> ElementBuilder {
     let mut b = Element::builder(name, NS_COMPONENT)
         .attr(xml_ncname!("from").into(), from)
         .attr(xml_ncname!("to").into(), to);
     if !id.is_empty() {
-        b = b.attr(xml_ncname!("id").into(), id);
+        b = b.attr(xml_ncname!("id").into(), xml_safe(id).into_owned());
     }
     if let Some(kind) = kind {
         b = b.attr(xml_ncname!("type").into(), kind);
@@ -41,7 +58,11 @@ pub fn builder(name: &str, from: &str, to: &str, id: &str, kind: Option<&str>) -
 
 /// Sets `xml:lang`.
 pub fn with_lang(b: ElementBuilder, lang: &str) -> ElementBuilder {
-    b.attr_ns(Namespace::XML, xml_ncname!("lang").into(), lang)
+    b.attr_ns(
+        Namespace::XML,
+        xml_ncname!("lang").into(),
+        xml_safe(lang).into_owned(),
+    )
 }
 
 /// Reads `xml:lang`.
@@ -51,13 +72,15 @@ pub fn lang(e: &Element) -> Option<&str> {
 
 /// An element with text in `ns`.
 pub fn text_child(name: &str, ns: &str, text: &str) -> Element {
-    Element::builder(name, ns).append(text).build()
+    Element::builder(name, ns)
+        .append(xml_safe(text).into_owned())
+        .build()
 }
 
 /// An element in `ns` with one `id` attribute (XEP-0184 `<received/>`, XEP-0333 markers).
 pub fn id_child(name: &str, ns: &str, id: &str) -> Element {
     Element::builder(name, ns)
-        .attr(xml_ncname!("id").into(), id)
+        .attr(xml_ncname!("id").into(), xml_safe(id).into_owned())
         .build()
 }
 
@@ -133,6 +156,26 @@ mod tests {
         let (cond, text) = error_of(&e).expect("error child");
         assert_eq!(cond, Some(DefinedCondition::ItemNotFound));
         assert_eq!(text.as_deref(), Some("no such user"));
+    }
+
+    #[test]
+    fn characters_xml_cannot_carry_become_replacement_characters() {
+        assert_eq!(
+            xml_safe("bell\u{7} tab\t nl\n \u{fffe}"),
+            "bell\u{fffd} tab\t nl\n \u{fffd}"
+        );
+        let e = builder("message", "a@x", "b@y", "id\u{1}", None)
+            .append(text_child("body", NS_COMPONENT, "a\u{0}b"))
+            .build();
+        // Serialising must not panic, and the text survives otherwise intact.
+        let back: Element = to_string(&e).parse().expect("reparse");
+        assert_eq!(
+            back.get_child("body", NS_STANZA)
+                .map(|b| b.text())
+                .as_deref(),
+            Some("a\u{fffd}b")
+        );
+        assert_eq!(back.attr("id"), Some("id\u{fffd}"));
     }
 
     #[test]

@@ -130,7 +130,7 @@ pub struct Settings {
 
 struct PendingIn {
     tx: Option<TxId>,
-    seq: u64,
+    id: String,
     deadline: Instant,
 }
 
@@ -150,8 +150,14 @@ pub struct Gateway {
     outbox: Arc<dyn Outbox>,
     info: GatewayInfo,
     link_up: bool,
-    pending_in: HashMap<String, PendingIn>,
-    window: VecDeque<(Instant, String)>,
+    /// Messages in their bounce window, by outbox sequence number.
+    pending_in: HashMap<u64, PendingIn>,
+    /// Stanza id → the latest pending outbox entry sent with it. Ids come
+    /// from the SIP sender when CPIM carries an IMDN Message-ID, so two
+    /// pending messages may share one; each is still answered at its own
+    /// window's end, and a bounce is matched to the latest.
+    by_id: HashMap<String, u64>,
+    window: VecDeque<(Instant, u64)>,
     pending_out: HashMap<TxId, PendingOut>,
     outputs: VecDeque<Output>,
     id_prefix: String,
@@ -181,6 +187,7 @@ impl Gateway {
             info,
             link_up: false,
             pending_in: HashMap::new(),
+            by_id: HashMap::new(),
             window: VecDeque::new(),
             pending_out: HashMap::new(),
             outputs: VecDeque::new(),
@@ -220,15 +227,15 @@ impl Gateway {
             if *deadline > now {
                 break;
             }
-            let Some((deadline, id)) = self.window.pop_front() else {
+            let Some((deadline, seq)) = self.window.pop_front() else {
                 break;
             };
-            let due = matches!(self.pending_in.get(&id), Some(p) if p.deadline == deadline);
+            let due = matches!(self.pending_in.get(&seq), Some(p) if p.deadline == deadline);
             if !due {
                 continue;
             }
-            if let Some(p) = self.pending_in.remove(&id) {
-                self.outbox_remove(p.seq);
+            if let Some(p) = self.untrack_in(seq) {
+                self.outbox_remove(seq);
                 if let Some(tx) = p.tx {
                     self.reply(tx, 200, vec![]);
                 }
@@ -392,22 +399,6 @@ impl Gateway {
                 return self.reply(tx, r.code, headers);
             }
         };
-        // The stanza id may be the sender's IMDN Message-ID; never let two
-        // pending messages share an id.
-        let stanza = if self
-            .pending_in
-            .contains_key(stanza.attr("id").unwrap_or_default())
-        {
-            let mut s = stanza;
-            s.set_attr(
-                xmpp_parsers::minidom::rxml::Namespace::NONE,
-                xmpp_parsers::minidom::rxml::xml_ncname!("id").into(),
-                id.clone(),
-            );
-            s
-        } else {
-            stanza
-        };
         let sid = stanza.attr("id").unwrap_or_default().to_string();
         let seq = match self.outbox.push(stanza::to_string(&stanza).as_bytes()) {
             Ok(seq) => seq,
@@ -434,8 +425,17 @@ impl Gateway {
 
     fn track_in(&mut self, now: Instant, id: String, tx: Option<TxId>, seq: u64) {
         let deadline = now + self.settings.bounce_window;
-        self.window.push_back((deadline, id.clone()));
-        self.pending_in.insert(id, PendingIn { tx, seq, deadline });
+        self.window.push_back((deadline, seq));
+        self.by_id.insert(id.clone(), seq);
+        self.pending_in.insert(seq, PendingIn { tx, id, deadline });
+    }
+
+    fn untrack_in(&mut self, seq: u64) -> Option<PendingIn> {
+        let p = self.pending_in.remove(&seq)?;
+        if self.by_id.get(&p.id) == Some(&seq) {
+            self.by_id.remove(&p.id);
+        }
+        Some(p)
     }
 
     // --------------------------------------------------------------- link
@@ -458,6 +458,7 @@ impl Gateway {
             }
         }
         self.pending_in.clear();
+        self.by_id.clear();
         self.window.clear();
     }
 
@@ -647,12 +648,15 @@ impl Gateway {
         let Some(id) = msg.attr("id") else { return };
         let (cond, text) = stanza::error_of(&msg).unwrap_or((None, None));
         let cond = cond.unwrap_or(DefinedCondition::UndefinedCondition);
-        let Some(p) = self.pending_in.remove(id) else {
+        let Some(p) = self.by_id.get(id).copied().and_then(|seq| {
+            let p = self.untrack_in(seq)?;
+            self.outbox_remove(seq);
+            Some(p)
+        }) else {
             debug!(%id, "error bounce for no pending message (late or unknown)");
             counter!("stox_late_bounces_total").increment(1);
             return;
         };
-        self.outbox_remove(p.seq);
         // RFC 7247 §7: a bounce about a bare JID concerns all of the user's
         // endpoints (6xx); about a full JID, one endpoint (4xx).
         let to_full = msg

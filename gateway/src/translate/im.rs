@@ -219,7 +219,7 @@ pub fn stanza_to_sip(msg: &Element, datetime: &str) -> Result<Option<SipContent>
     }
     // XEP-0184 receipt → RFC 5438 delivery notification.
     if let Some(r) = msg.get_child("received", NS_RECEIPTS) {
-        let Some(id) = r.attr("id").filter(|i| !i.is_empty()) else {
+        let Some(id) = r.attr("id").filter(|i| !i.trim().is_empty()) else {
             return Err(StanzaReject {
                 condition: DefinedCondition::BadRequest,
                 text: "receipt without id".into(),
@@ -235,7 +235,7 @@ pub fn stanza_to_sip(msg: &Element, datetime: &str) -> Result<Option<SipContent>
         return Ok(Some(base("message/imdn+xml", n.to_xml().into_bytes())));
     }
     if let Some(d) = msg.get_child("displayed", NS_MARKERS) {
-        if let Some(id) = d.attr("id").filter(|i| !i.is_empty()) {
+        if let Some(id) = d.attr("id").filter(|i| !i.trim().is_empty()) {
             let n = imdn::Imdn {
                 message_id: id.to_string(),
                 datetime: Some(datetime.to_string()),
