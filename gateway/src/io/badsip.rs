@@ -92,6 +92,56 @@ fn canonical(long: &str) -> &'static str {
     }
 }
 
+/// RFC 3261 §18.3 framing of a datagram: the length of the message in it.
+///
+/// A request whose `Content-Length` is not a number, or says more than the
+/// datagram holds, is an error (the second: "the element SHOULD generate a
+/// 400"); bytes past the declared body are discarded. Without a
+/// `Content-Length` the body runs to the end of the datagram. A datagram
+/// without the blank line that ends the headers (RFC 3261 §7) is truncated.
+pub fn datagram_length(packet: &[u8]) -> Result<usize, String> {
+    let (head_end, body_start) = match find(packet, b"\r\n\r\n") {
+        Some(i) => (i, i + 4),
+        None => match find(packet, b"\n\n") {
+            Some(i) => (i, i + 2),
+            None => return Err("no blank line after the headers (truncated?)".into()),
+        },
+    };
+    let head = &packet[..head_end];
+    let mut declared = None;
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else {
+            continue;
+        };
+        let name = String::from_utf8_lossy(&line[..colon])
+            .trim()
+            .to_ascii_lowercase();
+        if name == "content-length" || name == "l" {
+            let value = String::from_utf8_lossy(&line[colon + 1..]);
+            let value = value.trim();
+            let n: usize = value
+                .parse()
+                .map_err(|_| format!("Content-Length `{value}` is not a number"))?;
+            if declared.is_some_and(|d| d != n) {
+                return Err("two different Content-Length values".into());
+            }
+            declared = Some(n);
+        }
+    }
+    let available = packet.len() - body_start;
+    match declared {
+        None => Ok(packet.len()),
+        Some(n) if n > available => Err(format!(
+            "Content-Length {n} but the datagram holds {available} body bytes (RFC 3261 §18.3)"
+        )),
+        Some(n) => Ok(body_start + n),
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
 /// A UDP socket that answers unparseable requests before the stack sees them.
 pub struct GuardedUdp {
     inner: Arc<tokio::net::UdpSocket>,
@@ -116,11 +166,15 @@ impl StackUdpSocket for GuardedUdp {
             if packet.iter().all(|b| b.is_ascii_whitespace()) {
                 return Ok((len, addr));
             }
-            match rsipstack::sip::SipMessage::try_from(packet) {
-                Ok(_) => return Ok((len, addr)),
-                Err(e) => {
+            let framed = datagram_length(packet).and_then(|n| {
+                rsipstack::sip::SipMessage::try_from(&packet[..n])
+                    .map(|_| n)
+                    .map_err(|e| e.to_string())
+            });
+            match framed {
+                Ok(n) => return Ok((n, addr)),
+                Err(why) => {
                     metrics::counter!("stox_sip_malformed_total").increment(1);
-                    let why = e.to_string();
                     match bad_request_response(packet, &why) {
                         Some(resp) => {
                             info!(src = %addr, error = %why, "malformed SIP request: answering 400");
@@ -159,6 +213,25 @@ mod tests {
         assert!(resp.contains("Call-ID: x1\r\n"));
         assert!(resp.contains("CSeq: 1 MESSAGE\r\n"));
         assert!(resp.contains("Warning: 399 stox \"malformed request: bad Content-Length\""));
+    }
+
+    #[test]
+    fn datagram_framing_rfc3261_18_3() {
+        let ok = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(datagram_length(ok), Ok(ok.len()));
+        let extra = b"MESSAGE sip:a@b SIP/2.0\r\nl: 2\r\n\r\nhello";
+        assert_eq!(datagram_length(extra), Ok(extra.len() - 3));
+        let short = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: 50\r\n\r\nhello";
+        assert!(datagram_length(short)
+            .expect_err("short")
+            .contains("holds 5"));
+        let banana = b"MESSAGE sip:a@b SIP/2.0\r\nContent-Length: banana\r\n\r\n";
+        assert!(datagram_length(banana)
+            .expect_err("banana")
+            .contains("not a number"));
+        let none = b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nbody";
+        assert_eq!(datagram_length(none), Ok(none.len()));
+        assert!(datagram_length(b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n").is_err());
     }
 
     #[test]
