@@ -19,7 +19,7 @@ use crate::{sip_contact_jid, Prosody, ProsodyOptions, Stanza, Stox, XmppClient, 
 
 /// How long a raw request waits for its final response. stox answers a MESSAGE after its
 /// bounce window (300 ms by default).
-pub const RAW_TIMEOUT: Duration = Duration::from_secs(5);
+pub const RAW_TIMEOUT: Duration = Duration::from_secs(8);
 
 /// Prosody (without mod_offline, so loss shows as an error), stox and
 /// `alice@localhost/phone` logged in.
@@ -42,7 +42,9 @@ impl World {
     pub fn start_with(overrides: &str) -> Result<World> {
         let prosody = Prosody::start(ProsodyOptions::without_offline()).context("prosody")?;
         let stox = Stox::start(&prosody, overrides).context("stox")?;
-        let alice = XmppClient::connect(&prosody, "alice", PASSWORD, "phone").context("alice")?;
+        let mut alice =
+            XmppClient::connect(&prosody, "alice", PASSWORD, "phone").context("alice")?;
+        wait_available(&mut alice, prosody.domain())?;
         Ok(World {
             prosody,
             stox,
@@ -69,6 +71,24 @@ impl World {
             .filter(|s| s.is_message() && s.kind() != Some("error"))
             .collect()
     }
+}
+
+/// Waits until the server has processed `client`'s initial presence (RFC 6121 §4.2).
+///
+/// The helper reports "online" right after *sending* its presence; a message from stox that
+/// Prosody routes before it has processed that presence finds no available resource and,
+/// without mod_offline, bounces. Prosody handles one session's stanzas in order, so once
+/// an XEP-0199 ping sent after the presence is answered, the presence has been processed.
+pub fn wait_available(client: &mut XmppClient, server: &str) -> Result<()> {
+    client.send_raw(&format!(
+        "<iq type='get' id='stox-tests-ready' to='{server}'><ping xmlns='urn:xmpp:ping'/></iq>"
+    ))?;
+    client
+        .expect(Duration::from_secs(10), |s| {
+            s.name() == "iq" && s.id() == Some("stox-tests-ready")
+        })
+        .context("server ping after initial presence")?;
+    Ok(())
 }
 
 /// The bare part of a JID.
@@ -231,8 +251,8 @@ impl RawRequest {
         out
     }
 
-    /// Sends the request in one datagram from a fresh loopback socket and collects the
-    /// responses until a final one or `timeout`.
+    /// Sends the request from a fresh loopback socket, retransmitting it as a UAC would until
+    /// the first response, and collects the responses until a final one or `timeout`.
     pub fn send_udp_within(&self, to: SocketAddr, timeout: Duration) -> Result<RawExchange> {
         let socket = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0))?;
         let local = socket.local_addr()?;
@@ -240,15 +260,41 @@ impl RawRequest {
         socket.send_to(&request, to)?;
         let mut responses = Vec::new();
         let deadline = Instant::now() + timeout;
+        // RFC 3261 §17.1.2.2: retransmit at T1, doubling up to T2, until a response comes
+        // (a busy test machine may drop or delay a datagram, as a real network would).
+        let mut interval = Duration::from_millis(500);
+        let mut next_retransmit = Instant::now() + interval;
         let mut buf = vec![0u8; 65536];
         loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            let now = Instant::now();
+            if now >= deadline {
                 break;
             }
+            if responses.is_empty() && now >= next_retransmit {
+                socket.send_to(&request, to)?;
+                interval = (interval * 2).min(Duration::from_secs(4));
+                next_retransmit = now + interval;
+            }
+            let wake = if responses.is_empty() {
+                next_retransmit.min(deadline)
+            } else {
+                deadline
+            };
+            let left = wake
+                .saturating_duration_since(now)
+                .max(Duration::from_millis(1));
             socket.set_read_timeout(Some(left))?;
-            let Ok((n, _)) = socket.recv_from(&mut buf) else {
-                break;
+            let (n, _) = match socket.recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue
+                }
+                Err(_) => break,
             };
             if let Some(message) = SipMessage::parse(&buf[..n]) {
                 let is_final = message.status().is_some_and(|s| s >= 200);

@@ -129,17 +129,38 @@ fn garbage_and_truncated_datagrams_leave_stox_working() {
         "{}",
         got.xml()
     );
+    let health = w.stox.admin_get("/health").expect("GET /health");
+    assert_eq!(health.status, 200, "{}", health.body);
+    assert!(w.stox.is_running(), "stox exited:\n{}", w.stox.log_tail(30));
+    assert_eq!(w.stox.pid(), pid);
+
     let others = w.alice_messages(Duration::from_millis(700));
     assert!(
         others.is_empty(),
         "only the valid message may reach alice, also got: {:?}",
         others.iter().map(|s| s.xml()).collect::<Vec<_>>()
     );
+}
 
-    let health = w.stox.admin_get("/health").expect("GET /health");
-    assert_eq!(health.status, 200, "{}", health.body);
-    assert!(w.stox.is_running(), "stox exited:\n{}", w.stox.log_tail(30));
-    assert_eq!(w.stox.pid(), pid);
+/// raw UAC sends over UDP MESSAGE sip:alice@localhost with Content-Length: 37 and only the
+///   first 9 body bytes ("TRUNCATED")
+/// expect 400 Bad Request (RFC 3261 §18.3: "If the transport packet ends before the end of
+///        the message body, this is considered an error ... the element SHOULD treat it as a
+///        malformed request and respond with 400"); alice gets nothing
+#[test]
+fn udp_body_shorter_than_content_length_gets_400() {
+    let mut w = start();
+    let ex = RawRequest::message("sip:alice@localhost", "TRUNCATED")
+        .content_length("37")
+        .send_udp(w.stox.sip_addr())
+        .expect("udp exchange");
+    assert_eq!(ex.status(), Some(400), "{}", ex.summary());
+    let seen = w.alice_messages(Duration::from_millis(700));
+    assert!(
+        seen.is_empty(),
+        "a truncated request must not reach alice: {:?}",
+        seen.iter().map(|s| s.xml()).collect::<Vec<_>>()
+    );
 }
 
 /// raw UAC sends OPTIONS sip:alice@localhost
