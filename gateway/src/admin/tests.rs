@@ -1,0 +1,356 @@
+//! The admin router driven in-process with `tower::ServiceExt::oneshot`, over a `MemoryStore`.
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use axum::response::Response;
+use axum::Router;
+use metrics_exporter_prometheus::PrometheusBuilder;
+use serde_json::{json, Value};
+use tower::ServiceExt;
+
+use super::*;
+
+const TOKEN: &str = "s3cret-token";
+
+struct Fixture {
+    router: Router,
+    store: stox_mappings::Store,
+    link_up: Arc<AtomicBool>,
+}
+
+fn fixture() -> Fixture {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!("stox_admin_test_total").increment(3);
+    });
+    let store = stox_mappings::Store::memory();
+    let link_up = Arc::new(AtomicBool::new(true));
+    let router = router(AdminState {
+        token: TOKEN.into(),
+        store: store.clone(),
+        link_up: Arc::clone(&link_up),
+        metrics: handle,
+    });
+    Fixture {
+        router,
+        store,
+        link_up,
+    }
+}
+
+fn request(method: &str, uri: &str, auth: Option<&str>, json_body: Option<&str>) -> Request<Body> {
+    let mut b = Request::builder().method(method).uri(uri);
+    if let Some(token) = auth {
+        b = b.header(header::AUTHORIZATION, format!("Bearer {token}"));
+    }
+    match json_body {
+        Some(body) => b
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap(),
+        None => b.body(Body::empty()).unwrap(),
+    }
+}
+
+async fn send(router: &Router, req: Request<Body>) -> Response {
+    router.clone().oneshot(req).await.unwrap()
+}
+
+async fn body_bytes(resp: Response) -> Vec<u8> {
+    axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap()
+        .to_vec()
+}
+
+/// Asserts the status and a JSON content type, and returns the JSON body.
+async fn json_of(resp: Response, status: StatusCode) -> Value {
+    assert_eq!(resp.status(), status);
+    assert_eq!(
+        resp.headers().get(header::CONTENT_TYPE).unwrap(),
+        "application/json"
+    );
+    serde_json::from_slice(&body_bytes(resp).await).unwrap()
+}
+
+/// Asserts an error response: the status and a non-empty `error` string, which it returns.
+async fn error_of(resp: Response, status: StatusCode) -> String {
+    let body = json_of(resp, status).await;
+    let error = body["error"].as_str().unwrap().to_owned();
+    assert!(!error.is_empty());
+    assert_eq!(body.as_object().unwrap().len(), 1, "{body}");
+    error
+}
+
+#[tokio::test]
+async fn health_follows_the_xmpp_link_without_auth() {
+    let f = fixture();
+    let resp = send(&f.router, request("GET", "/health", None, None)).await;
+    assert_eq!(
+        json_of(resp, StatusCode::OK).await,
+        json!({"status": "ok", "xmpp_link": "up"})
+    );
+    f.link_up.store(false, std::sync::atomic::Ordering::Release);
+    let resp = send(&f.router, request("GET", "/health", None, None)).await;
+    assert_eq!(
+        json_of(resp, StatusCode::SERVICE_UNAVAILABLE).await,
+        json!({"status": "degraded", "xmpp_link": "down"})
+    );
+}
+
+#[tokio::test]
+async fn metrics_are_prometheus_text_without_auth() {
+    let f = fixture();
+    let resp = send(&f.router, request("GET", "/metrics", None, None)).await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        resp.headers().get(header::CONTENT_TYPE).unwrap(),
+        PROMETHEUS_CONTENT_TYPE
+    );
+    let text = String::from_utf8(body_bytes(resp).await).unwrap();
+    assert!(
+        text.lines().any(|l| l == "stox_admin_test_total 3"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn api_routes_refuse_missing_or_wrong_tokens() {
+    let f = fixture();
+    for (method, uri) in [
+        ("GET", "/api/v1/mappings"),
+        ("GET", "/api/v1/mappings/alice@localhost"),
+        ("DELETE", "/api/v1/mappings/alice@localhost"),
+        ("GET", "/api/v1/openapi.json"),
+    ] {
+        for auth in [
+            None,
+            Some("wrong"),
+            Some("s3cret-token-longer"),
+            Some("s3cret-toke"),
+        ] {
+            let resp = send(&f.router, request(method, uri, auth, None)).await;
+            assert_eq!(
+                resp.headers().get(header::WWW_AUTHENTICATE).unwrap(),
+                "Bearer",
+                "{method} {uri} {auth:?}"
+            );
+            error_of(resp, StatusCode::UNAUTHORIZED).await;
+        }
+    }
+    // A POST is refused before its body is looked at, and nothing is stored.
+    let body = r#"{"jid":"alice@localhost","sip":"sip:alice@pbx"}"#;
+    let resp = send(
+        &f.router,
+        request("POST", "/api/v1/mappings", None, Some(body)),
+    )
+    .await;
+    error_of(resp, StatusCode::UNAUTHORIZED).await;
+    let basic = Request::builder()
+        .uri("/api/v1/mappings")
+        .header(header::AUTHORIZATION, format!("Basic {TOKEN}"))
+        .body(Body::empty())
+        .unwrap();
+    error_of(send(&f.router, basic).await, StatusCode::UNAUTHORIZED).await;
+    assert_eq!(f.store.mappings.list().unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn a_created_mapping_is_listed_fetched_and_deleted() {
+    let f = fixture();
+    let resp = send(
+        &f.router,
+        request(
+            "POST",
+            "/api/v1/mappings",
+            Some(TOKEN),
+            Some(r#"{"jid": "Alice@LocalHost", "sip": "sip:alice@pbx.example"}"#),
+        ),
+    )
+    .await;
+    let created = json_of(resp, StatusCode::CREATED).await;
+    assert_eq!(created["jid"], "alice@localhost");
+    assert_eq!(created["sip"], "sip:alice@pbx.example");
+    assert!(created["created_unix"].as_u64().unwrap() > 1_600_000_000);
+    // It is in the store, both ways.
+    let stored = f
+        .store
+        .mappings
+        .by_sip("sip:alice@pbx.example")
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.jid, "alice@localhost");
+
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/mappings", Some(TOKEN), None),
+    )
+    .await;
+    assert_eq!(json_of(resp, StatusCode::OK).await, json!([created]));
+
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/mappings/alice@localhost", Some(TOKEN), None),
+    )
+    .await;
+    assert_eq!(json_of(resp, StatusCode::OK).await, created);
+
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/mappings/bob@localhost", Some(TOKEN), None),
+    )
+    .await;
+    assert!(error_of(resp, StatusCode::NOT_FOUND)
+        .await
+        .contains("bob@localhost"));
+
+    let resp = send(
+        &f.router,
+        request(
+            "DELETE",
+            "/api/v1/mappings/alice%40localhost",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    assert!(body_bytes(resp).await.is_empty());
+
+    let resp = send(
+        &f.router,
+        request(
+            "DELETE",
+            "/api/v1/mappings/alice@localhost",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/mappings", Some(TOKEN), None),
+    )
+    .await;
+    assert_eq!(json_of(resp, StatusCode::OK).await, json!([]));
+    assert_eq!(
+        f.store.mappings.by_sip("sip:alice@pbx.example").unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn invalid_addresses_are_400_and_not_stored() {
+    let f = fixture();
+    for (body, says) in [
+        (r#"{"jid": "localhost", "sip": "sip:a@pbx"}"#, "localpart"),
+        (
+            r#"{"jid": "a@localhost/phone", "sip": "sip:a@pbx"}"#,
+            "bare JID",
+        ),
+        (r#"{"jid": "a@localhost", "sip": "a@pbx"}"#, "scheme"),
+        (
+            r#"{"jid": "a@localhost", "sip": "sip:pbx.example"}"#,
+            "user",
+        ),
+        (r#"{"jid": "a@localhost", "sip": "tel:+4930123"}"#, "scheme"),
+    ] {
+        let resp = send(
+            &f.router,
+            request("POST", "/api/v1/mappings", Some(TOKEN), Some(body)),
+        )
+        .await;
+        let error = error_of(resp, StatusCode::BAD_REQUEST).await;
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    assert_eq!(f.store.mappings.list().unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn bad_json_and_wrong_content_type_are_400_with_the_reason() {
+    let f = fixture();
+    for (body, says) in [
+        ("{not json", "as JSON"),
+        (r#"{"jid": "a@localhost"}"#, "missing field `sip`"),
+        (r#"{"jid": 5, "sip": "sip:a@pbx"}"#, "invalid type"),
+        (
+            r#"{"jid": "a@h", "sip": "sip:a@pbx", "x": 1}"#,
+            "unknown field",
+        ),
+    ] {
+        let resp = send(
+            &f.router,
+            request("POST", "/api/v1/mappings", Some(TOKEN), Some(body)),
+        )
+        .await;
+        let error = error_of(resp, StatusCode::BAD_REQUEST).await;
+        assert!(error.contains(says), "{body}: {error}");
+    }
+    let no_type = Request::builder()
+        .method("POST")
+        .uri("/api/v1/mappings")
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .header(header::CONTENT_TYPE, "text/plain")
+        .body(Body::from(r#"{"jid":"a@h","sip":"sip:a@pbx"}"#))
+        .unwrap();
+    let error = error_of(send(&f.router, no_type).await, StatusCode::BAD_REQUEST).await;
+    assert!(error.contains("Content-Type"), "{error}");
+    assert_eq!(f.store.mappings.list().unwrap(), vec![]);
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_answer_json() {
+    let f = fixture();
+    for auth in [None, Some(TOKEN)] {
+        let resp = send(&f.router, request("GET", "/nope", auth, None)).await;
+        assert!(error_of(resp, StatusCode::NOT_FOUND)
+            .await
+            .contains("/nope"));
+    }
+    let resp = send(
+        &f.router,
+        request("PUT", "/api/v1/mappings", Some(TOKEN), None),
+    )
+    .await;
+    error_of(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+    let resp = send(&f.router, request("POST", "/health", None, None)).await;
+    error_of(resp, StatusCode::METHOD_NOT_ALLOWED).await;
+}
+
+#[tokio::test]
+async fn the_openapi_document_describes_every_route() {
+    let f = fixture();
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/openapi.json", Some(TOKEN), None),
+    )
+    .await;
+    let doc = json_of(resp, StatusCode::OK).await;
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/health", "get"),
+        ("/metrics", "get"),
+        ("/api/v1/mappings", "get"),
+        ("/api/v1/mappings", "post"),
+        ("/api/v1/mappings/{jid}", "get"),
+        ("/api/v1/mappings/{jid}", "delete"),
+    ] {
+        assert!(paths[path][method].is_object(), "{method} {path} missing");
+    }
+    assert!(paths["/api/v1/mappings"]["post"]["responses"]["201"].is_object());
+    let schemas = doc["components"]["schemas"].as_object().unwrap();
+    for schema in ["NewMapping", "MappingView", "ErrorBody", "Health"] {
+        assert!(schemas.contains_key(schema), "schema {schema} missing");
+    }
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    assert_eq!(doc, serde_json::to_value(openapi()).unwrap());
+}
