@@ -14,7 +14,6 @@
 //! module of the `robustness` integration test of stox-gateway (`#[path]`), so it uses
 //! only crates both have.
 
-use std::cell::Cell;
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -39,25 +38,9 @@ pub const WINDOW: Duration = Duration::from_millis(300);
 /// The id seed of the core under test: its stanza ids are `stox-0000000000000007-N`.
 pub const SEED: u64 = 7;
 
-thread_local! {
-    static SKIP_OPEN_BUGS: Cell<bool> = const { Cell::new(false) };
-}
-
-/// Makes the checks step over inputs that hit a bug already reported and still open
-/// (see `fuzz/README.md`, "Open bugs"), so that a run looks for new ones. The fuzz
-/// targets turn this on when `STOX_FUZZ_SKIP_OPEN` is set. Per thread.
-pub fn skip_open_bugs(skip: bool) {
-    SKIP_OPEN_BUGS.with(|s| s.set(skip));
-}
-
-fn skipping_open_bugs() -> bool {
-    SKIP_OPEN_BUGS.with(Cell::get)
-}
-
-/// Open bug 1: text from SIP with a character XML 1.0 forbids (a C0 control other than
-/// tab, LF, CR; U+FFFE; U+FFFF) reaches a stanza, and serializing it panics in minidom
-/// ("encoder driven incorrectly"). In the core that is `stanza::to_string` before the
-/// outbox push: one SIP MESSAGE stops stox. Returns the first such character of `e`.
+/// Bug 1 (fixed): text from SIP with a character XML 1.0 forbids (a C0 control other
+/// than tab, LF, CR; U+FFFE; U+FFFF) reached a stanza, and serializing it panicked in
+/// minidom. Returns the first such character of `e`.
 pub fn xml_forbidden_char(e: &Element) -> Option<char> {
     let bad = |s: &str| {
         s.chars().find(|&c| {
@@ -490,26 +473,6 @@ pub fn core_answers_once(req: SipRequest) {
     d.finish();
 }
 
-/// The RFC 5438 imdn.Message-ID of a CPIM request.
-fn imdn_id(req: &SipRequest) -> Option<String> {
-    let ct = req.header("Content-Type")?;
-    if !ct.trim().to_ascii_lowercase().starts_with("message/cpim") {
-        return None;
-    }
-    cpim::parse(&req.body)
-        .ok()?
-        .imdn_message_id()
-        .map(str::to_string)
-}
-
-/// Whether `req` would translate into a stanza holding a character XML forbids.
-fn hits_open_bug_1(req: &SipRequest) -> bool {
-    matches!(
-        im::sip_to_stanza(req, "c@sip.localhost", "a@localhost", "i", "chat"),
-        Ok(Some(e)) if xml_forbidden_char(&e).is_some()
-    )
-}
-
 /// `sip_uri`: any text as a SIP URI; a parsed URI displays as text that parses back to
 /// the same URI (the core writes URIs with Display and the io layer parses them again).
 pub fn sip_uri(data: &[u8]) {
@@ -604,13 +567,7 @@ pub fn check_sip_to_stanza(req: &SipRequest) {
             assert_eq!(e.name(), "message");
             assert_eq!(e.attr("from"), Some(from));
             if let Some(c) = xml_forbidden_char(&e) {
-                if skipping_open_bugs() {
-                    return;
-                }
-                panic!(
-                    "open bug 1: U+{:04X} from SIP reaches the stanza; serializing it panics",
-                    u32::from(c)
-                );
+                panic!("U+{:04X} from SIP reaches the stanza (bug 1)", u32::from(c));
             }
             assert_reparses(&e);
         }
@@ -655,9 +612,6 @@ pub fn check_stanza_to_sip(e: &Element) {
                 .get_child("received", stanza::NS_RECEIPTS)
                 .or_else(|| e.get_child("displayed", stanza::NS_MARKERS))
                 .and_then(|x| x.attr("id"));
-            if skipping_open_bugs() && id.is_some_and(|i| i.trim().is_empty()) {
-                return; // open bug 4: a blank receipt id makes an IMDN without a message id
-            }
             let n = imdn::parse(&c.body).unwrap_or_else(|err| {
                 panic!(
                     "stox wrote an IMDN it cannot parse ({err}): {:?}",
@@ -889,8 +843,6 @@ pub struct Driver {
     client_ids: BTreeSet<TxId>,
     /// Messages stox sent: (id, from, to).
     sent: Vec<(String, String, String)>,
-    /// CPIM imdn.Message-IDs of the requests fed so far.
-    imdn_ids: BTreeSet<String>,
 }
 
 impl Default for Driver {
@@ -928,26 +880,11 @@ impl Driver {
             open: Vec::new(),
             client_ids: BTreeSet::new(),
             sent: Vec::new(),
-            imdn_ids: BTreeSet::new(),
         }
     }
 
-    /// Feeds a SIP request under a new server transaction id; returns the id (0 when
-    /// skipped because it hits an open bug, see [`skip_open_bugs`]).
+    /// Feeds a SIP request under a new server transaction id; returns the id.
     pub fn sip(&mut self, req: SipRequest) -> TxId {
-        if hits_open_bug_1(&req) {
-            if skipping_open_bugs() {
-                return 0;
-            }
-            panic!("open bug 1: a character XML forbids, from SIP, reaches the stanza: the core panics on {req:?}");
-        }
-        if let Some(id) = imdn_id(&req) {
-            // Open bugs 2 and 3 need a CPIM imdn.Message-ID equal to a stanza id stox
-            // assigns later, or the same one twice.
-            if skipping_open_bugs() && (id.starts_with("stox-") || !self.imdn_ids.insert(id)) {
-                return 0;
-            }
-        }
         let tx = self.next_tx;
         self.next_tx += 1;
         self.waiting.insert(tx);

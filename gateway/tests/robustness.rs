@@ -13,6 +13,8 @@
 //! below); every file under `fuzz/regressions/<target>/` is replayed through its target.
 //! A file whose name ends in `.open` reproduces a bug not fixed yet: it is replayed by
 //! the ignored test `open_regressions` (`cargo test --test robustness -- --ignored`).
+//! The `bug_*` tests guard the bugs these checks found (`fuzz/README.md`).
+//! The `bug_*` tests guard the bugs these checks found (see `fuzz/README.md`).
 
 #[path = "../../fuzz/src/checks.rs"]
 #[allow(dead_code)]
@@ -23,12 +25,6 @@ use std::path::{Path, PathBuf};
 use proptest::prelude::*;
 use stox_gateway::sipmsg::{SipRequest, Transport};
 use xmpp_parsers::minidom::Element;
-
-/// The proptests look for new bugs: inputs that hit an open one (`fuzz/README.md`) are
-/// stepped over; `open_bug_*` tests below reproduce those.
-fn skip_open() {
-    checks::skip_open_bugs(true);
-}
 
 /// 256 cases each, unless `PROPTEST_CASES` says otherwise.
 fn config() -> ProptestConfig {
@@ -216,25 +212,21 @@ proptest! {
 
     #[test]
     fn arbitrary_bytes_through_rsipstack_and_badsip(data in proptest::collection::vec(any::<u8>(), 0..512)) {
-        skip_open();
         checks::sip_message(&data);
     }
 
     #[test]
     fn sip_looking_text_through_rsipstack_and_badsip(data in sip_text()) {
-        skip_open();
         checks::sip_message(&data);
     }
 
     #[test]
     fn sip_message_to_stanza_is_a_stanza_or_a_4xx(req in sip_request()) {
-        skip_open();
         checks::check_sip_to_stanza(&req);
     }
 
     #[test]
     fn stanza_to_sip_writes_bodies_stox_reads_back(xml in stanza_xml()) {
-        skip_open();
         if let Ok(e) = xml.parse::<Element>() {
             checks::check_stanza_to_sip(&e);
         }
@@ -242,7 +234,6 @@ proptest! {
 
     #[test]
     fn arbitrary_xml_to_sip(data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        skip_open();
         checks::xmpp_to_sip(&data);
     }
 
@@ -261,13 +252,11 @@ proptest! {
 
     #[test]
     fn body_parsers(which in 0u8..6, data in proptest::collection::vec(any::<u8>(), 0..256)) {
-        skip_open();
         checks::check_body(which, &data);
     }
 
     #[test]
     fn core_answers_every_request_once(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
-        skip_open();
         checks::gateway_core(&data);
     }
 }
@@ -357,14 +346,13 @@ fn open_regressions() {
     );
 }
 
-/// Open bug 1 (see `fuzz/README.md`): a SIP MESSAGE whose text holds a character XML 1.0
-/// forbids (here BEL, U+0007) makes the core panic: `im::sip_to_stanza` copies it into the
+/// Bug 1 (fixed in c6daab7): a SIP MESSAGE whose text holds a character XML 1.0
+/// forbids (here BEL, U+0007) made the core panic: `im::sip_to_stanza` copies it into the
 /// `<body/>`, and `stanza::to_string` (minidom) panics serializing it for the outbox. In
 /// the daemon that panic is in the event loop: one datagram stops stox. The same holds
 /// for `Subject`, `Call-ID` (→ `<thread/>`) and a CPIM `imdn.Message-ID` (→ `id`).
 #[test]
-#[ignore = "open bug 1: control characters from SIP panic the core"]
-fn open_bug_1_control_character_in_a_sip_message() {
+fn bug_1_control_character_in_a_sip_message() {
     let req = SipRequest {
         method: "MESSAGE".into(),
         uri: "sip:alice@localhost".into(),
@@ -377,7 +365,7 @@ fn open_bug_1_control_character_in_a_sip_message() {
     };
     let mut d = checks::Driver::new();
     d.input(stox_gateway::core::Input::LinkUp);
-    // Straight into the core (Driver::sip would stop at the open-bug check).
+    // Straight into the core: the panic was in handle_input.
     d.gw.handle_input(d.now, stox_gateway::core::Input::SipRequest { tx: 1, req });
     let mut answered = false;
     while let Some(t) = d.gw.poll_timeout() {
@@ -409,15 +397,14 @@ fn cpim_with_imdn_id(id: &str) -> SipRequest {
     )
 }
 
-/// Open bug 2: a CPIM `imdn.Message-ID` becomes the stanza id (im.rs), and the core keys
+/// Bug 2 (fixed in c6daab7): a CPIM `imdn.Message-ID` becomes the stanza id (im.rs), and the core keys
 /// pending messages by stanza id. The de-duplication in `on_sip_message` only renames
 /// the new stanza to its fresh id, which can itself be taken: MESSAGE 1 carries the id
 /// stox will give MESSAGE 2 (`stox-<seed>-2`, a prefix every XMPP recipient sees), and
 /// MESSAGE 2 then replaces MESSAGE 1's pending entry. MESSAGE 1's transaction never gets
 /// a reply from the core (the io layer's 30 s guard answers 500 for a delivered message).
 #[test]
-#[ignore = "open bug 2: an IMDN Message-ID equal to a later stanza id loses a reply"]
-fn open_bug_2_imdn_id_equal_to_a_later_stanza_id() {
+fn bug_2_imdn_id_equal_to_a_later_stanza_id() {
     let mut d = checks::Driver::new();
     d.input(stox_gateway::core::Input::LinkUp);
     d.sip(cpim_with_imdn_id("stox-0000000000000007-2"));
@@ -425,26 +412,24 @@ fn open_bug_2_imdn_id_equal_to_a_later_stanza_id() {
     d.finish();
 }
 
-/// Open bug 3: while the link is down there is nothing pending, so two MESSAGEs with the
+/// Bug 3 (fixed in c6daab7): while the link is down there is nothing pending, so two MESSAGEs with the
 /// same CPIM `imdn.Message-ID` are both stored under one stanza id (both answered 202).
 /// After the reconnect both are resent and tracked under that id; the second replaces the
 /// first, whose outbox entry is then never removed: it is sent again at every reconnect
 /// and every restart, forever.
 #[test]
-#[ignore = "open bug 3: a repeated IMDN Message-ID while the link is down stays in the outbox"]
-fn open_bug_3_same_imdn_id_twice_while_the_link_is_down() {
+fn bug_3_same_imdn_id_twice_while_the_link_is_down() {
     let mut d = checks::Driver::new();
     d.sip(cpim_with_imdn_id("dup"));
     d.sip(cpim_with_imdn_id("dup"));
     d.finish();
 }
 
-/// Open bug 4 (minor): `im::stanza_to_sip` refuses an empty receipt / marker id but not a
+/// Bug 4 (fixed in c6daab7): `im::stanza_to_sip` refuses an empty receipt / marker id but not a
 /// blank one; `<displayed id=' '/>` becomes an RFC 5438 IMDN whose `<message-id>` is
 /// blank, which stox's own IMDN parser (and a SIP client) refuses.
 #[test]
-#[ignore = "open bug 4: a blank receipt id makes an invalid IMDN"]
-fn open_bug_4_blank_receipt_id() {
+fn bug_4_blank_receipt_id() {
     let e: Element = "<message xmlns='jabber:client' to='x\\40pbx@sip.localhost' from='alice@localhost/r'><displayed xmlns='urn:xmpp:chat-markers:0' id=' '/></message>"
         .parse()
         .expect("xml");
