@@ -66,6 +66,13 @@ class Client(slixmpp.ClientXMPP):
     async def on_session_start(self, _event):
         # Initial presence (RFC 6121 §4.2) so messages to the bare JID reach us.
         self.send_presence(ppriority=self.priority)
+        # Prosody handles a session's stanzas in order: once it answers this
+        # ping it has processed the presence, so a message sent to us after
+        # "online" is not bounced as if we were offline.
+        try:
+            await self["xep_0199"].ping(jid=self.boundjid.domain, timeout=10)
+        except Exception as e:  # noqa: BLE001 - a failed ping only loses the guarantee
+            print("ping after presence failed: %s" % e, file=sys.stderr)
         self.online = True
         for xml in self.pending:
             self.send_raw(xml)

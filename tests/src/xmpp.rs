@@ -281,8 +281,15 @@ impl XmppClient {
                     self.sessions += 1;
                     return Ok(());
                 }
-                // Stanzas before the session (the bind result) are not part of any test.
-                Ok(Event::Stanza(_)) => {}
+                // Messages can arrive before "online": offline storage is
+                // flushed as soon as the initial presence is processed, and
+                // the helper reports "online" only after a ping round trip.
+                // Keep them; the bind and roster results are not part of any test.
+                Ok(Event::Stanza(stanza)) => {
+                    if stanza.name() == "message" {
+                        self.backlog.push_back(stanza);
+                    }
+                }
                 Ok(Event::Error(text)) => {
                     bail!(
                         "{}: {text}\n--- slixmpp log ---\n{}",
