@@ -5,4 +5,5 @@
 //! about SIP.
 pub mod disco;
 pub mod escape;
+pub mod jingle;
 pub mod link;
