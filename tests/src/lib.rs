@@ -35,6 +35,8 @@
 //! # drop(stox);
 //! ```
 
+pub mod audio;
+pub mod baresip;
 pub mod ports;
 pub mod process;
 pub mod prosody;
