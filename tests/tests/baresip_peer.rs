@@ -8,12 +8,19 @@
 //! both CALL_ESTABLISHED; A sends DTMF "1#"; B sees CALL_DTMF_START 1, #
 //! ~2 s of audio; A hangs up; both CALL_CLOSED
 //! A's recording ≈ 660 Hz, B's ≈ 440 Hz (±10 Hz), RMS above a floor
+//!
+//! SIPp INVITEs an auto-answering B (PCMU + telephone-event 101), replays the RFC 4733
+//! pcaps of "1" and "#" (needs root), sends BYE → B reports CALL_DTMF_START 1, #
 //! ```
 
+use std::process::Command;
 use std::time::Duration;
 
 use stox_tests::audio::{self, Analysis};
 use stox_tests::baresip::{Baresip, BaresipOptions, Codecs};
+use stox_tests::crate_path;
+use stox_tests::ports::free_port;
+use stox_tests::process::{tail, temp_dir, Process};
 
 const T: Duration = Duration::from_secs(10);
 const SKIP: Duration = Duration::from_millis(500);
@@ -121,4 +128,52 @@ fn audio_tone_written_to_wav_reads_back_at_its_frequency() {
         assert!((heard.rms - 8000.0 / 2f64.sqrt()).abs() < 20.0, "{heard:?}");
         assert_eq!(heard.analysed, Duration::from_millis(1500));
     }
+}
+
+#[test]
+fn sipp_invite_replaying_rfc4733_pcaps_reaches_baresip_as_dtmf() {
+    let mut b = Baresip::start(BaresipOptions::new("b", 660.0).auto_answer(true)).unwrap();
+    let dir = temp_dir("sipp-dtmf").unwrap();
+    let screen = dir.path().join("screen.log");
+    let errors = dir.path().join("errors.log");
+    let mut cmd = Command::new("sipp");
+    cmd.arg(b.sip_addr().to_string())
+        .arg("-sf")
+        .arg(crate_path("peers/baresip/uac_invite_dtmf.xml"))
+        .args(["-s", "b", "-i", "127.0.0.1", "-p", &free_port().to_string()])
+        .args(["-mi", "127.0.0.1", "-mp", &free_port().to_string()])
+        .args([
+            "-m",
+            "1",
+            "-t",
+            "u1",
+            "-nostdin",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ])
+        .arg("-trace_err")
+        .arg("-error_file")
+        .arg(&errors)
+        .current_dir(dir.path());
+    let mut sipp = Process::spawn_logged("sipp", cmd, &screen).unwrap();
+
+    let established = b.expect_event("CALL_ESTABLISHED", T).unwrap();
+    assert!(
+        established
+            .peer_uri
+            .as_deref()
+            .is_some_and(|u| u.starts_with("sip:sipp@127.0.0.1")),
+        "{established:?}"
+    );
+    assert_eq!(b.expect_dtmf(2, T).unwrap(), "1#", "{}", tail(&screen, 20));
+    b.expect_event("CALL_CLOSED", T).unwrap();
+    let status = sipp.wait_timeout(T);
+    assert_eq!(
+        status.and_then(|s| s.code()),
+        Some(0),
+        "sipp failed\n{}\n{}",
+        tail(&screen, 30),
+        tail(&errors, 30)
+    );
 }
