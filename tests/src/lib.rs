@@ -37,6 +37,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod jingle_peer;
 pub mod ports;
 pub mod process;
 pub mod prosody;
