@@ -243,3 +243,22 @@ fn opus_only_jmi_call_and_pcmu_only_direct_call_carry_audio() {
     let ended = a.expect_event("terminated", &sid, T).unwrap();
     assert_eq!(ended.str("by"), Some("remote"));
 }
+
+/// The peer's own unit tests (tone generator, analyser, SDP munging, loopback filter) run
+/// under `node --test`, so `cargo test` covers them too.
+#[test]
+fn node_unit_tests_pass() {
+    stox_tests::jingle_peer::ensure_installed().expect("npm ci");
+    let out = std::process::Command::new("node")
+        .args(["--test", "test/"])
+        .current_dir(stox_tests::jingle_peer::peer_dir())
+        .output()
+        .expect("running node --test");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("# fail 0"), "{stdout}");
+}
