@@ -6,6 +6,7 @@ pub mod admin;
 pub mod config;
 pub mod core;
 pub mod io;
+pub mod media;
 pub mod metrics;
 pub mod sipmsg;
 pub mod stanza;
