@@ -262,3 +262,34 @@ fn node_unit_tests_pass() {
     );
     assert!(stdout.contains("# fail 0"), "{stdout}");
 }
+
+#[test]
+fn direct_session_initiate_in_manual_mode_rings_then_is_accepted_or_declined_busy() {
+    let prosody = prosody();
+    let mut a = peer(&prosody, "alice", "a", PeerOptions::tone(440));
+    let mut b = peer(
+        &prosody,
+        "bob",
+        "b",
+        PeerOptions::tone(660).answer(Answer::Manual),
+    );
+
+    // Accepted by command after Jingle session-info <ringing/>.
+    let sid = a.call("bob@localhost/b", CallOptions::direct()).unwrap();
+    let incoming = b.expect_event("incoming", &sid, T).unwrap();
+    assert_eq!(incoming.value["jmi"], false);
+    a.expect_event("session_ringing", &sid, T).unwrap();
+    b.accept(&sid).unwrap();
+    a.expect_event("accepted", &sid, T).unwrap();
+    a.wait_tone(&sid, 660.0, TOL, MIN_RMS, T).unwrap();
+    a.hangup(&sid).unwrap();
+    b.expect_event("terminated", &sid, T).unwrap();
+
+    // Declined busy: session-terminate with <busy/> (XEP-0166 §6.7).
+    let sid = a.call("bob@localhost/b", CallOptions::direct()).unwrap();
+    b.expect_event("incoming", &sid, T).unwrap();
+    b.reject(&sid, "busy").unwrap();
+    let ended = a.expect_event("terminated", &sid, T).unwrap();
+    assert_eq!(ended.str("reason"), Some("busy"));
+    assert_eq!(ended.str("by"), Some("remote"));
+}
