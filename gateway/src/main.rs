@@ -42,10 +42,19 @@ fn main() -> ExitCode {
         println!("{}: ok", path.display());
         return ExitCode::SUCCESS;
     }
+    // rsipstack logs every datagram with its body at `info`: message bodies
+    // never go above `trace` (STYLE.md), so unless RUST_LOG names rsipstack
+    // itself, it is held at `warn`.
+    let spec = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_string());
+    let spec = if spec.contains("rsipstack") {
+        spec
+    } else {
+        format!("{spec},rsipstack=warn")
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info,rsipstack=warn,tokio_xmpp=warn,xmpp_parsers=warn".into()),
+            tracing_subscriber::EnvFilter::try_new(&spec)
+                .unwrap_or_else(|_| "info,rsipstack=warn".into()),
         )
         .with_writer(std::io::stderr)
         .init();
