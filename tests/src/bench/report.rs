@@ -34,7 +34,7 @@ pub fn table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  {}",
+        "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  SIP responses",
         "direction",
         "offered",
         "sent",
@@ -57,7 +57,6 @@ pub fn table(results: &[RunResult]) -> String {
         "hwmMB",
         "udpdr",
         "load",
-        "SIP responses",
     );
     for r in results {
         let s = &r.summary;
