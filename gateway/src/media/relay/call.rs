@@ -419,10 +419,7 @@ impl CallTask {
         if let Some(d) = self.setup_deadline {
             if now >= d && !self.dtls_connected {
                 let what = if self.ice_connected { "DTLS" } else { "ICE" };
-                self.fail(format!(
-                    "{what} did not complete within {:?}",
-                    self.timeout
-                ));
+                self.fail(format!("{what} did not complete within {:?}", self.timeout));
                 return;
             }
         }
@@ -478,7 +475,13 @@ impl CallTask {
                 octets: s.octets,
             }
         });
-        match rtcp::report(now, self.to_sip.out_ssrc(), "stox", sent, &mut self.reception) {
+        match rtcp::report(
+            now,
+            self.to_sip.out_ssrc(),
+            "stox",
+            sent,
+            &mut self.reception,
+        ) {
             Ok(bytes) => self.send_sip_rtcp(&bytes),
             Err(e) => debug!(call = %self.id, error = ?e, "building an RTCP report"),
         }
@@ -509,15 +512,13 @@ impl CallTask {
                     warn!(call = %self.id, "ICE disconnected");
                 }
             }
-            Event::Connected => {
-                if !self.dtls_connected {
-                    self.dtls_connected = true;
-                    self.setup_deadline = None;
-                    self.counters.set_state(CallState::Connected);
-                    self.start_media_timers(now);
-                    info!(call = %self.id, "DTLS-SRTP connected");
-                    self.emit(RelayEventKind::DtlsConnected);
-                }
+            Event::Connected if !self.dtls_connected => {
+                self.dtls_connected = true;
+                self.setup_deadline = None;
+                self.counters.set_state(CallState::Connected);
+                self.start_media_timers(now);
+                info!(call = %self.id, "DTLS-SRTP connected");
+                self.emit(RelayEventKind::DtlsConnected);
             }
             Event::RtpPacket(p) => self.forward_to_sip(now, p),
             Event::Closed => {
@@ -726,7 +727,10 @@ impl CallTask {
     }
 
     /// Runs the call until it ends; returns why.
-    pub(super) async fn run(mut self, mut commands: mpsc::UnboundedReceiver<Command>) -> CloseReason {
+    pub(super) async fn run(
+        mut self,
+        mut commands: mpsc::UnboundedReceiver<Command>,
+    ) -> CloseReason {
         let mut xbuf = vec![0u8; BUF];
         let mut sbuf = vec![0u8; BUF];
         let mut cbuf = vec![0u8; BUF];

@@ -461,7 +461,9 @@ pub struct Relay {
 
 impl std::fmt::Debug for Relay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay").field("config", &self.shared.config).finish()
+        f.debug_struct("Relay")
+            .field("config", &self.shared.config)
+            .finish()
     }
 }
 
@@ -627,7 +629,9 @@ impl Relay {
 
     /// The counters of a live call.
     pub fn counters(&self, id: CallId) -> Option<CallCounters> {
-        lock(&self.shared.calls).get(&id).map(|e| e.counters.snapshot())
+        lock(&self.shared.calls)
+            .get(&id)
+            .map(|e| e.counters.snapshot())
     }
 
     /// Every live call.
@@ -682,7 +686,10 @@ mod tests {
             port_min: 40_000,
             port_max: 40_100,
         };
-        assert!(matches!(Relay::new(cfg("0.0.0.0")), Err(RelayError::BadAddress(_))));
+        assert!(matches!(
+            Relay::new(cfg("0.0.0.0")),
+            Err(RelayError::BadAddress(_))
+        ));
         assert!(Relay::new(cfg("127.0.0.1")).is_ok());
     }
 
@@ -714,10 +721,18 @@ mod tests {
         relay.inject_panic(a.id).unwrap();
         let failed = events.recv().await.unwrap();
         assert_eq!(failed.call, a.id);
-        assert!(matches!(failed.kind, RelayEventKind::Failed { ref why } if why.contains("injected")));
+        assert!(
+            matches!(failed.kind, RelayEventKind::Failed { ref why } if why.contains("injected"))
+        );
         let closed = events.recv().await.unwrap();
         assert_eq!(closed.call, a.id);
-        assert!(matches!(closed.kind, RelayEventKind::Closed { reason: CloseReason::Failed, .. }));
+        assert!(matches!(
+            closed.kind,
+            RelayEventKind::Closed {
+                reason: CloseReason::Failed,
+                ..
+            }
+        ));
         // The other call lives on, and the panicked call's ports are free again.
         let live: Vec<CallId> = relay.calls().iter().map(|c| c.id).collect();
         assert_eq!(live, vec![b.id]);
@@ -725,7 +740,13 @@ mod tests {
         assert!(relay.hangup(b.id));
         let closed = events.recv().await.unwrap();
         assert_eq!(closed.call, b.id);
-        assert!(matches!(closed.kind, RelayEventKind::Closed { reason: CloseReason::Hangup, .. }));
+        assert!(matches!(
+            closed.kind,
+            RelayEventKind::Closed {
+                reason: CloseReason::Hangup,
+                ..
+            }
+        ));
         assert!(relay.calls().is_empty());
     }
 }

@@ -223,7 +223,9 @@ impl SourceRewriter {
                 let (next_seq, next_ts) = match self.last {
                     None => (self.seq_base, self.ts_base),
                     Some((ext, ts, at)) => {
-                        let elapsed = now.saturating_duration_since(at).max(Duration::from_millis(1));
+                        let elapsed = now
+                            .saturating_duration_since(at)
+                            .max(Duration::from_millis(1));
                         let ticks = (elapsed.as_secs_f64() * f64::from(clock_rate)) as u64;
                         ((ext as u16).wrapping_add(1), ts.wrapping_add(ticks as u32))
                     }
@@ -470,7 +472,10 @@ mod tests {
         let t0 = Instant::now();
         let mut r = SourceRewriter::new(0xAAAA, 1000, 5000);
         let a = r.rewrite(t0, h(7, 60_000, 90_000), 8000);
-        assert_eq!((a.ssrc, a.seq, a.ext_seq, a.timestamp), (0xAAAA, 1000, 1000, 5000));
+        assert_eq!(
+            (a.ssrc, a.seq, a.ext_seq, a.timestamp),
+            (0xAAAA, 1000, 1000, 5000)
+        );
         // A gap of one packet stays a gap.
         let b = r.rewrite(t0, h(7, 60_002, 90_320), 8000);
         assert_eq!((b.seq, b.timestamp), (1002, 5320));
@@ -528,14 +533,22 @@ mod tests {
         assert_eq!(demux(&[0x80]), Demux::Other);
         assert_eq!(demux(&[]), Demux::Other);
         assert_eq!(demux(&[64]), Demux::Other);
-        assert_eq!(rtp_ssrc(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]), Some(0xdeadbeef));
+        assert_eq!(
+            rtp_ssrc(&[0x80, 0, 0, 1, 0, 0, 0, 0, 0xde, 0xad, 0xbe, 0xef]),
+            Some(0xdeadbeef)
+        );
         assert_eq!(rtp_ssrc(&[0x80, 0, 0, 1]), None);
     }
 
     #[test]
     fn setup_is_never_actpass() {
         for we_offer in [true, false] {
-            for remote in [None, Some(Setup::Active), Some(Setup::Passive), Some(Setup::Actpass)] {
+            for remote in [
+                None,
+                Some(Setup::Active),
+                Some(Setup::Passive),
+                Some(Setup::Actpass),
+            ] {
                 assert_ne!(our_setup(we_offer, remote), Setup::Actpass);
             }
         }

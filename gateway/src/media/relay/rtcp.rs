@@ -77,11 +77,9 @@ impl Reception {
         self.expected_prior = expected;
         self.received_prior = self.received;
         let lost_interval = expected_interval.saturating_sub(received_interval);
-        let fraction = if expected_interval == 0 {
-            0
-        } else {
-            ((lost_interval << 8) / expected_interval).min(255) as u8
-        };
+        let fraction = (lost_interval << 8)
+            .checked_div(expected_interval)
+            .map_or(0, |f| f.min(255) as u8);
         let (lsr, dlsr) = match self.last_sr {
             Some((lsr, at)) => {
                 let d = now.saturating_duration_since(at);
@@ -203,14 +201,24 @@ mod tests {
             packets: 50,
             octets: 8000,
         };
-        let bytes = report(t0 + Duration::from_secs(1), 0xbeef, "stox", Some(sent), &mut rx).unwrap();
+        let bytes = report(
+            t0 + Duration::from_secs(1),
+            0xbeef,
+            "stox",
+            Some(sent),
+            &mut rx,
+        )
+        .unwrap();
         let compound = Compound::parse(&bytes).unwrap();
         let packets: Vec<_> = compound.map(|p| p.unwrap()).collect();
         assert_eq!(packets.len(), 2);
         let Packet::Sr(sr) = &packets[0] else {
             panic!("first packet must be the SR: {packets:?}")
         };
-        assert_eq!((sr.ssrc(), sr.packet_count(), sr.octet_count()), (0xbeef, 50, 8000));
+        assert_eq!(
+            (sr.ssrc(), sr.packet_count(), sr.octet_count()),
+            (0xbeef, 50, 8000)
+        );
         let block = sr.report_blocks().next().unwrap();
         assert_eq!(block.ssrc(), 0xfeed);
         assert_eq!(block.cumulative_lost(), 1);
@@ -220,14 +228,20 @@ mod tests {
         assert_eq!(block.last_sender_report_timestamp(), 0x3344_5566);
         assert_eq!(block.delay_since_last_sender_report_timestamp(), 65_536);
         assert!(matches!(packets[1], Packet::Sdes(_)));
-        assert_eq!(sender_reports(&bytes), Some(vec![(0xbeef, 0xAABB_CCDD_0000_0000)]));
+        assert_eq!(
+            sender_reports(&bytes),
+            Some(vec![(0xbeef, 0xAABB_CCDD_0000_0000)])
+        );
     }
 
     #[test]
     fn receiver_report_before_sending_and_bye() {
         let mut rx = Reception::default();
         let bytes = report(Instant::now(), 7, "stox", None, &mut rx).unwrap();
-        let packets: Vec<_> = Compound::parse(&bytes).unwrap().map(|p| p.unwrap()).collect();
+        let packets: Vec<_> = Compound::parse(&bytes)
+            .unwrap()
+            .map(|p| p.unwrap())
+            .collect();
         assert!(matches!(&packets[0], Packet::Rr(rr) if rr.ssrc() == 7 && rr.n_reports() == 0));
         let bye = bye(7).unwrap();
         let packets: Vec<_> = Compound::parse(&bye).unwrap().map(|p| p.unwrap()).collect();
