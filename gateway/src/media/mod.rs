@@ -1,5 +1,7 @@
 //! Calls: media description conversion (and, later, the RTP relay).
 //!
 //! [`sdp_jingle`] is the pure SDP (RFC 8866 / RFC 3264) ⇄ Jingle (XEP-0167 and friends)
-//! converter of STOX-MAPPING.md §7.
+//! converter of STOX-MAPPING.md §7; [`relay`] is the per-call RTP relay (ICE + DTLS-SRTP
+//! toward XMPP clients via str0m, plain RTP toward SIP phones), not wired into the gateway yet.
+pub mod relay;
 pub mod sdp_jingle;
