@@ -55,15 +55,16 @@ const UNRESERVED: &AsciiSet = &NON_ALPHANUMERIC
 
 /// `user = 1*( unreserved / escaped / user-unreserved )`,
 /// `user-unreserved = "&" / "=" / "+" / "$" / "," / ";" / "?" / "/"`.
+///
+/// `;`, `?` and `/` are written escaped although the grammar allows them: real
+/// parsers (rsipstack among them) cut the user part at `;` (a `tel`-style
+/// parameter) or `?` (headers), and escaping is always allowed (fuzz bug 5).
 const USER: &AsciiSet = &UNRESERVED
     .remove(b'&')
     .remove(b'=')
     .remove(b'+')
     .remove(b'$')
-    .remove(b',')
-    .remove(b';')
-    .remove(b'?')
-    .remove(b'/');
+    .remove(b',');
 
 /// `password = *( unreserved / escaped / "&" / "=" / "+" / "$" / "," )`.
 const PASSWORD: &AsciiSet = &UNRESERVED
@@ -543,11 +544,15 @@ mod tests {
             "sips:1212@gateway.com",
             "sip:alice@192.0.2.4",
             "sip:atlanta.com;method=REGISTER?to=alice%40atlanta.com",
-            "sip:alice;day=tuesday@atlanta.com",
         ] {
             let uri = parse(s);
             assert_eq!(uri.to_string(), s, "{s}");
         }
+        // `;` in the user part is written escaped (see USER).
+        assert_eq!(
+            parse("sip:alice;day=tuesday@atlanta.com").to_string(),
+            "sip:alice%3Bday=tuesday@atlanta.com"
+        );
         let uri = parse("sip:alice;day=tuesday@atlanta.com");
         assert_eq!(uri.user.as_deref(), Some("alice;day=tuesday"));
         assert!(uri.params.is_empty());
@@ -582,10 +587,11 @@ mod tests {
         // Lowercase hex on input, uppercase on output; `%` itself is always encoded.
         assert_eq!(parse("sip:50%25%2a@h").user.as_deref(), Some("50%*"));
         assert_eq!(parse("sip:50%25%2a@h").to_string(), "sip:50%25*@h");
-        // user-unreserved characters are not encoded.
+        // user-unreserved characters are not encoded, but for `;`, `?` and `/`.
         let user = "a&b=c+d$e,f;g?h/i-_.!~*'()";
         let uri = SipUri::new(Scheme::Sip, Some(user.to_owned()), "h", None).unwrap();
-        assert_eq!(uri.to_string(), format!("sip:{user}@h"));
+        assert_eq!(uri.to_string(), "sip:a&b=c+d$e,f%3Bg%3Fh%2Fi-_.!~*'()@h");
+        assert_eq!(parse(&uri.to_string()).user.as_deref(), Some(user));
         // The rest is.
         let uri = SipUri::new(Scheme::Sip, Some("a b#<>\"[]:%@".into()), "h", None).unwrap();
         assert_eq!(uri.to_string(), "sip:a%20b%23%3C%3E%22%5B%5D%3A%25%40@h");

@@ -18,17 +18,19 @@
 //!
 //! # Nothing lost while the link is down
 //!
-//! Every translated message is first written to the durable outbox (sled). It
-//! leaves the outbox when its window closes or when its bounce is answered. When
-//! the component link drops, the SIP senders still waiting get `202 Accepted`
-//! (after an fsync of the outbox), and while it is down new MESSAGEs are stored
-//! and answered `202 Accepted`. When the link comes back, everything in the
+//! While the link is up, a message in its bounce window is kept in memory only:
+//! its sender has no final response yet and retransmits it if stox dies. When
+//! the component link drops, the messages still in their window are written to
+//! the durable outbox (sled) and their senders get `202 Accepted` after an
+//! fsync; while the link is down new MESSAGEs are stored and answered `202
+//! Accepted`. A stored message leaves the outbox once it was sent again and its
+//! window closed without a bounce. When the link comes back, everything in the
 //! outbox is sent again, in order, with its original stanza id. A message that
 //! was written to a link that then died may thus arrive twice (at least once,
 //! never zero times); receivers can drop the duplicate by its id. A stox killed
 //! with SIGKILL resends its outbox at the next start.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -129,9 +131,16 @@ pub struct Settings {
 }
 
 struct PendingIn {
+    /// The SIP transaction still waiting for its final response.
     tx: Option<TxId>,
+    /// The stanza id (bounces are matched by it).
     id: String,
     deadline: Instant,
+    /// Where it is in the durable outbox, once it was stored there.
+    seq: Option<u64>,
+    /// The stanza itself while it is only in memory (kept to store it if the
+    /// link drops before its window closes).
+    stanza: Option<Element>,
 }
 
 struct PendingOut {
@@ -150,8 +159,9 @@ pub struct Gateway {
     outbox: Arc<dyn Outbox>,
     info: GatewayInfo,
     link_up: bool,
-    /// Messages in their bounce window, by outbox sequence number.
-    pending_in: HashMap<u64, PendingIn>,
+    /// Messages in their bounce window, in arrival order.
+    pending_in: BTreeMap<u64, PendingIn>,
+    next_pending: u64,
     /// Stanza id → the latest pending outbox entry sent with it. Ids come
     /// from the SIP sender when CPIM carries an IMDN Message-ID, so two
     /// pending messages may share one; each is still answered at its own
@@ -186,7 +196,8 @@ impl Gateway {
             outbox,
             info,
             link_up: false,
-            pending_in: HashMap::new(),
+            pending_in: BTreeMap::new(),
+            next_pending: 0,
             by_id: HashMap::new(),
             window: VecDeque::new(),
             pending_out: HashMap::new(),
@@ -227,15 +238,17 @@ impl Gateway {
             if *deadline > now {
                 break;
             }
-            let Some((deadline, seq)) = self.window.pop_front() else {
+            let Some((deadline, key)) = self.window.pop_front() else {
                 break;
             };
-            let due = matches!(self.pending_in.get(&seq), Some(p) if p.deadline == deadline);
+            let due = matches!(self.pending_in.get(&key), Some(p) if p.deadline == deadline);
             if !due {
                 continue;
             }
-            if let Some(p) = self.untrack_in(seq) {
-                self.outbox_remove(seq);
+            if let Some(p) = self.untrack_in(key) {
+                if let Some(seq) = p.seq {
+                    self.outbox_remove(seq);
+                }
                 if let Some(tx) = p.tx {
                     self.reply(tx, 200, vec![]);
                 }
@@ -400,42 +413,68 @@ impl Gateway {
             }
         };
         let sid = stanza.attr("id").unwrap_or_default().to_string();
-        let seq = match self.outbox.push(stanza::to_string(&stanza).as_bytes()) {
-            Ok(seq) => seq,
-            Err(e) => {
-                warn!(error = %e, "outbox push failed; answering 500");
-                return self.reply(tx, 500, vec![]);
-            }
-        };
         counter!("stox_messages_total", "direction" => "sip_to_xmpp").increment(1);
         if !self.link_up {
             // Stored durably, delivered in order after reconnect.
-            if let Err(e) = self.outbox.flush() {
-                warn!(error = %e, "outbox flush failed; answering 503");
-                self.outbox_remove(seq);
-                return self.reply(tx, 503, vec![("Retry-After".into(), "5".into())]);
-            }
-            counter!("stox_messages_queued_total").increment(1);
-            return self.reply(tx, 202, vec![]);
+            let stored = self
+                .outbox
+                .push(stanza::to_string(&stanza).as_bytes())
+                .and_then(|seq| self.outbox.flush().map(|()| seq));
+            return match stored {
+                Ok(_) => {
+                    counter!("stox_messages_queued_total").increment(1);
+                    self.reply(tx, 202, vec![])
+                }
+                Err(e) => {
+                    warn!(error = %e, "outbox write failed; answering 503");
+                    self.reply(tx, 503, vec![("Retry-After".into(), "5".into())])
+                }
+            };
         }
         debug!(id = %sid, %from, %to, "SIP MESSAGE → XMPP");
-        self.outputs.push_back(Output::Stanza(stanza));
-        self.track_in(now, sid, Some(tx), seq);
+        // While the link is up the message stays in memory: until its final
+        // response the SIP sender retransmits it, so a crash loses nothing;
+        // it goes to the outbox only if the link drops inside its window.
+        self.outputs.push_back(Output::Stanza(stanza.clone()));
+        self.track_in(now, sid, Some(tx), None, Some(stanza));
     }
 
-    fn track_in(&mut self, now: Instant, id: String, tx: Option<TxId>, seq: u64) {
+    fn track_in(
+        &mut self,
+        now: Instant,
+        id: String,
+        tx: Option<TxId>,
+        seq: Option<u64>,
+        stanza: Option<Element>,
+    ) {
         let deadline = now + self.settings.bounce_window;
-        self.window.push_back((deadline, seq));
-        self.by_id.insert(id.clone(), seq);
-        self.pending_in.insert(seq, PendingIn { tx, id, deadline });
+        let key = self.next_pending;
+        self.next_pending += 1;
+        self.window.push_back((deadline, key));
+        self.by_id.insert(id.clone(), key);
+        self.pending_in.insert(
+            key,
+            PendingIn {
+                tx,
+                id,
+                deadline,
+                seq,
+                stanza,
+            },
+        );
     }
 
-    fn untrack_in(&mut self, seq: u64) -> Option<PendingIn> {
-        let p = self.pending_in.remove(&seq)?;
-        if self.by_id.get(&p.id) == Some(&seq) {
+    fn untrack_in(&mut self, key: u64) -> Option<PendingIn> {
+        let p = self.pending_in.remove(&key)?;
+        if self.by_id.get(&p.id) == Some(&key) {
             self.by_id.remove(&p.id);
         }
         Some(p)
+    }
+
+    /// SIP MESSAGEs in their bounce window (for overload control).
+    pub fn pending_messages(&self) -> usize {
+        self.pending_in.len()
     }
 
     // --------------------------------------------------------------- link
@@ -449,15 +488,30 @@ impl Gateway {
             pending = self.pending_in.len(),
             "XMPP link down: messages are stored until it is back"
         );
-        let waiting: Vec<TxId> = self.pending_in.values().filter_map(|p| p.tx).collect();
-        if !waiting.is_empty() {
-            let flushed = self.outbox.flush().is_ok();
-            for tx in waiting {
-                // In the outbox: they are resent after reconnect.
-                self.reply(tx, if flushed { 202 } else { 503 }, vec![]);
+        // Messages still in their window may not have reached the server:
+        // store them (in arrival order) and answer 202; resent after reconnect.
+        let pending = std::mem::take(&mut self.pending_in);
+        let mut waiting = Vec::new();
+        let mut stored_ok = true;
+        for p in pending.into_values() {
+            if let (None, Some(stanza)) = (p.seq, &p.stanza) {
+                if let Err(e) = self.outbox.push(stanza::to_string(stanza).as_bytes()) {
+                    warn!(error = %e, "outbox write failed");
+                    stored_ok = false;
+                }
+            }
+            if let Some(tx) = p.tx {
+                waiting.push(tx);
             }
         }
-        self.pending_in.clear();
+        let flushed = stored_ok && self.outbox.flush().is_ok();
+        for tx in waiting {
+            if flushed {
+                self.reply(tx, 202, vec![]);
+            } else {
+                self.reply(tx, 503, vec![("Retry-After".into(), "5".into())]);
+            }
+        }
         self.by_id.clear();
         self.window.clear();
     }
@@ -489,7 +543,7 @@ impl Gateway {
             let id = stanza.attr("id").unwrap_or_default().to_string();
             counter!("stox_messages_resent_total").increment(1);
             self.outputs.push_back(Output::Stanza(stanza));
-            self.track_in(now, id, None, seq);
+            self.track_in(now, id, None, Some(seq), None);
         }
     }
 
@@ -648,9 +702,11 @@ impl Gateway {
         let Some(id) = msg.attr("id") else { return };
         let (cond, text) = stanza::error_of(&msg).unwrap_or((None, None));
         let cond = cond.unwrap_or(DefinedCondition::UndefinedCondition);
-        let Some(p) = self.by_id.get(id).copied().and_then(|seq| {
-            let p = self.untrack_in(seq)?;
-            self.outbox_remove(seq);
+        let Some(p) = self.by_id.get(id).copied().and_then(|key| {
+            let p = self.untrack_in(key)?;
+            if let Some(seq) = p.seq {
+                self.outbox_remove(seq);
+            }
             Some(p)
         }) else {
             debug!(%id, "error bounce for no pending message (late or unknown)");

@@ -133,10 +133,48 @@ fn sip_message_becomes_stanza_and_200_after_the_window() {
         None,
         "the 200 waits for the bounce window"
     );
-    assert_eq!(h.store.outbox.len().expect("len"), 1);
+    // Unanswered, the sender still retransmits: nothing is written to disk.
+    assert_eq!(h.store.outbox.len().expect("len"), 0);
+    assert_eq!(h.gw.pending_messages(), 1);
     let outs = h.advance();
     assert_eq!(reply_code(&outs, 1), Some(200));
-    assert_eq!(h.store.outbox.len().expect("len"), 0);
+    assert_eq!(h.gw.pending_messages(), 0);
+}
+
+#[test]
+fn link_drop_inside_the_window_stores_the_message_before_answering_202() {
+    let mut h = Harness::new();
+    h.input(Input::SipRequest {
+        tx: 1,
+        req: message(
+            "sip:alice@localhost",
+            "sip:c@pbx",
+            "text/plain",
+            "in flight",
+        ),
+    });
+    let outs = h.input(Input::LinkDown);
+    assert_eq!(reply_code(&outs, 1), Some(202));
+    assert_eq!(
+        h.store.outbox.len().expect("len"),
+        1,
+        "stored before the 202"
+    );
+    let outs = h.input(Input::LinkUp);
+    assert_eq!(
+        stanzas(&outs)
+            .iter()
+            .map(|s| body_of(s))
+            .collect::<Vec<_>>(),
+        vec!["in flight"]
+    );
+    let outs = h.advance();
+    assert_eq!(reply_code(&outs, 1), None, "answered once only");
+    assert_eq!(
+        h.store.outbox.len().expect("len"),
+        0,
+        "removed after its window"
+    );
 }
 
 #[test]
