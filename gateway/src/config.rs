@@ -65,6 +65,16 @@ pub struct SipConfig {
     /// Optional next hop for every outgoing request, e.g. `sip:127.0.0.1:5080`.
     #[serde(default)]
     pub outbound_proxy: Option<String>,
+    /// Overload control: SIP requests in progress (received, not yet
+    /// answered) beyond which new ones get `503 Service Unavailable` with
+    /// `Retry-After` at once (RFC 3261 §21.5.4) instead of queueing without
+    /// bound.
+    #[serde(default = "default_max_pending")]
+    pub max_pending_requests: usize,
+}
+
+fn default_max_pending() -> usize {
+    10_000
 }
 
 /// `[admin]`: the HTTP admin API.
@@ -249,6 +259,9 @@ impl Config {
             ));
         }
         self.listens()?;
+        if self.sip.max_pending_requests == 0 {
+            return Err(invalid("sip.max_pending_requests", "must be at least 1"));
+        }
         if let Some(proxy) = &self.sip.outbound_proxy {
             self.outbound_proxy_addr()
                 .map_err(|m| invalid("sip.outbound_proxy", format!("`{proxy}`: {m}")))?;

@@ -6,7 +6,7 @@ pub mod badsip;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -174,8 +174,22 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Server transactions come in on their own task so that the loop below
     // only ever sees whole requests.
     let sip_events = events_tx.clone();
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let in_progress = outstanding.clone();
+    let max_pending = config.sip.max_pending_requests;
     tokio::spawn(async move {
-        while let Some(tx) = incoming.recv().await {
+        while let Some(mut tx) = incoming.recv().await {
+            // Overload control (RFC 3261 §21.5.4): refuse at once rather than
+            // queue without bound; the sender retries after Retry-After.
+            if in_progress.load(Ordering::Relaxed) >= max_pending {
+                metrics::counter!("stox_sip_overload_rejected_total").increment(1);
+                tokio::spawn(async move {
+                    let retry = vec![Header::Other("Retry-After".into(), "1".into())];
+                    let _ = tx.reply_with(503.into(), retry, None).await;
+                });
+                continue;
+            }
+            in_progress.fetch_add(1, Ordering::Relaxed);
             if sip_events.send(Event::Sip(Box::new(tx))).is_err() {
                 break;
             }
@@ -193,13 +207,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
                 match ev {
-                    Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx),
+                    Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx, &outstanding),
                     Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
                 }
                 // Drain whatever else is already queued before the outputs.
                 while let Ok(ev) = events.try_recv() {
                     match ev {
-                        Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx),
+                        Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx, &outstanding),
                         Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
                     }
                 }
@@ -296,6 +310,7 @@ fn on_server_transaction(
     mut tx: Transaction,
     replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
     next: &mut TxId,
+    outstanding: &Arc<AtomicUsize>,
 ) {
     let transport = match tx.connection.as_ref().map(|c| c.is_reliable()) {
         Some(true) => Transport::Tcp,
@@ -317,6 +332,7 @@ fn on_server_transaction(
     *next += 1;
     let (reply_tx, reply_rx) = oneshot::channel::<Reply>();
     replies.insert(id, reply_tx);
+    let outstanding = outstanding.clone();
     tokio::spawn(async move {
         // The core answers every transaction; this bound only covers a bug.
         let reply = tokio::time::timeout(Duration::from_secs(30), reply_rx).await;
@@ -331,6 +347,7 @@ fn on_server_transaction(
         if let Err(e) = tx.reply_with(code.into(), headers, None).await {
             debug!(error = %e, "sending a SIP response failed");
         }
+        outstanding.fetch_sub(1, Ordering::Relaxed);
     });
     gateway.handle_input(now, Input::SipRequest { tx: id, req: value });
 }
