@@ -297,12 +297,36 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<tokio::net::UdpSocket> {
     };
     let socket = socket2::Socket::new(domain, socket2::Type::DGRAM, Some(socket2::Protocol::UDP))?;
     // Bursts of thousands of MESSAGEs per second overflow the default buffer.
+    // The kernel caps SO_RCVBUF at net.core.rmem_max (208 KiB by default);
+    // with CAP_NET_ADMIN, SO_RCVBUFFORCE goes past it.
     let _ = socket.set_recv_buffer_size(8 << 20);
     let _ = socket.set_send_buffer_size(8 << 20);
+    force_recv_buffer(&socket, 8 << 20);
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     tokio::net::UdpSocket::from_std(socket.into())
 }
+
+#[cfg(target_os = "linux")]
+fn force_recv_buffer(socket: &socket2::Socket, bytes: libc::c_int) {
+    use std::os::fd::AsRawFd;
+    // SAFETY: a valid socket descriptor and a c_int option value of the size passed.
+    let r = unsafe {
+        libc::setsockopt(
+            socket.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_RCVBUFFORCE,
+            (&bytes as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r != 0 {
+        debug!("SO_RCVBUFFORCE not permitted; the UDP receive buffer stays at net.core.rmem_max");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn force_recv_buffer(_socket: &socket2::Socket, _bytes: i32) {}
 
 fn on_server_transaction(
     gateway: &mut Gateway,
