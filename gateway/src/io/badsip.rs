@@ -53,6 +53,11 @@ pub fn bad_request_response(packet: &[u8], why: &str) -> Option<Vec<u8>> {
         let Some((name, value)) = line.split_once(':') else {
             continue;
         };
+        if value.contains('\r') {
+            // A bare CR inside a header: echoing it would split the
+            // response's header line; such a request cannot be answered.
+            return None;
+        }
         let name = name.trim().to_ascii_lowercase();
         for (i, (long, short)) in COPIED.iter().enumerate() {
             if name == *long || Some(name.as_str()) == *short {
@@ -232,6 +237,12 @@ mod tests {
         let none = b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n\r\nbody";
         assert_eq!(datagram_length(none), Ok(none.len()));
         assert!(datagram_length(b"MESSAGE sip:a@b SIP/2.0\r\nVia: x\r\n").is_err());
+    }
+
+    #[test]
+    fn bare_cr_in_a_copied_header_is_not_echoed() {
+        let req = b"MESSAGE sip:a@b SIP/2.0\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: 0\rA\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 MESSAGE\r\n\r\n";
+        assert!(bad_request_response(req, "x").is_none());
     }
 
     #[test]
