@@ -21,8 +21,8 @@
 //! While the link is up, a message in its bounce window is kept in memory only:
 //! its sender has no final response yet and retransmits it if stox dies. When
 //! the component link drops, the messages still in their window are written to
-//! the durable outbox (sled) and their senders get `202 Accepted` after an
-//! fsync; while the link is down new MESSAGEs are stored and answered `202
+//! the durable outbox (sled) and their senders get `202 Accepted` once the io
+//! layer has flushed it; while the link is down new MESSAGEs are stored and answered `202
 //! Accepted`. A stored message leaves the outbox once it was sent again and its
 //! window closed without a bounce. When the link comes back, everything in the
 //! outbox is sent again, in order, with its original stanza id. A message that
@@ -89,6 +89,11 @@ pub enum Input {
 #[derive(Debug)]
 pub enum Output {
     /// Send the final response of server transaction `tx`.
+    ///
+    /// A `202` promises the message is stored: before sending it, the io
+    /// layer calls `Outbox::flush` (once for all the outputs it drains) and
+    /// answers `503` with `Retry-After` instead if that fails. The core never
+    /// waits on the disk itself.
     SipReply {
         /// Which transaction.
         tx: TxId,
@@ -416,11 +421,9 @@ impl Gateway {
         counter!("stox_messages_total", "direction" => "sip_to_xmpp").increment(1);
         if !self.link_up {
             // Stored durably, delivered in order after reconnect.
-            let stored = self
-                .outbox
-                .push(stanza::to_string(&stanza).as_bytes())
-                .and_then(|seq| self.outbox.flush().map(|()| seq));
-            return match stored {
+            // The io layer makes the outbox durable (one fsync per batch of
+            // outputs) before it sends any 202: `Output::SipReply` docs.
+            return match self.outbox.push(stanza::to_string(&stanza).as_bytes()) {
                 Ok(_) => {
                     counter!("stox_messages_queued_total").increment(1);
                     self.reply(tx, 202, vec![])
@@ -504,9 +507,8 @@ impl Gateway {
                 waiting.push(tx);
             }
         }
-        let flushed = stored_ok && self.outbox.flush().is_ok();
         for tx in waiting {
-            if flushed {
+            if stored_ok {
                 self.reply(tx, 202, vec![]);
             } else {
                 self.reply(tx, 503, vec![("Retry-After".into(), "5".into())]);
@@ -616,22 +618,23 @@ impl Gateway {
                 "groupchat is not translated",
             );
         }
+        // An explicit mapping wins; a stored SIP URI that no longer parses is
+        // the operator's error: item-not-found with the reason.
         let target = match self.mappings.by_jid(to.to_bare().as_str()) {
-            Ok(Some(m)) => m.sip.parse::<SipUri>().map_err(|e| e.to_string()),
+            Ok(Some(m)) => m.sip.parse::<SipUri>().map_err(|e| {
+                (
+                    DefinedCondition::ItemNotFound,
+                    format!("mapping for {to}: {e}"),
+                )
+            }),
             _ => self
                 .addresses
                 .jid_target_to_sip(&to)
-                .map_err(|e| e.to_string()),
+                .map_err(|e| (e.condition(), e.to_string())),
         };
         let target = match target {
             Ok(t) => t,
-            Err(why) => {
-                let cond = match self.addresses.jid_target_to_sip(&to) {
-                    Err(e) => e.condition(),
-                    Ok(_) => DefinedCondition::ItemNotFound,
-                };
-                return self.bounce(&msg, cond, &why);
-            }
+            Err((cond, why)) => return self.bounce(&msg, cond, &why),
         };
         let sender = match self.mappings.by_jid(from.to_bare().as_str()) {
             Ok(Some(m)) => m.sip.parse::<SipUri>().map_err(|e| e.to_string()),

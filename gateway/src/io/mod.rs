@@ -252,9 +252,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
         }
+        // `202 Accepted` promises durability: one flush of the outbox for the
+        // whole batch, before the first 202 leaves (see `Output::SipReply`).
+        let mut flushed: Option<bool> = None;
         while let Some(out) = gateway.poll_output() {
             match out {
                 Output::SipReply { tx, code, headers } => {
+                    let (code, headers) = if code == 202 {
+                        let ok = *flushed.get_or_insert_with(|| match store.outbox.flush() {
+                            Ok(()) => true,
+                            Err(e) => {
+                                warn!(error = %e, "outbox flush failed: answering 503 instead of 202");
+                                false
+                            }
+                        });
+                        if ok {
+                            (code, headers)
+                        } else {
+                            (503, vec![("Retry-After".to_string(), "5".to_string())])
+                        }
+                    } else {
+                        (code, headers)
+                    };
                     if let Some(r) = replies.remove(&tx) {
                         let _ = r.send(Reply { code, headers });
                     }
