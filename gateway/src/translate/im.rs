@@ -217,7 +217,18 @@ pub fn stanza_to_sip(msg: &Element, datetime: &str) -> Result<Option<SipContent>
         }
         return Ok(Some(base("text/plain;charset=UTF-8", body.into_bytes())));
     }
-    // XEP-0184 receipt → RFC 5438 delivery notification.
+    // XEP-0184 receipt → RFC 5438 delivery notification; XEP-0333 displayed →
+    // display notification.
+    let imdn_for = |id: &str, notification| {
+        let n = imdn::Imdn {
+            message_id: id.to_string(),
+            datetime: Some(datetime.to_string()),
+            recipient_uri: None,
+            original_recipient_uri: None,
+            notification,
+        };
+        base("message/imdn+xml", n.to_xml().into_bytes())
+    };
     if let Some(r) = msg.get_child("received", NS_RECEIPTS) {
         let Some(id) = r.attr("id").filter(|i| !i.trim().is_empty()) else {
             return Err(StanzaReject {
@@ -225,26 +236,16 @@ pub fn stanza_to_sip(msg: &Element, datetime: &str) -> Result<Option<SipContent>
                 text: "receipt without id".into(),
             });
         };
-        let n = imdn::Imdn {
-            message_id: id.to_string(),
-            datetime: Some(datetime.to_string()),
-            recipient_uri: None,
-            original_recipient_uri: None,
-            notification: imdn::Notification::Delivery(imdn::DeliveryStatus::Delivered),
-        };
-        return Ok(Some(base("message/imdn+xml", n.to_xml().into_bytes())));
+        let delivered = imdn::Notification::Delivery(imdn::DeliveryStatus::Delivered);
+        return Ok(Some(imdn_for(id, delivered)));
     }
-    if let Some(d) = msg.get_child("displayed", NS_MARKERS) {
-        if let Some(id) = d.attr("id").filter(|i| !i.trim().is_empty()) {
-            let n = imdn::Imdn {
-                message_id: id.to_string(),
-                datetime: Some(datetime.to_string()),
-                recipient_uri: None,
-                original_recipient_uri: None,
-                notification: imdn::Notification::Display(imdn::DisplayStatus::Displayed),
-            };
-            return Ok(Some(base("message/imdn+xml", n.to_xml().into_bytes())));
-        }
+    if let Some(id) = msg
+        .get_child("displayed", NS_MARKERS)
+        .and_then(|d| d.attr("id"))
+        .filter(|i| !i.trim().is_empty())
+    {
+        let displayed = imdn::Notification::Display(imdn::DisplayStatus::Displayed);
+        return Ok(Some(imdn_for(id, displayed)));
     }
     // XEP-0085 → RFC 3994 (RFC 7573 §7 mapping): composing → active, the rest → idle.
     for child in msg.children() {
@@ -429,42 +430,17 @@ mod tests {
 
     #[test]
     fn unknown_type_is_415_and_garbage_is_400() {
-        let e = sip_to_stanza(
-            &req(Some("image/png"), b"\x89PNG", &[]),
-            "a@c",
-            "b@h",
-            "1",
-            "chat",
-        )
-        .expect_err("415");
-        assert_eq!(e.code, 415);
-        let e = sip_to_stanza(
-            &req(Some("text/plain;charset=utf-8"), b"\xff\xfe\xfd", &[]),
-            "a@c",
-            "b@h",
-            "1",
-            "chat",
-        )
-        .expect_err("400");
-        assert_eq!(e.code, 400);
-        let e = sip_to_stanza(
-            &req(Some("application/im-iscomposing+xml"), b"<nope", &[]),
-            "a@c",
-            "b@h",
-            "1",
-            "chat",
-        )
-        .expect_err("400");
-        assert_eq!(e.code, 400);
-        let e = sip_to_stanza(
-            &req(None, b"text without type", &[]),
-            "a@c",
-            "b@h",
-            "1",
-            "chat",
-        )
-        .expect_err("400");
-        assert_eq!(e.code, 400);
+        let cases: [(Option<&str>, &[u8], u16); 4] = [
+            (Some("image/png"), b"\x89PNG", 415),
+            (Some("text/plain;charset=utf-8"), b"\xff\xfe\xfd", 400),
+            (Some("application/im-iscomposing+xml"), b"<nope", 400),
+            (None, b"text without type", 400),
+        ];
+        for (ct, body, code) in cases {
+            let e = sip_to_stanza(&req(ct, body, &[]), "a@c", "b@h", "1", "chat")
+                .expect_err("rejected");
+            assert_eq!(e.code, code, "{ct:?}");
+        }
     }
 
     #[test]
