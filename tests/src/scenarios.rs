@@ -42,9 +42,9 @@ impl World {
     pub fn start_with(overrides: &str) -> Result<World> {
         let prosody = Prosody::start(ProsodyOptions::without_offline()).context("prosody")?;
         let stox = Stox::start(&prosody, overrides).context("stox")?;
-        let mut alice =
-            XmppClient::connect(&prosody, "alice", PASSWORD, "phone").context("alice")?;
-        wait_available(&mut alice, prosody.domain())?;
+        // `connect` returns once the server has processed alice's initial
+        // presence (the helper pings the server first), so nothing bounces.
+        let alice = XmppClient::connect(&prosody, "alice", PASSWORD, "phone").context("alice")?;
         Ok(World {
             prosody,
             stox,
@@ -71,24 +71,6 @@ impl World {
             .filter(|s| s.is_message() && s.kind() != Some("error"))
             .collect()
     }
-}
-
-/// Waits until the server has processed `client`'s initial presence (RFC 6121 §4.2).
-///
-/// The helper reports "online" right after *sending* its presence; a message from stox that
-/// Prosody routes before it has processed that presence finds no available resource and,
-/// without mod_offline, bounces. Prosody handles one session's stanzas in order, so once
-/// an XEP-0199 ping sent after the presence is answered, the presence has been processed.
-pub fn wait_available(client: &mut XmppClient, server: &str) -> Result<()> {
-    client.send_raw(&format!(
-        "<iq type='get' id='stox-tests-ready' to='{server}'><ping xmlns='urn:xmpp:ping'/></iq>"
-    ))?;
-    client
-        .expect(Duration::from_secs(10), |s| {
-            s.name() == "iq" && s.id() == Some("stox-tests-ready")
-        })
-        .context("server ping after initial presence")?;
-    Ok(())
 }
 
 /// The bare part of a JID.

@@ -11,28 +11,16 @@
 
 use std::time::Duration;
 
+use stox_tests::scenarios::World;
 use stox_tests::stox::{http_request, HttpResponse};
-use stox_tests::{sip_contact_jid, Prosody, ProsodyOptions, Sipp, Stox, XmppClient, PASSWORD};
+use stox_tests::{sip_contact_jid, Sipp, Stox, XmppClient};
 
 const T: Duration = Duration::from_secs(10);
 const MAPPINGS: &str = "/api/v1/mappings";
 
-struct Setup {
-    prosody: Prosody,
-    stox: Stox,
-    alice: XmppClient,
-}
-
 /// start prosody (no mod_offline), stox, slixmpp alice@localhost/phone
-fn setup() -> Setup {
-    let prosody = Prosody::start(ProsodyOptions::without_offline()).expect("prosody");
-    let stox = Stox::start(&prosody, "").expect("stox");
-    let alice = XmppClient::connect(&prosody, "alice", PASSWORD, "phone").expect("alice");
-    Setup {
-        prosody,
-        stox,
-        alice,
-    }
+fn setup() -> World {
+    World::start().expect("prosody, stox and alice")
 }
 
 fn request(stox: &Stox, method: &str, path: &str, body: Option<&str>) -> HttpResponse {

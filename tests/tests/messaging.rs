@@ -7,31 +7,17 @@
 
 use std::time::Duration;
 
+use stox_tests::scenarios::World;
 use stox_tests::sipp::Transport;
-use stox_tests::{
-    sip_contact_jid, Prosody, ProsodyOptions, Sipp, Stanza, Stox, XmppClient, PASSWORD,
-};
+use stox_tests::{sip_contact_jid, Sipp, Stanza};
 
 const BODY: &str = "héllo ünïcode 你好 🎉 <&>";
 const T: Duration = Duration::from_secs(10);
 const SIPP_TIMEOUT: Duration = Duration::from_secs(15);
 
-struct Setup {
-    prosody: Prosody,
-    stox: Stox,
-    alice: XmppClient,
-}
-
 /// start prosody (no mod_offline), stox, slixmpp alice@localhost/phone
-fn setup() -> Setup {
-    let prosody = Prosody::start(ProsodyOptions::without_offline()).expect("prosody");
-    let stox = Stox::start(&prosody, "").expect("stox");
-    let alice = XmppClient::connect(&prosody, "alice", PASSWORD, "phone").expect("alice");
-    Setup {
-        prosody,
-        stox,
-        alice,
-    }
+fn setup() -> World {
+    World::start().expect("prosody, stox and alice")
 }
 
 fn bare(jid: &str) -> &str {
