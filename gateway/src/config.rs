@@ -27,6 +27,12 @@ pub struct Config {
     /// Messaging behaviour (RFC 7572).
     #[serde(default)]
     pub messaging: MessagingConfig,
+    /// The RTP relay of calls.
+    #[serde(default)]
+    pub media: MediaConfig,
+    /// Call signalling.
+    #[serde(default)]
+    pub calls: CallsConfig,
 }
 
 /// `[xmpp]`: how stox attaches to the XMPP server.
@@ -131,6 +137,86 @@ impl Default for MessagingConfig {
             bounce_window_ms: default_bounce_window_ms(),
             message_type: default_message_type(),
             udp_max_bytes: default_udp_max(),
+        }
+    }
+}
+
+/// `[media]`: the RTP relay (ICE + DTLS-SRTP toward XMPP clients, plain RTP toward SIP).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaConfig {
+    /// The address media sockets bind to and announce (ICE host candidates, SDP `c=`). Default:
+    /// the IP of the first `[sip] listen` entry when it is a concrete address.
+    pub address: Option<std::net::IpAddr>,
+    /// UDP ports for media, `"MIN-MAX"` inclusive; each call takes an aligned block of four.
+    /// Default `"40000-49999"` (2,500 calls).
+    pub port_range: Option<String>,
+    /// A leg that receives no media for this long ends the call (seconds, default 20).
+    pub no_media_secs: Option<u64>,
+}
+
+/// `[calls]`: call signalling.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CallsConfig {
+    /// How long a call rings before stox gives up: 480 and `<retract/>` toward an XMPP callee,
+    /// CANCEL toward a SIP callee (seconds, default 45).
+    pub no_answer_secs: Option<u64>,
+}
+
+impl Config {
+    /// The media address (`[media] address`, else the first SIP listen IP).
+    pub fn media_address(&self) -> Result<std::net::IpAddr, ConfigError> {
+        if let Some(a) = self.media.address {
+            if a.is_unspecified() || a.is_multicast() {
+                return Err(invalid(
+                    "media.address",
+                    format!("`{a}` cannot be announced as an ICE host candidate"),
+                ));
+            }
+            return Ok(a);
+        }
+        let first = self.listens()?.first().map(|l| l.addr.ip());
+        match first {
+            Some(ip) if !ip.is_unspecified() => Ok(ip),
+            _ => Err(invalid(
+                "media.address",
+                "must be set when the first [sip] listen address is a wildcard",
+            )),
+        }
+    }
+
+    /// The media port range (`[media] port_range`, default 40000-49999).
+    pub fn media_ports(&self) -> Result<(u16, u16), ConfigError> {
+        let Some(r) = &self.media.port_range else {
+            return Ok((40000, 49999));
+        };
+        let parsed = r.split_once('-').and_then(|(a, b)| {
+            Some((a.trim().parse::<u16>().ok()?, b.trim().parse::<u16>().ok()?))
+        });
+        match parsed {
+            Some((a, b)) if a >= 1024 && b >= a.saturating_add(3) => Ok((a, b)),
+            _ => Err(invalid(
+                "media.port_range",
+                format!("`{r}`: must be \"MIN-MAX\" with 1024 <= MIN and at least 4 ports"),
+            )),
+        }
+    }
+
+    /// Call settings for the core.
+    pub fn call_settings(&self) -> crate::core::CallSettings {
+        let d = crate::core::CallSettings::default();
+        crate::core::CallSettings {
+            no_answer: self
+                .calls
+                .no_answer_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.no_answer),
+            no_media: self
+                .media
+                .no_media_secs
+                .map(Duration::from_secs)
+                .unwrap_or(d.no_media),
         }
     }
 }
@@ -296,6 +382,16 @@ impl Config {
         }
         if self.messaging.udp_max_bytes < 500 {
             return Err(invalid("messaging.udp_max_bytes", "at least 500"));
+        }
+        self.media_address()?;
+        self.media_ports()?;
+        if self.media.no_media_secs == Some(0) {
+            return Err(invalid("media.no_media_secs", "must be at least 1"));
+        }
+        match self.calls.no_answer_secs {
+            Some(0) => return Err(invalid("calls.no_answer_secs", "must be at least 1")),
+            Some(n) if n > 600 => return Err(invalid("calls.no_answer_secs", "at most 600")),
+            _ => {}
         }
         Ok(())
     }

@@ -8,6 +8,8 @@
 //! | `POST /api/v1/mappings` | bearer | 201 with the stored mapping, 400 on an invalid address |
 //! | `GET /api/v1/mappings/{jid}` | bearer | 200, or 404 |
 //! | `DELETE /api/v1/mappings/{jid}` | bearer | 204, or 404 |
+//! | `GET /api/v1/calls` | bearer | 200, every live call with both legs, codec, state and counters |
+//! | `DELETE /api/v1/calls/{id}` | bearer | 204 after hanging up both legs, or 404 |
 //! | `GET /api/v1/openapi.json` | bearer | the OpenAPI 3.1 document of all of the above |
 //!
 //! Authentication is RFC 6750 §2.1 (`Authorization: Bearer <token>`); a failure is 401 with
@@ -18,6 +20,7 @@
 //! API"); blocking store calls run on tokio's blocking pool.
 
 mod auth;
+pub mod calls;
 mod error;
 mod mappings;
 
@@ -54,6 +57,8 @@ pub struct AdminState {
     pub link_up: Arc<AtomicBool>,
     /// Renders the process's metrics.
     pub metrics: PrometheusHandle,
+    /// Questions about calls, answered by the event loop (`None`: no calls here).
+    pub calls: Option<calls::CallRequests>,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -98,6 +103,7 @@ impl utoipa::Modify for BearerScheme {
     tags(
         (name = "status", description = "Health and metrics, without authentication"),
         (name = "mappings", description = "The operator-provisioned JID ⇄ SIP AOR table"),
+        (name = "calls", description = "Live calls and hanging them up"),
     )
 )]
 struct ApiDoc;
@@ -121,6 +127,8 @@ fn documented() -> (
     let (api, mut doc) = OpenApiRouter::with_openapi(ApiDoc::openapi())
         .routes(routes!(mappings::list_mappings, mappings::create_mapping))
         .routes(routes!(mappings::get_mapping, mappings::delete_mapping))
+        .routes(routes!(calls::list_calls))
+        .routes(routes!(calls::delete_call))
         .split_for_parts();
     doc.merge(public_doc);
     (public, api, doc)

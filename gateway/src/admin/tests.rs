@@ -34,6 +34,7 @@ fn fixture() -> Fixture {
         store: store.clone(),
         link_up: Arc::clone(&link_up),
         metrics: handle,
+        calls: None,
     });
     Fixture {
         router,

@@ -43,6 +43,11 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+pub mod call;
+
+pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
+
+use crate::media::relay::{CallStarted, RelayEventKind};
 use crate::sipmsg::{uri_of_name_addr, OutRequest, SipRequest, SipResponse, Transport};
 use crate::stanza;
 use crate::translate::address::Addresses;
@@ -83,6 +88,34 @@ pub enum Input {
     LinkUp,
     /// The component link is down.
     LinkDown,
+    /// A new INVITE (no To tag); the io layer keeps its dialog under `call`.
+    Invite {
+        /// The call's key.
+        call: CallKey,
+        /// The INVITE.
+        req: SipRequest,
+    },
+    /// Something happened to an INVITE dialog.
+    Dialog {
+        /// The call.
+        call: CallKey,
+        /// What.
+        event: DialogEvent,
+    },
+    /// The relay's answer to `MediaCommand::Start`, fed back before the next input.
+    MediaStarted {
+        /// The call.
+        call: CallKey,
+        /// Our ends of the media, or why the relay refused.
+        result: Result<CallStarted, String>,
+    },
+    /// A relay event about a call's media.
+    Media {
+        /// The call.
+        call: CallKey,
+        /// What.
+        event: RelayEventKind,
+    },
 }
 
 /// What the core asks the io layer to do.
@@ -113,6 +146,20 @@ pub enum Output {
     },
     /// Send a stanza on the component link.
     Stanza(Element),
+    /// Act on an INVITE dialog.
+    Dialog {
+        /// The call.
+        call: CallKey,
+        /// What to do.
+        action: DialogAction,
+    },
+    /// Command the relay about a call.
+    Media {
+        /// The call.
+        call: CallKey,
+        /// What to do.
+        cmd: MediaCommand,
+    },
 }
 
 /// Core settings taken from the config.
@@ -133,6 +180,8 @@ pub struct Settings {
     /// A wall-clock reading and the `Instant` it was taken at: the core turns
     /// `now` into dates (IMDN `datetime`) without reading the clock itself.
     pub epoch: (Instant, SystemTime),
+    /// Calls (`[calls]`, `[media]`).
+    pub calls: CallSettings,
 }
 
 struct PendingIn {
@@ -154,7 +203,7 @@ struct PendingOut {
 }
 
 /// RFC 3428 §4 methods stox accepts.
-const ALLOW: &str = "MESSAGE, OPTIONS";
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS";
 
 /// The gateway: all protocol state, no I/O.
 pub struct Gateway {
@@ -178,6 +227,8 @@ pub struct Gateway {
     id_prefix: String,
     next_id: u64,
     next_tx: TxId,
+    calls: call::Calls,
+    call_settings: CallSettings,
 }
 
 impl Gateway {
@@ -190,6 +241,7 @@ impl Gateway {
         id_seed: u64,
     ) -> Result<Gateway, crate::translate::address::AddressError> {
         let addresses = Addresses::new(&settings.home, &settings.component)?;
+        let call_settings = settings.calls.clone();
         let info = GatewayInfo {
             component: settings.component.clone(),
             name: "stox SIP gateway".to_string(),
@@ -212,6 +264,8 @@ impl Gateway {
             // Client transaction ids count down from the top so they never
             // collide with the io layer's server ids.
             next_tx: u64::MAX,
+            calls: call::Calls::default(),
+            call_settings,
         })
     }
 
@@ -233,12 +287,17 @@ impl Gateway {
             Input::Stanza(s) => self.on_stanza(now, s),
             Input::LinkUp => self.on_link_up(now),
             Input::LinkDown => self.on_link_down(),
+            Input::Invite { call, req } => self.on_invite(now, call, req),
+            Input::Dialog { call, event } => self.on_dialog(call, event),
+            Input::MediaStarted { call, result } => self.on_media_started(call, result),
+            Input::Media { call, event } => self.on_media_event(call, event),
         }
         self.handle_timeout(now);
     }
 
     /// Runs what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.calls_handle_timeout(now);
         while let Some((deadline, _)) = self.window.front() {
             if *deadline > now {
                 break;
@@ -270,7 +329,11 @@ impl Gateway {
     /// When `handle_timeout` must be called next.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.window.front().map(|(d, _)| *d)
+        let window = self.window.front().map(|(d, _)| *d);
+        match (window, self.calls_timeout()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn reply(&mut self, tx: TxId, code: u16, headers: Vec<(String, String)>) {
@@ -553,8 +616,37 @@ impl Gateway {
 
     fn on_stanza(&mut self, now: Instant, s: Element) {
         match s.name() {
-            "iq" => self.on_iq(s),
-            "message" => self.on_message(now, s),
+            "iq" => {
+                match s.attr("type") {
+                    Some("set") if s.has_child("jingle", stox_xmpp::jingle::ns::JINGLE) => {
+                        return self.on_jingle(now, s)
+                    }
+                    Some("result") | Some("error") => {
+                        if let Some(id) = s.attr("id").map(str::to_owned) {
+                            self.on_call_stanza_error(&id, &s);
+                        }
+                        return;
+                    }
+                    _ => {}
+                }
+                self.on_iq(s)
+            }
+            "message" => {
+                if s.attr("type") != Some("error") {
+                    if let Some(jmi) = stox_xmpp::jingle::JingleMessage::from_message(&s) {
+                        match jmi {
+                            Ok(jmi) => self.on_jmi(&s, jmi),
+                            Err(e) => debug!(error = %e, "bad JMI message ignored"),
+                        }
+                        return;
+                    }
+                } else if let Some(id) = s.attr("id").map(str::to_owned) {
+                    if self.on_call_stanza_error(&id, &s) {
+                        return;
+                    }
+                }
+                self.on_message(now, s)
+            }
             _ => {}
         }
     }

@@ -19,6 +19,7 @@ fn settings() -> Settings {
             Instant::now(),
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_072_000),
         ),
+        calls: crate::core::CallSettings::default(),
     }
 }
 

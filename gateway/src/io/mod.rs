@@ -3,6 +3,7 @@
 //! stanzas and link events into `Input`s, and executes the `Output`s.
 
 pub mod badsip;
+mod calls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -21,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use crate::config::{Config, ListenTransport};
-use crate::core::{Gateway, Input, Output, SendFailure, Settings, TxId};
+use crate::core::{CallKey, DialogEvent, Gateway, Input, Output, SendFailure, Settings, TxId};
 use crate::sipmsg::{OutRequest, SipRequest, SipResponse, Transport};
 
 /// A final response decided by the core for a server transaction.
@@ -33,6 +34,9 @@ struct Reply {
 enum Event {
     Sip(Box<Transaction>),
     Response(TxId, Result<SipResponse, SendFailure>),
+    Dialog(CallKey, DialogEvent),
+    Relay(crate::media::relay::RelayEvent),
+    Admin(crate::admin::calls::CallRequest),
 }
 
 /// Everything the client-transaction tasks need.
@@ -97,6 +101,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_transport_layer(transport_layer)
         .with_cancel_token(cancel.clone())
         .with_allows(vec![
+            rsipstack::sip::Method::Invite,
+            rsipstack::sip::Method::Ack,
+            rsipstack::sip::Method::Bye,
+            rsipstack::sip::Method::Cancel,
             rsipstack::sip::Method::Message,
             rsipstack::sip::Method::Options,
         ])
@@ -105,7 +113,21 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .incoming_transactions()
         .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
     let endpoint_inner = endpoint.inner.clone();
+    let dialog_layer = Arc::new(rsipstack::dialog::dialog_layer::DialogLayer::new(
+        endpoint.inner.clone(),
+    ));
     tokio::spawn(async move { endpoint.serve().await });
+
+    let media_address = config.media_address()?;
+    let (port_min, port_max) = config.media_ports()?;
+    let (relay, mut relay_events) =
+        crate::media::relay::Relay::new(crate::media::relay::RelayConfig {
+            address: media_address,
+            port_min,
+            port_max,
+        })
+        .map_err(|e| anyhow::anyhow!("media relay: {e}"))?;
+    info!(address = %media_address, ports = %format!("{port_min}-{port_max}"), "media relay ready");
 
     let proxy = config
         .outbound_proxy_addr()
@@ -128,12 +150,31 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let link_up = Arc::new(AtomicBool::new(false));
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let (admin_calls, mut admin_calls_rx) = mpsc::unbounded_channel();
+    let forward = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(r) = admin_calls_rx.recv().await {
+            if forward.send(Event::Admin(r)).is_err() {
+                break;
+            }
+        }
+    });
+    let forward = events_tx.clone();
+    tokio::spawn(async move {
+        while let Some(ev) = relay_events.recv().await {
+            if forward.send(Event::Relay(ev)).is_err() {
+                break;
+            }
+        }
+    });
     let admin_listen: SocketAddr = config.admin.listen.parse()?;
     let admin = crate::admin::router(crate::admin::AdminState {
         token: config.admin.token.clone(),
         store: store.clone(),
         link_up: link_up.clone(),
         metrics,
+        calls: Some(admin_calls),
     });
     let listener = tokio::net::TcpListener::bind(admin_listen)
         .await
@@ -157,13 +198,24 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         udp_max_bytes: config.messaging.udp_max_bytes,
         default_transport,
         epoch: (Instant::now(), std::time::SystemTime::now()),
+        calls: config.call_settings(),
     };
     let seed =
         u64::from_str_radix(&uuid::Uuid::new_v4().simple().to_string()[..16], 16).unwrap_or(1);
     let mut gateway = Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), seed)
         .map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
 
-    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let sip_local = udp_local
+        .or(tcp_local)
+        .ok_or_else(|| anyhow::anyhow!("no SIP listener"))?;
+    let mut call_io = calls::CallIo::new(
+        dialog_layer,
+        relay,
+        events_tx.clone(),
+        sip_local,
+        proxy.map(|(_, a)| a),
+        default_transport,
+    )?;
     let sender = Sender {
         endpoint: endpoint_inner,
         udp_local,
@@ -206,16 +258,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             ev = events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
-                match ev {
-                    Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx, &outstanding),
-                    Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
-                }
-                // Drain whatever else is already queued before the outputs.
-                while let Ok(ev) = events.try_recv() {
-                    match ev {
-                        Event::Sip(tx) => on_server_transaction(&mut gateway, now, *tx, &mut replies, &mut next_server_tx, &outstanding),
-                        Event::Response(id, result) => gateway.handle_input(now, Input::SipResponse { tx: id, result }),
-                    }
+                let mut next = Some(ev);
+                while let Some(ev) = next.take() {
+                    on_event(&mut gateway, now, ev, &mut call_io, &mut replies, &mut next_server_tx, &outstanding);
+                    // Drain whatever else is already queued before the outputs.
+                    next = events.try_recv().ok();
                 }
             }
             ev = link_events.recv() => {
@@ -284,6 +331,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         warn!(error = %e, "component link closed");
                     }
                 }
+                Output::Dialog { call, action } => call_io.act(call, action),
+                Output::Media { call, cmd } => {
+                    if let Some(result) = call_io.media(call, cmd) {
+                        gateway.handle_input(Instant::now(), Input::MediaStarted { call, result });
+                    }
+                }
                 Output::SipSend { tx, req, transport } => {
                     let sender = sender.clone();
                     tokio::spawn(async move {
@@ -347,10 +400,67 @@ fn force_recv_buffer(socket: &socket2::Socket, bytes: libc::c_int) {
 #[cfg(not(target_os = "linux"))]
 fn force_recv_buffer(_socket: &socket2::Socket, _bytes: i32) {}
 
+fn on_event(
+    gateway: &mut Gateway,
+    now: Instant,
+    ev: Event,
+    call_io: &mut calls::CallIo,
+    replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
+    next: &mut TxId,
+    outstanding: &Arc<AtomicUsize>,
+) {
+    match ev {
+        Event::Sip(tx) => {
+            on_server_transaction(gateway, now, *tx, call_io, replies, next, outstanding)
+        }
+        Event::Response(id, result) => {
+            gateway.handle_input(now, Input::SipResponse { tx: id, result })
+        }
+        Event::Dialog(call, event) => {
+            call_io.dialog_ended(call, &event);
+            gateway.handle_input(now, Input::Dialog { call, event });
+        }
+        Event::Relay(ev) => {
+            if let Some(call) = call_io.relay_event(&ev) {
+                gateway.handle_input(
+                    now,
+                    Input::Media {
+                        call,
+                        event: ev.kind,
+                    },
+                );
+            }
+        }
+        Event::Admin(crate::admin::calls::CallRequest::List(reply)) => {
+            let calls = gateway
+                .calls()
+                .into_iter()
+                .map(|call| {
+                    let media = call_io
+                        .media_of(call.id)
+                        .map(|m| crate::admin::calls::MediaView {
+                            state: m.state,
+                            xmpp_local: m.xmpp_local.to_string(),
+                            sip_local: m.sip_local.to_string(),
+                            xmpp: m.counters.xmpp,
+                            sip: m.counters.sip,
+                        });
+                    crate::admin::calls::CallView { call, media }
+                })
+                .collect();
+            let _ = reply.send(calls);
+        }
+        Event::Admin(crate::admin::calls::CallRequest::Hangup(id, reply)) => {
+            let _ = reply.send(gateway.hangup_call(id));
+        }
+    }
+}
+
 fn on_server_transaction(
     gateway: &mut Gateway,
     now: Instant,
-    mut tx: Transaction,
+    tx: Transaction,
+    call_io: &mut calls::CallIo,
     replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
     next: &mut TxId,
     outstanding: &Arc<AtomicUsize>,
@@ -370,6 +480,17 @@ fn on_server_transaction(
             .collect(),
         body: req.body.clone(),
         transport,
+    };
+    // INVITE dialogs and requests inside them belong to the call side.
+    let mut tx = match call_io.on_transaction(tx) {
+        Ok(call) => {
+            outstanding.fetch_sub(1, Ordering::Relaxed);
+            if let Some(call) = call {
+                gateway.handle_input(now, Input::Invite { call, req: value });
+            }
+            return;
+        }
+        Err(tx) => *tx,
     };
     let id = *next;
     *next += 1;

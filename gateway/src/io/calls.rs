@@ -1,0 +1,398 @@
+//! INVITE dialogs (rsipstack's dialog layer) and the relay, driven by the core's
+//! [`DialogAction`]s and [`MediaCommand`]s; their events come back to the event loop as
+//! [`DialogEvent`]s and relay events.
+//!
+//! The dialog layer does RFC 3261 §13 for stox: 100 Trying, 2xx retransmission until ACK, 487
+//! after CANCEL, ACK of a 2xx, BYE both ways, in-dialog requests. Each dialog's state changes
+//! arrive on its own channel, which a small task turns into [`DialogEvent`]s tagged with the
+//! call's key.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use rsipstack::dialog::dialog::{Dialog, DialogState, TerminatedReason};
+use rsipstack::dialog::dialog_layer::DialogLayer;
+use rsipstack::dialog::invitation::InviteOption;
+use rsipstack::dialog::invite_dialog::InviteDialog;
+use rsipstack::sip::{Header, HeadersExt, StatusCode};
+use rsipstack::transaction::transaction::Transaction;
+use rsipstack::transport::SipAddr;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use super::Event;
+use crate::core::{CallKey, DialogAction, DialogEvent, MediaCommand};
+use crate::media::relay::{self, CallCounters, CallId, CallStarted, Relay};
+use crate::sipmsg::Transport;
+
+/// Methods that only make sense inside a dialog: without one they get 481.
+const IN_DIALOG: &[&str] = &[
+    "BYE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY", "INVITE",
+];
+
+/// The io side of calls.
+pub(super) struct CallIo {
+    layer: Arc<DialogLayer>,
+    relay: Relay,
+    events: mpsc::UnboundedSender<Event>,
+    dialogs: HashMap<CallKey, InviteDialog>,
+    media: HashMap<CallKey, CallId>,
+    media_calls: HashMap<CallId, CallKey>,
+    contact: rsipstack::sip::Uri,
+    proxy: Option<SocketAddr>,
+    transport: Transport,
+    next_key: CallKey,
+}
+
+impl CallIo {
+    pub(super) fn new(
+        layer: Arc<DialogLayer>,
+        relay: Relay,
+        events: mpsc::UnboundedSender<Event>,
+        local: SocketAddr,
+        proxy: Option<SocketAddr>,
+        transport: Transport,
+    ) -> anyhow::Result<CallIo> {
+        let contact = rsipstack::sip::Uri::try_from(format!("sip:stox@{local}").as_str())
+            .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
+        Ok(CallIo {
+            layer,
+            relay,
+            events,
+            dialogs: HashMap::new(),
+            media: HashMap::new(),
+            media_calls: HashMap::new(),
+            contact,
+            proxy,
+            transport,
+            next_key: 0,
+        })
+    }
+
+    /// A server transaction that belongs to calls: a new INVITE gets a dialog and a key (the
+    /// caller then feeds `Input::Invite`); an in-dialog request is handled by its dialog.
+    /// Returns the transaction back when it is not about calls.
+    pub(super) fn on_transaction(
+        &mut self,
+        mut tx: Transaction,
+    ) -> Result<Option<CallKey>, Box<Transaction>> {
+        let method = tx.original.method.to_string();
+        let has_tag = tx
+            .original
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().ok().flatten())
+            .is_some();
+        if has_tag {
+            if let Some(dialog) = self.layer.match_dialog(&tx) {
+                tokio::spawn(async move {
+                    let r = match dialog {
+                        Dialog::Invite(mut d) => d.handle(&mut tx).await,
+                        other => {
+                            drop(other);
+                            tx.reply(StatusCode::CallTransactionDoesNotExist).await
+                        }
+                    };
+                    if let Err(e) = r {
+                        debug!(error = %e, "in-dialog request");
+                    }
+                });
+                return Ok(None);
+            }
+            if IN_DIALOG.contains(&method.as_str()) {
+                tokio::spawn(async move {
+                    let _ = tx.reply(StatusCode::CallTransactionDoesNotExist).await;
+                });
+                return Ok(None);
+            }
+            return Err(Box::new(tx));
+        }
+        if method != "INVITE" {
+            return Err(Box::new(tx));
+        }
+        let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
+        let dialog = match self.layer.get_or_create_server_invite(
+            &tx,
+            state_tx,
+            None,
+            Some(self.contact.clone()),
+        ) {
+            Ok(d) => d,
+            Err(e) => {
+                warn!(error = %e, "cannot create a dialog for an INVITE");
+                tokio::spawn(async move {
+                    let _ = tx.reply(StatusCode::ServerInternalError).await;
+                });
+                return Ok(None);
+            }
+        };
+        self.next_key += 1;
+        let key = self.next_key;
+        self.dialogs.insert(key, dialog.clone());
+        forward_states(key, state_rx, self.events.clone(), true);
+        let mut d = dialog;
+        tokio::spawn(async move {
+            if let Err(e) = d.handle(&mut tx).await {
+                debug!(call = key, error = %e, "INVITE transaction");
+            }
+        });
+        Ok(Some(key))
+    }
+
+    pub(super) fn act(&mut self, key: CallKey, action: DialogAction) {
+        match action {
+            DialogAction::Ringing => {
+                if let Some(d) = self.dialogs.get(&key) {
+                    if let Err(e) = d.ringing(None, None) {
+                        debug!(call = key, error = %e, "180");
+                    }
+                }
+            }
+            DialogAction::Accept { sdp } => {
+                if let Some(d) = self.dialogs.get(&key) {
+                    let headers = vec![Header::ContentType("application/sdp".into())];
+                    if let Err(e) = d.accept(Some(headers), Some(sdp)) {
+                        warn!(call = key, error = %e, "200 OK failed");
+                    }
+                }
+            }
+            DialogAction::Reject { code, reason } => {
+                if let Some(d) = self.dialogs.remove(&key) {
+                    let reason = (!reason.is_empty()).then(|| reason.replace(['\r', '\n'], " "));
+                    if let Err(e) = d.reject(Some(StatusCode::from(code)), reason) {
+                        debug!(call = key, error = %e, "reject");
+                    }
+                }
+            }
+            DialogAction::Hangup => {
+                if let Some(d) = self.dialogs.remove(&key) {
+                    tokio::spawn(async move {
+                        if let Err(e) = d.hangup().await {
+                            debug!(call = key, error = %e, "hangup");
+                        }
+                    });
+                }
+            }
+            DialogAction::Invite { req } => self.invite(key, req),
+        }
+    }
+
+    fn invite(&mut self, key: CallKey, req: crate::sipmsg::OutRequest) {
+        let events = self.events.clone();
+        let fail = move |code: u16, reason: String| {
+            let _ = events.send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
+        };
+        let (caller, callee) = match (
+            rsipstack::sip::Uri::try_from(req.from.as_str()),
+            rsipstack::sip::Uri::try_from(req.uri.as_str()),
+        ) {
+            (Ok(a), Ok(b)) => (a, b),
+            _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
+        };
+        let dest = self.proxy.or_else(|| {
+            let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
+            let host = target.host.trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
+        });
+        let destination = dest.map(|d| SipAddr {
+            r#type: Some(match self.transport {
+                Transport::Udp => rsipstack::sip::Transport::Udp,
+                Transport::Tcp => rsipstack::sip::Transport::Tcp,
+            }),
+            addr: d.into(),
+        });
+        let headers = req
+            .headers
+            .iter()
+            .filter(|(n, _)| !n.eq_ignore_ascii_case("Max-Forwards"))
+            .map(|(n, v)| Header::Other(n.clone(), v.clone()))
+            .collect::<Vec<_>>();
+        let opt = InviteOption {
+            caller,
+            callee,
+            destination,
+            content_type: req.content_type.clone(),
+            offer: Some(req.body.clone()),
+            contact: self.contact.clone(),
+            headers: (!headers.is_empty()).then_some(headers),
+            ..Default::default()
+        };
+        let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
+        let (dialog, handle) = match self.layer.do_invite_async(opt, state_tx) {
+            Ok(x) => x,
+            Err(e) => return fail(503, format!("INVITE not sent: {e}")),
+        };
+        info!(call = key, to = %req.uri, "INVITE sent");
+        self.dialogs.insert(key, dialog);
+        forward_states(key, state_rx, self.events.clone(), false);
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let event = match handle.await {
+                Ok(Ok((_, Some(resp)))) => {
+                    let code = resp.status_code.code();
+                    if (200..300).contains(&code) {
+                        DialogEvent::Answered { sdp: resp.body }
+                    } else {
+                        DialogEvent::Failed {
+                            code,
+                            reason: resp
+                                .wire_reason
+                                .clone()
+                                .unwrap_or_else(|| resp.status_code.to_string()),
+                        }
+                    }
+                }
+                Ok(Ok((_, None))) => DialogEvent::Failed {
+                    code: 408,
+                    reason: "no final response".into(),
+                },
+                Ok(Err(e)) => DialogEvent::Failed {
+                    code: 503,
+                    reason: e.to_string(),
+                },
+                Err(e) => DialogEvent::Failed {
+                    code: 500,
+                    reason: e.to_string(),
+                },
+            };
+            let _ = events.send(Event::Dialog(key, event));
+        });
+    }
+
+    /// Drops the dialog of a call the core forgot after the SIP side ended it.
+    pub(super) fn dialog_ended(&mut self, key: CallKey, event: &DialogEvent) {
+        if matches!(
+            event,
+            DialogEvent::Bye
+                | DialogEvent::Cancelled
+                | DialogEvent::Terminated
+                | DialogEvent::Failed { .. }
+        ) {
+            self.dialogs.remove(&key);
+        }
+    }
+
+    /// Runs a relay command; `Start` returns what to feed back as `Input::MediaStarted`.
+    pub(super) fn media(
+        &mut self,
+        key: CallKey,
+        cmd: MediaCommand,
+    ) -> Option<Result<CallStarted, String>> {
+        let id = self.media.get(&key).copied();
+        let r = match (cmd, id) {
+            (MediaCommand::Start(m), _) => {
+                return Some(match self.relay.spawn_call(*m) {
+                    Ok(started) => {
+                        self.media.insert(key, started.id);
+                        self.media_calls.insert(started.id, key);
+                        metrics::gauge!("stox_media_calls").set(self.media.len() as f64);
+                        Ok(started)
+                    }
+                    Err(e) => Err(e.to_string()),
+                })
+            }
+            (_, None) => return None,
+            (MediaCommand::XmppRemote(r), Some(id)) => self.relay.set_xmpp_remote(id, *r),
+            (MediaCommand::SipRemote(a), Some(id)) => self.relay.set_sip_remote(id, a),
+            (MediaCommand::Candidate(c), Some(id)) => self.relay.add_remote_candidate(id, c),
+            (MediaCommand::Hangup, Some(id)) => {
+                self.relay.hangup(id);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            debug!(call = key, error = %e, "relay command");
+        }
+        None
+    }
+
+    /// The call a relay event is about; forgets the media of a closed call (and records its
+    /// counters in the metrics).
+    pub(super) fn relay_event(&mut self, ev: &relay::RelayEvent) -> Option<CallKey> {
+        let key = self.media_calls.get(&ev.call).copied();
+        match &ev.kind {
+            relay::RelayEventKind::Closed { counters, .. } => {
+                self.media_calls.remove(&ev.call);
+                if let Some(k) = key {
+                    self.media.remove(&k);
+                }
+                metrics::gauge!("stox_media_calls").set(self.media.len() as f64);
+                record_counters(counters);
+            }
+            relay::RelayEventKind::Failed { why } => {
+                let kind = if why.to_ascii_lowercase().contains("dtls") {
+                    "dtls"
+                } else {
+                    "ice"
+                };
+                metrics::counter!("stox_media_setup_failures_total", "kind" => kind).increment(1);
+            }
+            _ => {}
+        }
+        key
+    }
+
+    /// Media state and counters of a call, for the admin API.
+    pub(super) fn media_of(&self, key: CallKey) -> Option<relay::CallSummary> {
+        let id = self.media.get(&key)?;
+        self.relay.calls().into_iter().find(|c| c.id == *id)
+    }
+}
+
+fn record_counters(c: &CallCounters) {
+    for (leg, l) in [("xmpp", c.xmpp), ("sip", c.sip)] {
+        metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "in")
+            .increment(l.packets_in);
+        metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "out")
+            .increment(l.packets_out);
+        metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "in")
+            .increment(l.bytes_in);
+        metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "out")
+            .increment(l.bytes_out);
+    }
+}
+
+/// Turns a dialog's state changes into [`DialogEvent`]s. Client dialogs report only what the
+/// final response does not (180/183, and a BYE from the callee); their outcome comes from the
+/// INVITE's result.
+fn forward_states(
+    key: CallKey,
+    mut rx: rsipstack::dialog::dialog::DialogStateReceiver,
+    events: mpsc::UnboundedSender<Event>,
+    server: bool,
+) {
+    tokio::spawn(async move {
+        while let Some(state) = rx.recv().await {
+            let event = match (server, state) {
+                (true, DialogState::Confirmed(..)) => Some(DialogEvent::Confirmed),
+                (true, DialogState::Terminated(_, TerminatedReason::UacCancel)) => {
+                    Some(DialogEvent::Cancelled)
+                }
+                (true, DialogState::Terminated(_, TerminatedReason::UacBye)) => {
+                    Some(DialogEvent::Bye)
+                }
+                (true, DialogState::Terminated(_, TerminatedReason::Timeout)) => {
+                    Some(DialogEvent::Terminated)
+                }
+                (false, DialogState::Early(_, resp)) => Some(DialogEvent::Progress {
+                    code: resp.status_code.code(),
+                }),
+                (false, DialogState::Terminated(_, TerminatedReason::UasBye)) => {
+                    Some(DialogEvent::Bye)
+                }
+                (_, DialogState::Terminated(..)) => None,
+                (_, other) => {
+                    debug!(call = key, state = %other, "dialog state");
+                    None
+                }
+            };
+            if let Some(event) = event {
+                if events.send(Event::Dialog(key, event)).is_err() {
+                    break;
+                }
+            }
+        }
+    });
+}
