@@ -55,6 +55,7 @@ use serde_json::{json, Value};
 use crate::audio::{self, Analysis, Wav};
 use crate::ports::free_port;
 use crate::process::{tail, temp_dir, Process};
+use crate::sipp::SipMessage;
 
 /// Where Debian's `baresip-core` installs the modules.
 pub const MODULE_PATH: &str = "/usr/lib/baresip/modules";
@@ -468,6 +469,38 @@ impl Baresip {
         Ok(self.last_recording()?.analyse(skip))
     }
 
+    /// The SIP messages baresip sent and received so far, in order, read from its log
+    /// (only with [`BaresipOptions::sip_trace`]; retransmissions included).
+    pub fn sip_trace(&self) -> Vec<TracedSip> {
+        parse_sip_trace(&fs::read(&self.log).unwrap_or_default(), self.sip_port)
+    }
+
+    /// The SIP requests with `method` that baresip received (retransmissions removed).
+    pub fn received_requests(&self, method: &str) -> Vec<SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.sip_trace()
+            .into_iter()
+            .filter(|t| t.received && t.message.method() == Some(method))
+            .filter(|t| {
+                seen.insert((
+                    t.message.header("Call-ID").map(str::to_string),
+                    t.message.header("CSeq").map(str::to_string),
+                ))
+            })
+            .map(|t| t.message)
+            .collect()
+    }
+
+    /// The status codes of the SIP responses baresip sent, in order (retransmissions
+    /// included).
+    pub fn sent_statuses(&self) -> Vec<u16> {
+        self.sip_trace()
+            .iter()
+            .filter(|t| !t.received)
+            .filter_map(|t| t.message.status())
+            .collect()
+    }
+
     /// The log tail and the events seen, for failure messages.
     pub fn context(&self) -> String {
         let mut out = format!(
@@ -533,6 +566,58 @@ impl Drop for Baresip {
         // SIGTERM lets baresip send BYE and close its WAV dumps.
         self.process.terminate(Duration::from_secs(2));
     }
+}
+
+/// One SIP message from baresip's `-s` trace.
+#[derive(Clone, Debug)]
+pub struct TracedSip {
+    /// `src` of the trace line, e.g. `127.0.0.1:5060`.
+    pub src: String,
+    /// `dst` of the trace line.
+    pub dst: String,
+    /// Whether baresip received it (its destination is baresip's SIP port).
+    pub received: bool,
+    /// The message.
+    pub message: SipMessage,
+}
+
+/// Parses the SIP trace that `baresip -s` writes into its log: each message is preceded by
+/// `ESC[36;1m#`, then `UDP 127.0.0.1:A -> 127.0.0.1:B`, then the message, then `ESC[;m`.
+pub fn parse_sip_trace(log: &[u8], own_port: u16) -> Vec<TracedSip> {
+    const START: &[u8] = b"\x1b[36;1m#\n";
+    const END: &[u8] = b"\x1b[;m";
+    let own = format!(":{own_port}");
+    let mut out = Vec::new();
+    let mut rest = log;
+    while let Some(at) = find(rest, START) {
+        rest = &rest[at + START.len()..];
+        let Some(eol) = rest.iter().position(|&b| b == b'\n') else {
+            break;
+        };
+        let line = String::from_utf8_lossy(&rest[..eol]).to_string();
+        let body_end = find(&rest[eol + 1..], END).unwrap_or(rest.len() - eol - 1);
+        let raw = &rest[eol + 1..eol + 1 + body_end];
+        rest = &rest[eol + 1 + body_end..];
+        let mut parts = line.split_whitespace();
+        let (_transport, src, _arrow, dst) =
+            (parts.next(), parts.next(), parts.next(), parts.next());
+        let (Some(src), Some(dst)) = (src, dst) else {
+            continue;
+        };
+        if let Some(message) = SipMessage::parse(raw) {
+            out.push(TracedSip {
+                src: src.to_string(),
+                dst: dst.to_string(),
+                received: dst.ends_with(&own),
+                message,
+            });
+        }
+    }
+    out
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Splits one netstring (`LEN:BODY,`) off the front of `buf`: the body and the bytes used,
@@ -710,6 +795,22 @@ mod tests {
             "<sip:alice@example.org>;regint=60;audio_codecs=PCMU/8000/1;answermode=auto;\
              outbound=\"sip:127.0.0.1:5060\";auth_pass=pw"
         );
+    }
+
+    #[test]
+    fn sip_trace_is_split_into_messages_with_direction() {
+        let log = b"baresip is ready.\n\x1b[36;1m#\nUDP 127.0.0.1:5000 -> 127.0.0.1:6000\n\
+INVITE sip:b@127.0.0.1:6000 SIP/2.0\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 4\r\n\r\nv=0\n\
+\x1b[;m\nua: something\n\x1b[36;1m#\nUDP 127.0.0.1:6000 -> 127.0.0.1:5000\n\
+SIP/2.0 180 Ringing\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n\x1b[;m\n";
+        let trace = parse_sip_trace(log, 6000);
+        assert_eq!(trace.len(), 2);
+        assert!(trace[0].received);
+        assert_eq!(trace[0].message.method(), Some("INVITE"));
+        assert_eq!(trace[0].message.body, b"v=0\n");
+        assert!(!trace[1].received);
+        assert_eq!(trace[1].message.status(), Some(180));
+        assert_eq!(trace[1].src, "127.0.0.1:6000");
     }
 
     #[test]

@@ -253,6 +253,8 @@ pub struct CallStats {
     pub packets_sent: u64,
     /// The last analysis window.
     pub heard: Option<Heard>,
+    /// DTMF keys heard so far on this call, in order (see [`JinglePeer::expect_dtmf`]).
+    pub dtmf: String,
 }
 
 /// An entry of the capture log.
@@ -460,6 +462,12 @@ impl JinglePeer {
         self.command(json!({"cmd": "hangup", "sid": sid}))
     }
 
+    /// Ends call `sid` with `session-terminate` carrying `reason` (XEP-0166 §7.4: `cancel`
+    /// for a call not answered yet, `success`, `busy`, `decline`, ...).
+    pub fn hangup_with(&mut self, sid: &str, reason: &str) -> Result<()> {
+        self.command(json!({"cmd": "hangup", "sid": sid, "reason": reason}))
+    }
+
     /// Changes how later calls are answered.
     pub fn set_answer(&mut self, answer: Answer) -> Result<()> {
         self.command(json!({"cmd": "set", "answer": answer.as_str()}))?;
@@ -587,6 +595,23 @@ impl JinglePeer {
         }
     }
 
+    /// Collects the DTMF keys heard on call `sid` (`dtmf` events) until `count` arrived or
+    /// `timeout`. libwebrtc's NetEq plays received RFC 4733 telephone-events out as the key's
+    /// dual tone; the peer finds them in the decoded audio (Goertzel, ~25 ms blocks), so this
+    /// checks that the events arrived, were decrypted and were understood as telephone-events.
+    pub fn expect_dtmf(&mut self, sid: &str, count: usize, timeout: Duration) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        let mut digits = String::new();
+        while digits.chars().count() < count {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let event = self
+                .expect(left, |e| e.kind() == "dtmf" && e.sid() == Some(sid))
+                .with_context(|| format!("DTMF so far on {sid}: {digits:?}"))?;
+            digits.push_str(event.str("digit").unwrap_or("?"));
+        }
+        Ok(digits)
+    }
+
     /// Asks for the state of every call (codec from libwebrtc's stats, packet counters, last
     /// audio window).
     pub fn stats(&mut self) -> Result<Vec<CallStats>> {
@@ -607,6 +632,7 @@ impl JinglePeer {
                     rms: a.get("rms").and_then(Value::as_f64).unwrap_or(0.0),
                     rate: a.get("rate").and_then(Value::as_u64).unwrap_or(0) as u32,
                 }),
+                dtmf: c["dtmf"].as_str().unwrap_or("").to_string(),
             })
             .collect())
     }
@@ -644,6 +670,20 @@ impl JinglePeer {
             }
         }
         Ok(out)
+    }
+
+    /// The first SDP of call `sid` in the capture log that libwebrtc produced (`dir`
+    /// `"local"`) or was given (`"remote"`), of `kind` `"offer"` or `"answer"`.
+    pub fn captured_sdp(&self, sid: &str, dir: &str, kind: &str) -> Result<Option<String>> {
+        Ok(self.capture_log()?.into_iter().find_map(|c| match c {
+            Captured::Sdp {
+                dir: d,
+                sid: s,
+                kind: k,
+                sdp,
+            } if d == dir && s == sid && k == kind => Some(sdp),
+            _ => None,
+        }))
     }
 
     /// Captured stanzas in direction `dir` (`"in"`/`"out"`) whose XML contains `needle`.

@@ -263,6 +263,35 @@ impl Sipp {
             .key("body", body_prefix)
     }
 
+    /// A UAC (`tests/sipp/uac_invite_pcap.xml`) playing a SIP phone: INVITE
+    /// `sip:to_user@to_domain` from `sip:carol@127.0.0.1:PORT` to `target` with a PCMU +
+    /// telephone-event offer (media on 127.0.0.1, a free port); after the 200 OK and ACK it
+    /// waits `pause`, replays the RTP of `pcap` toward the answer's media address (SIPp's
+    /// `play_pcap_audio`, which needs root), waits `play` for it to finish, then sends BYE.
+    /// Write the pcap with [`write_rtp_pcap`]. Adjust with the builder, then `.spawn()` or
+    /// `.run()`.
+    pub fn uac_invite_pcap(
+        target: SocketAddr,
+        to_user: &str,
+        to_domain: &str,
+        pcap: &Path,
+        pause: Duration,
+        play: Duration,
+    ) -> SippCommand {
+        SippCommand::new("uac_invite_pcap.xml")
+            .remote(target)
+            .key("to_user", to_user)
+            .key("to_domain", to_domain)
+            .key("from_user", "carol")
+            .template("PCAP", &pcap.display().to_string())
+            .template("PAUSE_MS", &pause.as_millis().to_string())
+            .template("PLAY_MS", &play.as_millis().to_string())
+            .arg("-mi")
+            .arg("127.0.0.1")
+            .arg("-mp")
+            .arg(&free_port().to_string())
+    }
+
     fn wait_listening(&mut self) -> Result<()> {
         // SIPp binds before it starts its scenario loop; poll until the port is taken.
         for _ in 0..100 {
@@ -643,9 +672,242 @@ fn parse_stats(csv: &str) -> (u64, u64) {
     (column("SuccessfulCall(C)"), column("FailedCall(C)"))
 }
 
+/// An RTP packet (RFC 3550 §5.1: version 2, no padding, extension or CSRC).
+pub fn rtp_packet(pt: u8, marker: bool, seq: u16, ts: u32, ssrc: u32, payload: &[u8]) -> Vec<u8> {
+    let mut p = Vec::with_capacity(12 + payload.len());
+    p.push(0x80);
+    p.push((u8::from(marker) << 7) | (pt & 0x7f));
+    p.extend_from_slice(&seq.to_be_bytes());
+    p.extend_from_slice(&ts.to_be_bytes());
+    p.extend_from_slice(&ssrc.to_be_bytes());
+    p.extend_from_slice(payload);
+    p
+}
+
+/// G.711 μ-law encoding of one 16-bit linear sample (ITU-T G.711, as in RFC 3551's PCMU).
+pub fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let mut x = i32::from(sample);
+    let sign = if x < 0 {
+        x = -x;
+        0x80
+    } else {
+        0
+    };
+    x = x.min(CLIP) + BIAS;
+    let exponent = (7 - ((x as u32).leading_zeros() as i32 - 17)).clamp(0, 7);
+    let mantissa = (x >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) as u8 | mantissa as u8)
+}
+
+/// The RFC 4733 event code of a DTMF key (`0`-`9`, `*` 10, `#` 11, `A`-`D` 12-15).
+pub fn dtmf_event_code(key: char) -> Option<u8> {
+    match key {
+        '0'..='9' => Some(key as u8 - b'0'),
+        '*' => Some(10),
+        '#' => Some(11),
+        'A'..='D' => Some(key as u8 - b'A' + 12),
+        _ => None,
+    }
+}
+
+/// What a SIP phone sends while its user dials: 20 ms PCMU packets (payload type 0) of a
+/// `tone_hz` sine for `lead`, then for each key of `digits` an RFC 4733 telephone-event
+/// (payload type 101, volume 10, 200 ms: a marked first packet, the duration growing by 160
+/// every 20 ms, the end packet sent three times) followed by `gap` of the tone, then `tail`
+/// of the tone. Returns (send time, RTP packet) pairs for [`write_rtp_pcap`]. Audio is
+/// suppressed during the events, as RFC 4733 §2.5.1.2 suggests; one timestamp clock
+/// (8 kHz) and one sequence run the whole stream.
+pub fn pcmu_tone_with_rfc4733(
+    tone_hz: f64,
+    lead: Duration,
+    digits: &str,
+    gap: Duration,
+    tail: Duration,
+) -> Vec<(Duration, Vec<u8>)> {
+    const SSRC: u32 = 0x5354_4f58;
+    const TS0: u32 = 0x1000;
+    const PTIME_MS: u64 = 20;
+    const SAMPLES: u32 = 160;
+    let mut out = Vec::new();
+    let mut seq: u16 = 0x2000;
+    let mut slot: u32 = 0; // 20 ms packet slots since the start
+    let audio = |slot: &mut u32, seq: &mut u16, out: &mut Vec<(Duration, Vec<u8>)>, n: u32| {
+        for _ in 0..n {
+            let ts = TS0.wrapping_add(*slot * SAMPLES);
+            let payload: Vec<u8> = (0..SAMPLES)
+                .map(|i| {
+                    let t = f64::from(*slot * SAMPLES + i) / 8000.0;
+                    let v = 0.25 * 32767.0 * (2.0 * std::f64::consts::PI * tone_hz * t).sin();
+                    linear_to_ulaw(v as i16)
+                })
+                .collect();
+            let at = Duration::from_millis(u64::from(*slot) * PTIME_MS);
+            out.push((at, rtp_packet(0, false, *seq, ts, SSRC, &payload)));
+            *seq = seq.wrapping_add(1);
+            *slot += 1;
+        }
+    };
+    let slots = |d: Duration| (d.as_millis() as u64 / PTIME_MS) as u32;
+    audio(&mut slot, &mut seq, &mut out, slots(lead));
+    for key in digits.chars() {
+        let Some(code) = dtmf_event_code(key) else {
+            continue;
+        };
+        let start_ts = TS0.wrapping_add(slot * SAMPLES);
+        let steps = 10u16; // 200 ms
+        for step in 1..=steps + 2 {
+            let end = step >= steps;
+            let duration = (step.min(steps)) * SAMPLES as u16;
+            let mut payload = vec![code, 10, 0, 0];
+            if end {
+                payload[1] |= 0x80;
+            }
+            payload[2..4].copy_from_slice(&duration.to_be_bytes());
+            let at = Duration::from_millis(u64::from(slot) * PTIME_MS);
+            out.push((
+                at,
+                rtp_packet(101, step == 1, seq, start_ts, SSRC, &payload),
+            ));
+            seq = seq.wrapping_add(1);
+            slot += 1;
+        }
+        audio(&mut slot, &mut seq, &mut out, slots(gap));
+    }
+    audio(&mut slot, &mut seq, &mut out, slots(tail));
+    out
+}
+
+/// Writes `packets` (send time, UDP payload) as a libpcap file of Ethernet/IPv4/UDP frames
+/// from 192.168.0.3:49176 to 192.168.0.1:10000, like SIPp's own `dtmf_2833_*.pcap`: SIPp's
+/// `play_pcap_audio` sends the payloads with the recorded timing to the media address of
+/// the call.
+pub fn write_rtp_pcap(path: &Path, packets: &[(Duration, Vec<u8>)]) -> Result<()> {
+    let mut f = Vec::new();
+    // Global header: magic, v2.4, GMT, accuracy 0, snaplen 65535, LINKTYPE_ETHERNET.
+    f.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    f.extend_from_slice(&2u16.to_le_bytes());
+    f.extend_from_slice(&4u16.to_le_bytes());
+    f.extend_from_slice(&0i32.to_le_bytes());
+    f.extend_from_slice(&0u32.to_le_bytes());
+    f.extend_from_slice(&65535u32.to_le_bytes());
+    f.extend_from_slice(&1u32.to_le_bytes());
+    let start = 1_700_000_000u64;
+    for (i, (at, payload)) in packets.iter().enumerate() {
+        let udp_len = 8 + payload.len();
+        let ip_len = 20 + udp_len;
+        let mut frame = Vec::with_capacity(14 + ip_len);
+        frame.extend_from_slice(&[0x00, 0x50, 0xbf, 0x99, 0x03, 0x36]);
+        frame.extend_from_slice(&[0x00, 0x0d, 0x87, 0x14, 0xac, 0x24]);
+        frame.extend_from_slice(&0x0800u16.to_be_bytes());
+        let mut ip = vec![0x45, 0x00];
+        ip.extend_from_slice(&(ip_len as u16).to_be_bytes());
+        ip.extend_from_slice(&(i as u16).to_be_bytes());
+        ip.extend_from_slice(&[0x00, 0x00, 64, 17, 0, 0]);
+        ip.extend_from_slice(&[192, 168, 0, 3, 192, 168, 0, 1]);
+        let sum = ip
+            .chunks(2)
+            .map(|w| u32::from(u16::from_be_bytes([w[0], w[1]])))
+            .sum::<u32>();
+        let folded = (sum & 0xffff) + (sum >> 16);
+        let checksum = !(((folded & 0xffff) + (folded >> 16)) as u16);
+        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&49176u16.to_be_bytes());
+        frame.extend_from_slice(&10000u16.to_be_bytes());
+        frame.extend_from_slice(&(udp_len as u16).to_be_bytes());
+        frame.extend_from_slice(&0u16.to_be_bytes());
+        frame.extend_from_slice(payload);
+        let t = Duration::from_secs(start) + *at;
+        f.extend_from_slice(&(t.as_secs() as u32).to_le_bytes());
+        f.extend_from_slice(&t.subsec_micros().to_le_bytes());
+        f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        f.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        f.extend_from_slice(&frame);
+    }
+    fs::write(path, f).with_context(|| format!("writing {}", path.display()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ulaw_matches_g711_reference_values() {
+        // ITU-T G.711 μ-law: 0 → 0xFF, full scale → 0x80 / 0x00, small values near 0xFF/0x7F.
+        assert_eq!(linear_to_ulaw(0), 0xff);
+        assert_eq!(linear_to_ulaw(-1), 0x7f);
+        assert_eq!(linear_to_ulaw(32767), 0x80);
+        assert_eq!(linear_to_ulaw(-32768), 0x00);
+        assert_eq!(linear_to_ulaw(1000), 0xce);
+        assert_eq!(linear_to_ulaw(-1000), 0x4e);
+    }
+
+    #[test]
+    fn rfc4733_stream_has_marked_events_of_growing_duration_and_three_ends() {
+        let packets = pcmu_tone_with_rfc4733(
+            500.0,
+            Duration::from_millis(100),
+            "1#",
+            Duration::from_millis(40),
+            Duration::from_millis(40),
+        );
+        let events: Vec<&Vec<u8>> = packets
+            .iter()
+            .map(|(_, p)| p)
+            .filter(|p| p[1] & 0x7f == 101)
+            .collect();
+        assert_eq!(events.len(), 24);
+        assert_eq!(
+            events[0][1],
+            0x80 | 101,
+            "first packet of an event is marked"
+        );
+        assert_eq!((events[0][12], events[0][13]), (1, 10));
+        assert_eq!(u16::from_be_bytes([events[0][14], events[0][15]]), 160);
+        let ends: Vec<_> = events[..12].iter().filter(|p| p[13] & 0x80 != 0).collect();
+        assert_eq!(ends.len(), 3);
+        assert!(ends
+            .iter()
+            .all(|p| u16::from_be_bytes([p[14], p[15]]) == 1600));
+        assert_eq!(events[12][12], 11, "# is event 11");
+        // One sequence, 20 ms apart, timestamps of audio packets 160 apart.
+        for pair in packets.windows(2) {
+            let seq = |p: &Vec<u8>| u16::from_be_bytes([p[2], p[3]]);
+            assert_eq!(seq(&pair[1].1), seq(&pair[0].1).wrapping_add(1));
+            assert_eq!(pair[1].0 - pair[0].0, Duration::from_millis(20));
+        }
+        let audio = &packets[0].1;
+        assert_eq!((audio[1], audio.len()), (0, 12 + 160));
+    }
+
+    #[test]
+    fn rtp_pcap_has_the_layout_of_sipps_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.pcap");
+        let payload = rtp_packet(101, true, 7, 9, 11, &[1, 10, 0, 160]);
+        write_rtp_pcap(
+            &path,
+            &[
+                (Duration::ZERO, payload.clone()),
+                (Duration::from_millis(20), payload.clone()),
+            ],
+        )
+        .unwrap();
+        let ours = fs::read(&path).unwrap();
+        let sipps = fs::read("/usr/share/sip-tester/dtmf_2833_1.pcap");
+        if let Ok(sipps) = sipps {
+            assert_eq!(ours[..24], sipps[..24], "same global header");
+            // Same frame headers up to the IP id/checksum: lengths, protocol, addresses, ports.
+            let (a, b) = (&ours[40..82], &sipps[40..82]);
+            assert_eq!(a[..18], b[..18]);
+            assert_eq!(a[20..24], b[20..24]);
+            assert_eq!(a[26..40], b[26..40]);
+        }
+        assert_eq!(&ours[82..82 + payload.len()], &payload[..]);
+        assert_eq!(ours.len(), 24 + 2 * (16 + 42 + payload.len()));
+    }
 
     fn entry(header: &str, message: &[u8]) -> Vec<u8> {
         let mut out =

@@ -1,7 +1,8 @@
 'use strict';
 /**
- * Audio for the stox Jingle test peer: a sine tone generator (the peer's "microphone") and an
- * analyser for what it hears (dominant frequency and RMS over ~1 s windows).
+ * Audio for the stox Jingle test peer: a sine tone generator (the peer's "microphone"), an
+ * analyser for what it hears (dominant frequency and RMS over ~1 s windows) and a DTMF
+ * detector (Goertzel) for the keys it hears.
  *
  * Pure functions and small classes with no libwebrtc dependency, so `node --test` can check
  * them on synthetic PCM (test/audio.test.js).
@@ -190,4 +191,115 @@ class Analyser {
   }
 }
 
-module.exports = { ToneGenerator, Analyser, analyse, fft, FRAME_MS };
+/** DTMF row (low group) and column (high group) frequencies (ITU-T Q.23). */
+const DTMF_ROWS = [697, 770, 852, 941];
+const DTMF_COLS = [1209, 1336, 1477, 1633];
+const DTMF_KEYS = ['123A', '456B', '789C', '*0#D'];
+
+/**
+ * Goertzel power of `freq` in samples[from, from + n), normalised so that a pure sine at
+ * `freq` gives its share of the block energy: 1.0 for a lone tone, ~0.5 for each tone of a
+ * DTMF pair of equal level.
+ */
+function goertzelShare(samples, from, n, sampleRate, freq, energy) {
+  const coeff = 2 * Math.cos((2 * Math.PI * freq) / sampleRate);
+  let s1 = 0;
+  let s2 = 0;
+  for (let i = 0; i < n; i++) {
+    const s0 = samples[from + i] + coeff * s1 - s2;
+    s2 = s1;
+    s1 = s0;
+  }
+  const power = s1 * s1 + s2 * s2 - coeff * s1 * s2;
+  return energy > 0 ? (2 * power) / (n * energy) : 0;
+}
+
+/**
+ * The DTMF key in one block of mono samples in [-1, 1], or null: the strongest row and the
+ * strongest column tone must together carry most of the block's energy, each a fair part of
+ * it (twist), and clearly dominate the other tones of their group.
+ */
+function detectDtmfBlock(samples, from, n, sampleRate, minRms = 0.003) {
+  let energy = 0;
+  for (let i = 0; i < n; i++) {
+    energy += samples[from + i] * samples[from + i];
+  }
+  if (Math.sqrt(energy / n) < minRms) {
+    return null;
+  }
+  energy /= n;
+  const rows = DTMF_ROWS.map(f => goertzelShare(samples, from, n, sampleRate, f, energy));
+  const cols = DTMF_COLS.map(f => goertzelShare(samples, from, n, sampleRate, f, energy));
+  const best = xs => xs.reduce((b, v, i) => (v > xs[b] ? i : b), 0);
+  const r = best(rows);
+  const c = best(cols);
+  if (rows[r] + cols[c] < 0.6 || rows[r] < 0.12 || cols[c] < 0.12) {
+    return null;
+  }
+  if (rows.some((v, i) => i !== r && v > rows[r] / 4) || cols.some((v, i) => i !== c && v > cols[c] / 4)) {
+    return null;
+  }
+  return DTMF_KEYS[r][c];
+}
+
+/**
+ * Finds DTMF keys in received audio, e.g. what libwebrtc's NetEq plays out for RFC 4733
+ * telephone-events. Blocks of ~25 ms (205 samples at 8 kHz, as in the classic Goertzel
+ * detector); a key counts once it is seen in two blocks in a row, and again only after a
+ * block without it.
+ */
+class DtmfDetector {
+  constructor() {
+    this.sampleRate = 0;
+    this.pending = [];
+    this.candidate = null;
+    this.count = 0;
+    this.reported = null;
+  }
+
+  /** Adds interleaved 16-bit PCM; returns the keys that started in it (possibly none). */
+  push(samples, sampleRate, channelCount = 1) {
+    if (sampleRate !== this.sampleRate) {
+      this.sampleRate = sampleRate;
+      this.pending = [];
+    }
+    const frames = Math.floor(samples.length / channelCount);
+    for (let i = 0; i < frames; i++) {
+      this.pending.push(samples[i * channelCount] / 32768);
+    }
+    const block = Math.round(sampleRate * 0.0256);
+    const keys = [];
+    let at = 0;
+    while (this.pending.length - at >= block) {
+      const key = detectDtmfBlock(this.pending, at, block, sampleRate);
+      at += block;
+      if (key !== null && key === this.candidate) {
+        this.count++;
+      } else {
+        this.candidate = key;
+        this.count = key === null ? 0 : 1;
+      }
+      if (key === null) {
+        this.reported = null;
+      } else if (this.count >= 2 && this.reported !== key) {
+        this.reported = key;
+        keys.push(key);
+      }
+    }
+    this.pending = this.pending.slice(at);
+    return keys;
+  }
+}
+
+module.exports = {
+  ToneGenerator,
+  Analyser,
+  DtmfDetector,
+  detectDtmfBlock,
+  analyse,
+  fft,
+  FRAME_MS,
+  DTMF_ROWS,
+  DTMF_COLS,
+  DTMF_KEYS,
+};

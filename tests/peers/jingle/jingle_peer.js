@@ -30,7 +30,7 @@ const XMPP = require('stanza');
 const ICESession = require('stanza/jingle/ICESession').default;
 const SessionManager = require('stanza/jingle/SessionManager').default;
 
-const { ToneGenerator, Analyser, FRAME_MS } = require('./audio');
+const { ToneGenerator, Analyser, DtmfDetector, FRAME_MS } = require('./audio');
 const { restrictCodecs, audioCodecs, isLoopback, candidateAddress } = require('./sdp');
 
 const NS_JMI = 'urn:xmpp:jingle-message:0';
@@ -97,10 +97,12 @@ function debug(...parts) {
 // The capture log: one JSON object per line, {"t","dir":"in"|"out","xml"} for every Jingle /
 // JMI stanza and {"t","dir":"local"|"remote","sid","type","sdp"} for every SDP libwebrtc made
 // or was given.
-const logStream = args.log ? fs.createWriteStream(args.log, { flags: 'a' }) : null;
+// Written synchronously, so an entry is in the file before the event that follows it is
+// reported on stdout: the harness may read the log as soon as it sees the event.
+const logFd = args.log ? fs.openSync(args.log, 'a') : null;
 function logEntry(entry) {
-  if (logStream) {
-    logStream.write(JSON.stringify({ t: Date.now() - t0, ...entry }) + '\n');
+  if (logFd !== null) {
+    fs.writeSync(logFd, JSON.stringify({ t: Date.now() - t0, ...entry }) + '\n');
   }
 }
 
@@ -531,9 +533,17 @@ client.jingle.on('peerTrackAdded', (session, track) => {
     return;
   }
   call.analyser = new Analyser();
+  call.dtmfDetector = new DtmfDetector();
+  call.dtmf = '';
   call.sink = new wrtc.nonstandard.RTCAudioSink(track);
   let lastReport = 0;
   call.sink.ondata = data => {
+    // DTMF keys heard: libwebrtc (NetEq) plays received RFC 4733 telephone-events out as
+    // the key's dual tone, so they show up in the decoded audio.
+    for (const digit of call.dtmfDetector.push(data.samples, data.sampleRate, data.channelCount || 1)) {
+      call.dtmf += digit;
+      emit({ event: 'dtmf', sid: session.sid, digit, rate: data.sampleRate });
+    }
     const result = call.analyser.push(data.samples, data.sampleRate, data.channelCount || 1);
     if (result && Date.now() - lastReport >= args.reportMs) {
       lastReport = Date.now();
@@ -600,6 +610,7 @@ async function stats() {
       ice: call.ice || null,
       connection: call.connection || null,
       audio: call.analyser ? call.analyser.last : null,
+      dtmf: call.dtmf || '',
       codec: null,
       packets_received: 0,
       packets_sent: 0,
@@ -757,11 +768,10 @@ function shutdown(code) {
   setTimeout(() => {
     client.disconnect();
     setTimeout(() => {
-      if (logStream) {
-        logStream.end(() => process.exit(code));
-      } else {
-        process.exit(code);
+      if (logFd !== null) {
+        fs.closeSync(logFd);
       }
+      process.exit(code);
     }, 200);
   }, 200);
 }
