@@ -4,8 +4,12 @@
 //! itself answers:
 //!
 //! - XEP-0030 (Service Discovery) §3.1 `disco#info` and §4.1 `disco#items`, on the
-//!   component domain `C` (identity `gateway/sip`) and on contact JIDs `x@C`
-//!   (identity `client/phone`);
+//!   component domain `C` (identity `gateway/sip`) and on contact JIDs `x@C`, bare or
+//!   full (identity `client/phone`, with the Jingle / RTP audio / ICE-UDP / DTLS-SRTP /
+//!   XEP-0353 features that calling clients look for, STOX-MAPPING.md §8);
+//! - XEP-0115 (Entity Capabilities) §5: the `ver` of each of these two disco#info
+//!   answers ([`contact_caps_ver`], [`component_caps_ver`]), and §6.2 the answer to a
+//!   disco#info carrying `node='`[`CAPS_NODE`]`#ver'`, with the node echoed;
 //! - XEP-0100 (Gateway Interaction) §6.3 `jabber:iq:gateway`: the prompt for a SIP
 //!   address and its translation to a JID at `C`;
 //! - XEP-0199 (XMPP Ping) §4.2 / §4.3: an empty result;
@@ -20,13 +24,26 @@
 
 use minidom::rxml::xml_ncname;
 use minidom::Element;
+use xmpp_parsers::caps;
+use xmpp_parsers::disco::{DiscoInfoResult, Identity};
+use xmpp_parsers::hashes::Algo;
 use xmpp_parsers::ns;
 
 /// The `jabber:iq:gateway` namespace (XEP-0100 §6.3).
 pub const NS_GATEWAY: &str = "jabber:iq:gateway";
 
+/// The resource of a contact JID that stox calls from and answers calls on
+/// (`carol\40pbx.example@sip.example.org/phone`): its presence carries the caps,
+/// and calling clients send Jingle to it.
+pub const CALL_RESOURCE: &str = "phone";
+
+/// XEP-0115 §4: the `node` of stox's caps, a URI naming the software (`.invalid`,
+/// RFC 2606: stox has no web site of its own yet).
+pub const CAPS_NODE: &str = "https://stox.invalid/caps";
+
 /// XEP-0030 features of the component domain, sorted.
 pub const COMPONENT_FEATURES: &[&str] = &[
+    ns::CAPS,
     ns::CHATSTATES,
     ns::DISCO_INFO,
     NS_GATEWAY,
@@ -36,8 +53,31 @@ pub const COMPONENT_FEATURES: &[&str] = &[
     ns::RECEIPTS,
 ];
 
-/// XEP-0030 features of a contact JID at the component (a SIP address), sorted.
-pub const CONTACT_FEATURES: &[&str] = &[ns::CHATSTATES, ns::DISCO_INFO, ns::PING, ns::RECEIPTS];
+/// XEP-0030 features of a contact JID at the component (a SIP address), bare or full,
+/// sorted (i;octet, as XEP-0115 §5.1 hashes them).
+///
+/// Besides messaging, the minimum profile of STOX-MAPPING.md §8 for clients such as
+/// Conversations to offer a call: Jingle (XEP-0166), RTP audio (XEP-0167), ICE-UDP
+/// (XEP-0176), DTLS-SRTP (XEP-0320), Jingle Message Initiation (XEP-0353) and SDP
+/// offer/answer semantics (`urn:ietf:rfc:3264`, as Cheogram advertises). No video, no
+/// BUNDLE grouping: the relay carries one audio stream.
+pub const CONTACT_FEATURES: &[&str] = &[
+    ns::CAPS,
+    ns::CHATSTATES,
+    ns::DISCO_INFO,
+    NS_RFC_3264,
+    ns::JINGLE_MESSAGE,
+    ns::JINGLE,
+    ns::JINGLE_DTLS,
+    ns::JINGLE_RTP,
+    ns::JINGLE_RTP_AUDIO,
+    ns::JINGLE_ICE_UDP,
+    ns::PING,
+    ns::RECEIPTS,
+];
+
+/// RFC 3264 offer/answer, as a disco feature (advertised by Cheogram).
+pub const NS_RFC_3264: &str = "urn:ietf:rfc:3264";
 
 /// Who the component says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,9 +98,50 @@ impl GatewayInfo {
     }
 }
 
-/// Whom an iq is addressed to.
+/// XEP-0115 §5 `ver` (sha-1, base64) of the disco#info of every contact JID.
+pub fn contact_caps_ver() -> String {
+    caps_ver(&identity(Target::Contact, None), CONTACT_FEATURES)
+}
+
+/// XEP-0115 §5 `ver` (sha-1, base64) of the disco#info of the component domain.
+pub fn component_caps_ver(info: &GatewayInfo) -> String {
+    caps_ver(
+        &identity(Target::Component, Some(&info.name)),
+        COMPONENT_FEATURES,
+    )
+}
+
+/// XEP-0115 §5.1: sha-1 over `category/type/lang/name<` then each `feature<`, sorted.
+fn caps_ver(identity: &Identity, features: &[&str]) -> String {
+    let disco = DiscoInfoResult {
+        node: None,
+        identities: vec![identity.clone()],
+        features: features.iter().map(|f| f.to_string()).collect(),
+        extensions: Vec::new(),
+    };
+    caps::hash_caps(&caps::compute_disco(&disco), Algo::Sha_1)
+        .map(|hash| hash.to_base64())
+        // hash_caps fails only for an unknown algorithm, never for sha-1.
+        .unwrap_or_default()
+}
+
+/// The one identity of `target`.
+fn identity(target: Target, name: Option<&str>) -> Identity {
+    let (category, type_) = match target {
+        Target::Component => ("gateway", "sip"),
+        Target::Contact => ("client", "phone"),
+    };
+    Identity {
+        category: category.into(),
+        type_: type_.into(),
+        lang: None,
+        name: name.map(str::to_string),
+    }
+}
+
+/// Whom a stanza is addressed to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Target {
+pub(crate) enum Target {
     /// The component domain itself (with or without a resource).
     Component,
     /// A JID `x@C`, bare or full.
@@ -141,7 +222,7 @@ pub fn answer_iq(
 }
 
 /// Classifies `to`: the component domain, a JID at it, or neither (`None`).
-fn target(component: &str, to: &str) -> Option<Target> {
+pub(crate) fn target(component: &str, to: &str) -> Option<Target> {
     // RFC 7622 §3.1: the resource starts at the first '/', the local part ends at
     // the first '@' before it.
     let bare = to.split_once('/').map_or(to, |(bare, _)| bare);
@@ -159,30 +240,34 @@ fn target(component: &str, to: &str) -> Option<Target> {
     }
 }
 
-/// XEP-0030 §3.1: identity and features; §3.2 / XEP-0115 §6.2: a `node` is echoed
-/// for contacts (caps verification), unknown on the component.
+/// XEP-0030 §3.1: identity and features. XEP-0115 §6.2: a `node` naming our caps
+/// (`CAPS_NODE#ver` of that entity) gets the same answer with the node echoed; any
+/// other node is unknown (XEP-0030 §3.2: `item-not-found`).
 fn disco_info(info: &GatewayInfo, query: &Element, target: Target) -> Result<Element, Condition> {
-    let node = query.attr("node");
-    let (identity, features) = match target {
-        Target::Component => {
-            if node.is_some() {
-                return Err(Condition::ItemNotFound);
-            }
-            let identity = Element::builder("identity", ns::DISCO_INFO)
-                .attr(xml_ncname!("category").into(), "gateway")
-                .attr(xml_ncname!("type").into(), "sip")
-                .attr(xml_ncname!("name").into(), info.name.as_str())
-                .build();
-            (identity, COMPONENT_FEATURES)
-        }
-        Target::Contact => {
-            let identity = Element::builder("identity", ns::DISCO_INFO)
-                .attr(xml_ncname!("category").into(), "client")
-                .attr(xml_ncname!("type").into(), "phone")
-                .build();
-            (identity, CONTACT_FEATURES)
-        }
+    let (name, features, ver) = match target {
+        Target::Component => (
+            Some(info.name.as_str()),
+            COMPONENT_FEATURES,
+            component_caps_ver(info),
+        ),
+        Target::Contact => (None, CONTACT_FEATURES, contact_caps_ver()),
     };
+    let node = query.attr("node");
+    if let Some(node) = node {
+        if node
+            .strip_prefix(CAPS_NODE)
+            .and_then(|n| n.strip_prefix('#'))
+            != Some(ver.as_str())
+        {
+            return Err(Condition::ItemNotFound);
+        }
+    }
+    let identity = identity(target, name);
+    let identity = Element::builder("identity", ns::DISCO_INFO)
+        .attr(xml_ncname!("category").into(), identity.category)
+        .attr(xml_ncname!("type").into(), identity.type_)
+        .attr(xml_ncname!("name").into(), identity.name)
+        .build();
     let features = features.iter().map(|var| {
         Element::builder("feature", ns::DISCO_INFO)
             .attr(xml_ncname!("var").into(), *var)
@@ -314,6 +399,7 @@ mod tests {
             xml("<iq xmlns='jabber:component:accept' type='result' id='d1' from='sip.localhost' to='alice@localhost/phone'>\
                  <query xmlns='http://jabber.org/protocol/disco#info'>\
                  <identity category='gateway' type='sip' name='stox SIP gateway'/>\
+                 <feature var='http://jabber.org/protocol/caps'/>\
                  <feature var='http://jabber.org/protocol/chatstates'/>\
                  <feature var='http://jabber.org/protocol/disco#info'/>\
                  <feature var='jabber:iq:gateway'/>\
@@ -365,35 +451,109 @@ mod tests {
             .is_empty());
     }
 
-    #[test]
-    fn disco_info_on_a_bare_contact() {
-        assert_answer(
-            "<iq xmlns='jabber:component:accept' type='get' id='c1' from='alice@localhost/phone' to='carol\\40pbx.example@sip.localhost'>\
-             <query xmlns='http://jabber.org/protocol/disco#info'/></iq>",
-            "<iq xmlns='jabber:component:accept' type='result' id='c1' from='carol\\40pbx.example@sip.localhost' to='alice@localhost/phone'>\
-             <query xmlns='http://jabber.org/protocol/disco#info'>\
+    /// The disco#info query of a contact, with every feature STOX-MAPPING.md §8 asks
+    /// of a call peer.
+    fn contact_query(node: Option<&str>) -> String {
+        let node = node.map(|n| format!(" node='{n}'")).unwrap_or_default();
+        format!(
+            "<query xmlns='http://jabber.org/protocol/disco#info'{node}>\
              <identity category='client' type='phone'/>\
+             <feature var='http://jabber.org/protocol/caps'/>\
              <feature var='http://jabber.org/protocol/chatstates'/>\
              <feature var='http://jabber.org/protocol/disco#info'/>\
+             <feature var='urn:ietf:rfc:3264'/>\
+             <feature var='urn:xmpp:jingle-message:0'/>\
+             <feature var='urn:xmpp:jingle:1'/>\
+             <feature var='urn:xmpp:jingle:apps:dtls:0'/>\
+             <feature var='urn:xmpp:jingle:apps:rtp:1'/>\
+             <feature var='urn:xmpp:jingle:apps:rtp:audio'/>\
+             <feature var='urn:xmpp:jingle:transports:ice-udp:1'/>\
              <feature var='urn:xmpp:ping'/>\
              <feature var='urn:xmpp:receipts'/>\
-             </query></iq>",
-        );
+             </query>"
+        )
     }
 
     #[test]
-    fn disco_info_on_a_full_contact_echoes_the_caps_node() {
-        assert_answer(
-            "<iq xmlns='jabber:component:accept' type='get' id='c2' from='alice@localhost/phone' to='dave@sip.localhost/desk'>\
-             <query xmlns='http://jabber.org/protocol/disco#info' node='https://stox#abc'/></iq>",
-            "<iq xmlns='jabber:component:accept' type='result' id='c2' from='dave@sip.localhost/desk' to='alice@localhost/phone'>\
-             <query xmlns='http://jabber.org/protocol/disco#info' node='https://stox#abc'>\
-             <identity category='client' type='phone'/>\
-             <feature var='http://jabber.org/protocol/chatstates'/>\
-             <feature var='http://jabber.org/protocol/disco#info'/>\
-             <feature var='urn:xmpp:ping'/>\
-             <feature var='urn:xmpp:receipts'/>\
-             </query></iq>",
+    fn the_feature_lists_are_sorted_and_distinct() {
+        for features in [COMPONENT_FEATURES, CONTACT_FEATURES] {
+            assert!(features.windows(2).all(|w| w[0] < w[1]), "{features:?}");
+        }
+    }
+
+    #[test]
+    fn disco_info_on_a_contact_lists_the_call_features() {
+        let caps_node = format!("{CAPS_NODE}#{}", contact_caps_ver());
+        // (to, node asked, node echoed)
+        let table = [
+            ("carol\\40pbx.example@sip.localhost".to_string(), None),
+            (
+                format!("carol\\40pbx.example@sip.localhost/{CALL_RESOURCE}"),
+                None,
+            ),
+            ("dave@sip.localhost/desk".to_string(), None),
+            // XEP-0115 §6.2: verification of the caps of the calling resource
+            (
+                format!("carol\\40pbx.example@sip.localhost/{CALL_RESOURCE}"),
+                Some(caps_node.as_str()),
+            ),
+            ("dave@sip.localhost".to_string(), Some(caps_node.as_str())),
+        ];
+        for (to, node) in table {
+            let node_attr = node.map(|n| format!(" node='{n}'")).unwrap_or_default();
+            assert_answer(
+                &format!(
+                    "<iq xmlns='jabber:component:accept' type='get' id='c1' from='alice@localhost/phone' to='{to}'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info'{node_attr}/></iq>"
+                ),
+                &format!(
+                    "<iq xmlns='jabber:component:accept' type='result' id='c1' from='{to}' to='alice@localhost/phone'>{}</iq>",
+                    contact_query(node)
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn disco_info_with_an_unknown_node_is_item_not_found() {
+        let stale = format!("{CAPS_NODE}#AAAAAAAAAAAAAAAAAAAAAAAAAAA=");
+        let component = format!("{CAPS_NODE}#{}", component_caps_ver(&info()));
+        let contact = format!("{CAPS_NODE}#{}", contact_caps_ver());
+        for (to, node) in [
+            ("dave@sip.localhost/phone", "https://stox#abc"),
+            ("dave@sip.localhost/phone", stale.as_str()),
+            ("dave@sip.localhost/phone", CAPS_NODE),
+            // each entity's caps node is its own
+            ("dave@sip.localhost/phone", component.as_str()),
+            ("sip.localhost", contact.as_str()),
+        ] {
+            assert_answer(
+                &format!(
+                    "<iq xmlns='jabber:component:accept' type='get' id='c3' from='alice@localhost/phone' to='{to}'>\
+                     <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"
+                ),
+                &format!(
+                    "<iq xmlns='jabber:component:accept' type='error' id='c3' from='{to}' to='alice@localhost/phone'>\
+                     <error type='cancel'><item-not-found xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></iq>"
+                ),
+            );
+        }
+    }
+
+    #[test]
+    fn disco_info_with_the_caps_node_on_the_component() {
+        let node = format!("{CAPS_NODE}#{}", component_caps_ver(&info()));
+        let got = answer(&format!(
+            "<iq xmlns='jabber:component:accept' type='get' id='c4' from='alice@localhost/phone' to='sip.localhost'>\
+             <query xmlns='http://jabber.org/protocol/disco#info' node='{node}'/></iq>"
+        ))
+        .expect("an answer");
+        assert_eq!(got.attr("type"), Some("result"), "{}", String::from(&got));
+        let query = got.get_child("query", ns::DISCO_INFO).expect("query");
+        assert_eq!(query.attr("node"), Some(node.as_str()));
+        assert_eq!(
+            query.children().filter(|c| c.name() == "feature").count(),
+            COMPONENT_FEATURES.len()
         );
     }
 

@@ -7,3 +7,4 @@ pub mod disco;
 pub mod escape;
 pub mod jingle;
 pub mod link;
+pub mod presence;
