@@ -601,7 +601,7 @@ fn split_events(mut log: EventLog) -> (EventLog, EventLog) {
 async fn sip_to_xmpp_call_with_trickled_candidates_and_idempotent_hangup() {
     let (relay, mut events) = relay(41_200);
     let phone = Phone::new().await;
-    // SIP → XMPP: stox offers on the XMPP leg (passive), the client answers active.
+    // SIP → XMPP: stox offers on the XMPP leg (actpass), the client answers active.
     let started = relay
         .spawn_call(media(
             None,
@@ -611,7 +611,7 @@ async fn sip_to_xmpp_call_with_trickled_candidates_and_idempotent_hangup() {
         ))
         .unwrap();
     let id = started.id;
-    assert_eq!(started.xmpp.setup, Setup::Passive);
+    assert_eq!(started.xmpp.setup, Setup::Actpass);
     assert_eq!(
         started.sip.rtp.port() % 2,
         0,
@@ -783,13 +783,13 @@ async fn bad_remote_parameters_are_refused() {
         .spawn_call(media(Some(remote), false, None, Duration::from_secs(1)))
         .is_err());
     assert!(relay.calls().is_empty(), "a refused call keeps no ports");
-    // We offered passive; an answer that is passive too cannot work (RFC 8842 §5.3).
+    // We offered actpass; an answer that says actpass too fixes no roles (RFC 8842 §5.3).
     let started = relay
         .spawn_call(media(None, true, None, Duration::from_secs(1)))
         .unwrap();
-    assert_eq!(started.xmpp.setup, Setup::Passive);
+    assert_eq!(started.xmpp.setup, Setup::Actpass);
     relay
-        .set_xmpp_remote(started.id, peer.remote(Setup::Passive))
+        .set_xmpp_remote(started.id, peer.remote(Setup::Actpass))
         .unwrap();
     let failed = events
         .wait(started.id, "Failed", |k| {

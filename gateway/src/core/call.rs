@@ -674,7 +674,7 @@ impl Gateway {
         let audio = descriptions
             .iter()
             .any(|d| d.ns == jingle::ns::RTP && d.media.as_deref() == Some("audio"));
-        if !audio || self.sip_target_of(&to_jid).is_err() {
+        if !audio || self.sip_target_of(&Jid::from(to_jid.to_bare())).is_err() {
             let reason = if audio {
                 ReasonCondition::Gone
             } else {
@@ -829,7 +829,8 @@ impl Gateway {
             let id = this.fresh_id();
             this.stanza_out(iq_set(&gw, &from, &id, &t));
         };
-        let target = match self.sip_target_of(&to_jid) {
+        // The contact's AOR: the resource names stox's own call endpoint, not a SIP GRUU.
+        let target = match self.sip_target_of(&Jid::from(to_jid.to_bare())) {
             Ok(t) => t,
             Err(why) => return terminate(self, ReasonCondition::Gone, why),
         };

@@ -14,7 +14,7 @@ fn media(sdp: &str, role: Role) -> JingleMedia {
     sdp_to_jingle(&parse_sdp(sdp.as_bytes()).unwrap(), role).unwrap()
 }
 
-fn started() -> CallStarted {
+fn started(setup: Setup) -> CallStarted {
     let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
     CallStarted {
         id: CallId(7),
@@ -23,7 +23,7 @@ fn started() -> CallStarted {
             pwd: "pwpwpwpwpwpwpwpwpwpwpwpw".into(),
             fingerprint_hash: "sha-256".into(),
             fingerprint: "AB:CD".into(),
-            setup: Setup::Passive,
+            setup,
             candidates: vec![LocalCandidate {
                 foundation: "1".into(),
                 component: 1,
@@ -139,7 +139,7 @@ m=audio 20000 RTP/AVP 101\r\na=rtpmap:101 telephone-event/8000\r\n";
 #[test]
 fn sip_to_xmpp_descriptions() {
     let offer = relayable(&media(BARESIP, Role::Initiator)).unwrap();
-    let s = started();
+    let s = started(Setup::Actpass);
     let jingle = xmpp_offer(&offer, &s, "audio");
     let c = &jingle.contents[0];
     let t = c.transport.as_ref().unwrap();
@@ -148,7 +148,7 @@ fn sip_to_xmpp_descriptions() {
     let f = t.fingerprint.as_ref().unwrap();
     assert_eq!(
         (f.hash.as_str(), f.setup),
-        ("sha-256", Some(JingleSetup::Passive))
+        ("sha-256", Some(JingleSetup::Actpass))
     );
     let d = c.description.as_ref().unwrap();
     assert!(d.rtcp_mux);
@@ -168,7 +168,7 @@ fn sip_to_xmpp_descriptions() {
     for needle in [
         "UDP/TLS/RTP/SAVPF",
         "a=ice-ufrag:uf",
-        "a=setup:passive",
+        "a=setup:actpass",
         "a=fingerprint:sha-256 AB:CD",
         "a=rtcp-mux",
     ] {
@@ -214,7 +214,7 @@ a=ssrc:42 cname:x\r\n";
         ("abcd", Setup::Actpass)
     );
     assert_eq!(remote.ssrcs, vec![42]);
-    let s = started();
+    let s = started(Setup::Active);
     let sdp_offer = jingle_to_sdp(
         &sip_offer(&offer, &s),
         &SdpParams {
@@ -258,7 +258,7 @@ m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
     let t = accept.contents[0].transport.as_ref().unwrap();
     assert_eq!(
         t.fingerprint.as_ref().unwrap().setup,
-        Some(JingleSetup::Passive)
+        Some(JingleSetup::Active)
     );
 }
 

@@ -328,6 +328,7 @@ impl CallTask {
             return Ok(());
         }
         rewrite::check_setup(self.our_setup, remote.setup)?;
+        self.our_setup = rewrite::resolve_setup(self.our_setup, remote.setup);
         let fp_text = format!("{} {}", remote.fingerprint_hash, remote.fingerprint);
         let fingerprint: str0m::config::Fingerprint = fp_text
             .parse()

@@ -82,7 +82,7 @@ pub struct CallMedia {
 #[derive(Debug, Clone)]
 pub struct XmppLegParams {
     /// Whether stox sent the Jingle offer (`session-initiate`) on this leg: then it is the ICE
-    /// controlling agent (RFC 8445 §6.1.1) and offers `setup='passive'`.
+    /// controlling agent (RFC 8445 §6.1.1) and offers `setup='actpass'`.
     pub we_offer: bool,
     /// The Jingle content name (becomes the str0m mid when it is at most 16 letters or digits).
     pub content_name: String,
@@ -164,7 +164,8 @@ pub struct XmppLocal {
     pub fingerprint_hash: String,
     /// Fingerprint, uppercase hex bytes separated by colons.
     pub fingerprint: String,
-    /// Our DTLS role: `active` or `passive`, never `actpass`.
+    /// The DTLS `setup` we announce: `actpass` when we offer (the answer fixes the roles),
+    /// `active` or `passive` when we answer (never `actpass` in an answer).
     pub setup: Setup,
     /// Our host candidates.
     pub candidates: Vec<LocalCandidate>,
@@ -717,7 +718,7 @@ mod tests {
         .unwrap();
         let a = relay.spawn_call(media()).unwrap();
         let b = relay.spawn_call(media()).unwrap();
-        assert_eq!(a.xmpp.setup, Setup::Passive);
+        assert_eq!(a.xmpp.setup, Setup::Actpass);
         relay.inject_panic(a.id).unwrap();
         let failed = events.recv().await.unwrap();
         assert_eq!(failed.call, a.id);

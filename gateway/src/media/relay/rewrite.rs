@@ -341,15 +341,15 @@ pub enum SetupError {
     },
 }
 
-/// Our DTLS role on the XMPP leg (RFC 8842 §5 / RFC 5763 §5), never `actpass`.
+/// The DTLS `setup` we announce on the XMPP leg (RFC 8842 §5.2–5.3 / RFC 5763 §5).
 ///
-/// As the offerer we say `passive` (RFC 8842 §5.2 permits any value in an offer; `passive` lets
-/// the answering libwebrtc client start the handshake the moment ICE connects). As the answerer to
-/// `actpass` we say `active` (RFC 5763 §5: the answerer SHOULD be `active`); to `active`, `passive`;
-/// to `passive`, `active`.
+/// As the offerer we say `actpass` (RFC 8842 §5.2: the offerer MUST); the answer then fixes the
+/// roles ([`resolve_setup`]). As the answerer to `actpass` we say `active` (RFC 5763 §5: the
+/// answerer SHOULD be `active`); to `active`, `passive`; to `passive`, `active`. An answer is
+/// never `actpass`.
 pub fn our_setup(we_offer: bool, remote: Option<Setup>) -> Setup {
     match (we_offer, remote) {
-        (true, _) => Setup::Passive,
+        (true, _) => Setup::Actpass,
         (false, Some(Setup::Active)) => Setup::Passive,
         (false, _) => Setup::Active,
     }
@@ -361,7 +361,19 @@ pub fn check_setup(ours: Setup, remote: Setup) -> Result<(), SetupError> {
         (Setup::Active, Setup::Passive) | (Setup::Passive, Setup::Active) => Ok(()),
         // An offer that says actpass, answered by us with a definite role.
         (Setup::Active | Setup::Passive, Setup::Actpass) => Ok(()),
+        // Our actpass offer, answered with a definite role.
+        (Setup::Actpass, Setup::Active | Setup::Passive) => Ok(()),
         (ours, remote) => Err(SetupError::Conflict { remote, ours }),
+    }
+}
+
+/// Our DTLS role once the remote's `setup` is known (after [`check_setup`]): the opposite of
+/// the answerer's when we offered `actpass`, else what we announced.
+pub fn resolve_setup(ours: Setup, remote: Setup) -> Setup {
+    match (ours, remote) {
+        (Setup::Actpass, Setup::Passive) => Setup::Active,
+        (Setup::Actpass, _) => Setup::Passive,
+        (ours, _) => ours,
     }
 }
 
@@ -541,24 +553,36 @@ mod tests {
     }
 
     #[test]
-    fn setup_is_never_actpass() {
-        for we_offer in [true, false] {
-            for remote in [
-                None,
-                Some(Setup::Active),
-                Some(Setup::Passive),
-                Some(Setup::Actpass),
-            ] {
-                assert_ne!(our_setup(we_offer, remote), Setup::Actpass);
-            }
+    fn setup_offers_actpass_and_answers_a_definite_role() {
+        for remote in [None, Some(Setup::Active), Some(Setup::Passive)] {
+            assert_eq!(our_setup(true, remote), Setup::Actpass);
+        }
+        for remote in [
+            None,
+            Some(Setup::Active),
+            Some(Setup::Passive),
+            Some(Setup::Actpass),
+        ] {
+            assert_ne!(
+                our_setup(false, remote),
+                Setup::Actpass,
+                "answer to {remote:?}"
+            );
         }
         assert_eq!(our_setup(false, Some(Setup::Actpass)), Setup::Active);
         assert_eq!(our_setup(false, Some(Setup::Active)), Setup::Passive);
         assert_eq!(our_setup(false, Some(Setup::Passive)), Setup::Active);
         assert!(check_setup(Setup::Passive, Setup::Active).is_ok());
         assert!(check_setup(Setup::Active, Setup::Actpass).is_ok());
+        assert!(check_setup(Setup::Actpass, Setup::Active).is_ok());
+        assert!(check_setup(Setup::Actpass, Setup::Passive).is_ok());
+        assert!(check_setup(Setup::Actpass, Setup::Actpass).is_err());
         assert!(check_setup(Setup::Passive, Setup::Passive).is_err());
         assert!(check_setup(Setup::Active, Setup::Active).is_err());
+        assert_eq!(resolve_setup(Setup::Actpass, Setup::Active), Setup::Passive);
+        assert_eq!(resolve_setup(Setup::Actpass, Setup::Passive), Setup::Active);
+        assert_eq!(resolve_setup(Setup::Active, Setup::Actpass), Setup::Active);
+        assert_eq!(resolve_setup(Setup::Passive, Setup::Active), Setup::Passive);
     }
 
     #[test]
