@@ -64,7 +64,7 @@ pub type CallKey = u64;
 
 /// The resource of a contact JID that calls and is called (XEP-0353 `<proceed/>` comes from
 /// it; disco and presence of contacts name it).
-pub const CALL_RESOURCE: &str = "phone";
+pub use stox_xmpp::disco::CALL_RESOURCE;
 
 /// What happened to a SIP INVITE dialog (io → core).
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -647,6 +647,13 @@ impl Gateway {
                 }
                 self.on_message(now, s)
             }
+            // Contacts are always available with caps so that clients offer a call button
+            // (STOX-MAPPING §8); RFC 8048 presence (issue 4) will replace this.
+            "presence" => {
+                for answer in stox_xmpp::presence::answer(&self.info, &s) {
+                    self.outputs.push_back(Output::Stanza(answer));
+                }
+            }
             _ => {}
         }
     }
