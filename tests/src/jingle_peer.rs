@@ -475,6 +475,15 @@ impl JinglePeer {
         Ok(())
     }
 
+    /// Whether the `session-initiate` that follows our XEP-0353 `<proceed/>` is accepted at
+    /// once (the default) or, with `false`, rings (session-info `<ringing/>`) until
+    /// [`JinglePeer::accept`], so a test can act between session-initiate and session-accept.
+    pub fn set_accept_proceeded(&mut self, yes: bool) -> Result<()> {
+        self.command(json!({"cmd": "set", "accept_proceeded": yes}))?;
+        self.expect(Duration::from_secs(5), |e| e.kind() == "set")?;
+        Ok(())
+    }
+
     /// Changes the codecs of later offers and answers (empty: all).
     pub fn set_codecs(&mut self, codecs: &[&str]) -> Result<()> {
         self.command(json!({"cmd": "set", "codecs": codecs}))?;

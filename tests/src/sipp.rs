@@ -263,6 +263,31 @@ impl Sipp {
             .key("body", body_prefix)
     }
 
+    /// A UAS on a free UDP port refusing one INVITE: 180 Ringing, then `status reason`,
+    /// then it expects the ACK (`tests/sipp/uas_invite_status.xml`).
+    pub fn uas_invite_status(status: u16, reason: &str) -> Result<Sipp> {
+        SippCommand::new("uas_invite_status.xml")
+            .template("STATUS", &status.to_string())
+            .template("REASON", reason)
+            .timeout(Duration::from_secs(20))
+            .spawn()
+    }
+
+    /// A UAC (`tests/sipp/uac_invite_wait_bye.xml`) calling `sip:to_user@to_domain` through
+    /// `target` with a PCMU offer, then sending no RTP and waiting for a BYE, which it
+    /// answers 200. Adjust with the builder, then `.spawn()` or `.run()`.
+    pub fn uac_invite_wait_bye(target: SocketAddr, to_user: &str, to_domain: &str) -> SippCommand {
+        SippCommand::new("uac_invite_wait_bye.xml")
+            .remote(target)
+            .key("to_user", to_user)
+            .key("to_domain", to_domain)
+            .key("from_user", "carol")
+            .arg("-mi")
+            .arg("127.0.0.1")
+            .arg("-mp")
+            .arg(&free_port().to_string())
+    }
+
     /// A UAC (`tests/sipp/uac_invite_pcap.xml`) playing a SIP phone: INVITE
     /// `sip:to_user@to_domain` from `sip:carol@127.0.0.1:PORT` to `target` with a PCMU +
     /// telephone-event offer (media on 127.0.0.1, a free port); after the 200 OK and ACK it

@@ -593,6 +593,47 @@ fn sip_cancel_before_answer_retracts_the_proposal() {
     drop(w);
 }
 
+/// alice proceeds, stox sends session-initiate, alice's client rings instead of accepting;
+/// carol gives up: CANCEL → session-terminate `<cancel/>` (the proposal is past retracting).
+#[test]
+fn sip_cancel_after_session_initiate_terminates_with_cancel() {
+    let w = Calls::start("");
+    let mut alice = w.alice(Answer::Manual);
+    alice.set_accept_proceeded(false).expect("set");
+    let mut phone = w.phone("carol", Codecs::OpusAndPcmu);
+    phone.dial(&w.alice_uri()).expect("dial");
+    let sid = alice
+        .expect(T, |e| e.kind() == "propose")
+        .expect("propose")
+        .sid()
+        .expect("sid")
+        .to_string();
+    alice.proceed(&sid).expect("proceed");
+    alice
+        .expect_event("incoming", &sid, T)
+        .unwrap_or_else(|e| panic!("no session-initiate after <proceed/>: {e:#}"));
+    phone.expect_event("CALL_RINGING", T).expect("180");
+
+    phone.hangup().expect("hangup (CANCEL)");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("CANCEL did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("cancel"), "{ended}");
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+    phone_closed(&mut phone, T);
+    let statuses: Vec<u16> = phone
+        .sip_trace()
+        .iter()
+        .filter(|t| t.received)
+        .filter_map(|t| t.message.status())
+        .collect();
+    assert!(
+        statuses.contains(&487),
+        "INVITE not answered 487: {statuses:?}"
+    );
+    drop(w);
+}
+
 /// alice declines (`<reject/>` with `<decline/>`): the phone gets 603 Decline.
 #[test]
 fn xmpp_decline_answers_the_invite_603() {
@@ -929,6 +970,63 @@ fn xmpp_call_to_busy_phone_ends_with_busy() {
     drop(w);
 }
 
+/// alice calls SIP phones (SIPp) that ring, then refuse with a final error: each reaches
+/// alice as session-terminate with the reason of STOX-MAPPING.md §7, and stox ACKs it.
+#[test]
+fn sip_error_responses_end_the_xmpp_call_with_the_mapped_reason() {
+    let w = Calls::start("");
+    let mut alice = w.alice(Answer::Auto);
+    for (status, phrase, condition) in [
+        (603, "Decline", "decline"),
+        (480, "Temporarily Unavailable", "gone"),
+        (404, "Not Found", "gone"),
+        (488, "Not Acceptable Here", "incompatible-parameters"),
+        (500, "Server Internal Error", "general-error"),
+        (503, "Service Unavailable", "connectivity-error"),
+    ] {
+        let uas = Sipp::uas_invite_status(status, phrase).expect("sipp uas");
+        let port = uas.port();
+        let contact = sip_contact_jid("bob", "127.0.0.1", port, w.prosody.component());
+        let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+        alice
+            .expect_event("session_ringing", &sid, T)
+            .unwrap_or_else(|e| panic!("SIP {status}: 180 did not ring: {e:#}"));
+        let ended = alice
+            .expect_event("terminated", &sid, T)
+            .unwrap_or_else(|e| panic!("SIP {status} did not end the session: {e:#}"));
+        assert_eq!(
+            ended.str("reason"),
+            Some(condition),
+            "SIP {status}: {ended}"
+        );
+        assert_eq!(ended.str("by"), Some("remote"), "SIP {status}: {ended}");
+        let run = uas.wait(T).expect("sipp result");
+        assert_eq!(
+            run.exit_code,
+            Some(0),
+            "SIP {status} not ACKed? {}",
+            run.summary()
+        );
+        let invites: Vec<_> = run
+            .received_requests_unique()
+            .into_iter()
+            .filter(|m| m.method() == Some("INVITE"))
+            .collect();
+        assert_eq!(invites.len(), 1, "{}", run.summary());
+        let ruri = invites[0].request_uri().unwrap_or_default();
+        assert!(
+            ruri.starts_with(&format!("sip:bob@127.0.0.1:{port}")),
+            "{ruri}"
+        );
+        assert!(
+            invites[0].body_text().contains("RTP/AVP"),
+            "{}",
+            invites[0].body_text()
+        );
+    }
+    drop(w);
+}
+
 /// alice gives up while the phone rings: session-terminate `<cancel/>` → CANCEL.
 #[test]
 fn xmpp_hangup_before_answer_cancels_the_invite() {
@@ -1076,6 +1174,43 @@ fn generated_rfc4733_pcap_reaches_baresip_without_stox() {
     assert_eq!(run.exit_code, Some(0), "{}", run.summary());
     let heard = phone.heard(Duration::from_millis(200)).expect("recording");
     assert!(heard.is_tone(500.0, TOL), "{heard:?}");
+}
+
+/// A SIP leg that sends no RTP at all (SIPp after its ACK) ends the call after
+/// `[media] no_media_secs` (3 s here): BYE to the phone, session-terminate to alice.
+#[test]
+fn silent_sip_leg_ends_the_call_after_no_media_secs() {
+    let w = Calls::start("no_media_secs = 3\n");
+    let mut alice = w.alice(Answer::Auto);
+    let sipp = Sipp::uac_invite_wait_bye(w.stox.sip_addr(), "alice", w.prosody.domain())
+        .timeout(Duration::from_secs(30))
+        .spawn()
+        .expect("sipp");
+    let sid = alice
+        .expect(T, |e| e.kind() == "propose")
+        .unwrap_or_else(|e| panic!("no <propose/> for SIPp's INVITE: {e:#}"))
+        .sid()
+        .expect("sid")
+        .to_string();
+    alice.wait_connected(&sid, T).expect("connected");
+    let connected = Instant::now();
+    let ended = alice
+        .expect_event("terminated", &sid, Duration::from_secs(20))
+        .unwrap_or_else(|e| panic!("the silent call was not ended: {e:#}"));
+    let after = connected.elapsed();
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+    assert!(
+        after >= Duration::from_secs(1) && after < Duration::from_secs(12),
+        "no_media_secs is 3, the call ended {after:?} after connecting"
+    );
+    let run = sipp.wait(T).expect("sipp result");
+    assert_eq!(
+        run.exit_code,
+        Some(0),
+        "no BYE at the phone? {}",
+        run.summary()
+    );
+    drop(w);
 }
 
 // ---------------------------------------------------------------------------------------------

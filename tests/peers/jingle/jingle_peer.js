@@ -112,6 +112,10 @@ function logEntry(entry) {
 const settings = {
   answer: args.answer, // 'auto': ringing + proceed / accept at once; 'manual': wait for commands
   codecs: args.codecs, // restriction for our offers and answers ([] = all of libwebrtc's)
+  // false: the session-initiate that follows our <proceed/> is not accepted at once but rings
+  // (session-info <ringing/>) until the `accept` command, like a direct one in manual mode.
+  // Lets a test act between session-initiate and session-accept (e.g. a SIP CANCEL there).
+  acceptProceeded: true,
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -506,7 +510,7 @@ client.on('jingle:incoming', session => {
   }
   const viaJmi = call.jmi && call.state === 'proceeded';
   emit({ event: 'incoming', sid: session.sid, from: session.peerID, jmi: viaJmi });
-  if (viaJmi) {
+  if (viaJmi && settings.acceptProceeded) {
     // We proceeded: this is the session we agreed to (XEP-0353 §3.2).
     acceptSession(call);
   } else if (settings.answer === 'auto') {
@@ -738,7 +742,15 @@ async function handle(cmd) {
       if (Array.isArray(cmd.codecs)) {
         settings.codecs = cmd.codecs;
       }
-      emit({ event: 'set', answer: settings.answer, codecs: settings.codecs });
+      if (typeof cmd.accept_proceeded === 'boolean') {
+        settings.acceptProceeded = cmd.accept_proceeded;
+      }
+      emit({
+        event: 'set',
+        answer: settings.answer,
+        codecs: settings.codecs,
+        accept_proceeded: settings.acceptProceeded,
+      });
       break;
     case 'stats':
       await stats();
