@@ -718,7 +718,6 @@ fn unanswered_call_times_out_480_and_retracts() {
 /// RFC 5763 §5, RFC 8842 §5.2 and XEP-0320: the offerer's DTLS role is `actpass`, so the
 /// answerer (alice) picks. stox's session-initiate is the offer.
 #[test]
-#[ignore = "gateway bug: stox's session-initiate offers setup='passive', RFC 8842 §5.2 requires actpass"]
 fn session_initiate_offers_dtls_actpass() {
     let w = Calls::start("");
     let mut alice = w.alice(Answer::Auto);
@@ -1051,7 +1050,6 @@ fn xmpp_hangup_before_answer_cancels_the_invite() {
 /// `phone` is the resource the gateway gives every contact JID, not a GRUU the phone issued
 /// (RFC 5627), so it has no `;gr=` on the Request-URI.
 #[test]
-#[ignore = "gateway bug: the INVITE Request-URI carries ;gr=phone (the gateway's own resource), not the phone's AOR"]
 fn invite_request_uri_is_the_phones_address() {
     let w = Calls::start("");
     let mut alice = w.alice(Answer::Auto);
