@@ -1,7 +1,9 @@
 //! End-to-end service discovery of the gateway through Prosody, as an XMPP client sees it:
 //! XEP-0030 disco#info on the component and on a contact JID, XEP-0100 `jabber:iq:gateway`
 //! (prompt and address translation, RFC 7247 §6 / XEP-0106), XEP-0199 ping, and RFC 6120
-//! §8.4 `service-unavailable` for an iq nobody handles.
+//! §8.4 `service-unavailable` for an iq nobody handles; and the callability of a contact
+//! JID (issue 3, STOX-MAPPING.md §8): a subscription gets available presence with XEP-0115
+//! caps from `<contact>/phone`, whose disco#info lists the Jingle features.
 //!
 //! alice (real slixmpp) sends each iq to the component through a real Prosody; stox answers.
 
@@ -204,4 +206,103 @@ fn unknown_iq_gets_service_unavailable() {
         answer.xml()
     );
     assert_eq!(answer.error_type(), Some("cancel"), "{}", answer.xml());
+}
+
+const NS_CAPS: &str = "http://jabber.org/protocol/caps";
+
+/// alice gets her roster, then sends
+///        <presence type='subscribe' to='carol\40pbx.example@sip.localhost'/>
+/// expect <presence type='subscribed'/> from the bare contact JID, then an available
+///        presence from carol\40pbx.example@sip.localhost/phone carrying
+///        <c xmlns='http://jabber.org/protocol/caps' hash='sha-1' node=N ver=V/> (XEP-0115 §4)
+/// alice sends disco#info with node='N#V' to that full JID
+/// expect a result echoing the node, listing the Jingle, RTP audio, ICE-UDP, DTLS-SRTP,
+///        XEP-0353 and RFC 3264 features (STOX-MAPPING.md §8), whose XEP-0115 §5 hash is V
+#[test]
+fn a_subscribed_contact_is_available_with_caps_naming_the_call_features() {
+    let mut w = start();
+    let contact = format!("carol\\40pbx.example@{}", w.component());
+    let phone = format!("{contact}/phone");
+    // RFC 6121 §2.2: like every real client, alice asks for her roster first; Prosody
+    // delivers `subscribed` (and roster pushes) only to such "interested resources".
+    w.alice
+        .send_raw("<iq type='get' id='roster1'><query xmlns='jabber:iq:roster'/></iq>")
+        .expect("send");
+    w.alice
+        .expect(T, |s| s.name() == "iq" && s.id() == Some("roster1"))
+        .expect("the roster");
+    w.alice
+        .send_raw(&format!("<presence type='subscribe' to='{contact}'/>"))
+        .expect("send");
+
+    let subscribed = w
+        .alice
+        .expect(T, |s| {
+            s.name() == "presence" && s.kind() == Some("subscribed") && s.from() == Some(&contact)
+        })
+        .expect("subscribed from the contact");
+    assert_eq!(
+        subscribed.to(),
+        Some("alice@localhost"),
+        "{}",
+        subscribed.xml()
+    );
+
+    let available = w
+        .alice
+        .expect(T, |s| {
+            s.name() == "presence" && s.kind().is_none() && s.from() == Some(&phone)
+        })
+        .expect("available presence from <contact>/phone");
+    let caps = available.child("c").expect("XEP-0115 <c/>");
+    assert_eq!(caps.ns(), NS_CAPS, "{}", available.xml());
+    assert_eq!(caps.attr("hash"), Some("sha-1"), "{}", available.xml());
+    let node = caps.attr("node").expect("caps node");
+    let ver = caps.attr("ver").expect("caps ver");
+    assert!(!node.is_empty() && !ver.is_empty(), "{}", available.xml());
+    let caps_node = format!("{node}#{ver}");
+
+    let answer = iq(
+        &mut w,
+        "get",
+        "caps1",
+        &phone,
+        &format!("<query xmlns='{NS_DISCO_INFO}' node='{caps_node}'/>"),
+    );
+    assert_eq!(answer.kind(), Some("result"), "{}", answer.xml());
+    let query = answer.child("query").expect("a <query/>");
+    assert_eq!(
+        query.attr("node"),
+        Some(caps_node.as_str()),
+        "{}",
+        answer.xml()
+    );
+    let features = features(query);
+    for wanted in [
+        "urn:xmpp:jingle:1",
+        "urn:xmpp:jingle:apps:rtp:1",
+        "urn:xmpp:jingle:apps:rtp:audio",
+        "urn:xmpp:jingle:transports:ice-udp:1",
+        "urn:xmpp:jingle:apps:dtls:0",
+        "urn:xmpp:jingle-message:0",
+        "urn:ietf:rfc:3264",
+        NS_CAPS,
+    ] {
+        assert!(
+            features.iter().any(|f| f == wanted),
+            "missing feature {wanted}: {}",
+            answer.xml()
+        );
+    }
+    // What a client checks before it trusts the caps (XEP-0115 §5.4): the answer
+    // received through Prosody hashes to the advertised ver.
+    let disco = xmpp_parsers::disco::DiscoInfoResult::try_from(query.clone())
+        .expect("a valid disco#info result");
+    let hashed = xmpp_parsers::caps::hash_caps(
+        &xmpp_parsers::caps::compute_disco(&disco),
+        xmpp_parsers::hashes::Algo::Sha_1,
+    )
+    .expect("sha-1")
+    .to_base64();
+    assert_eq!(hashed, ver, "{}", answer.xml());
 }
