@@ -117,10 +117,27 @@ impl Calls {
         .expect("alice online")
     }
 
+    /// Another XMPP user's call client, `user@localhost/resource`, sending `tone_hz`.
+    fn client(&self, user: &str, resource: &str, tone_hz: u32) -> JinglePeer {
+        JinglePeer::connect(
+            &self.prosody,
+            user,
+            PASSWORD,
+            resource,
+            PeerOptions::tone(tone_hz),
+        )
+        .expect("jingle peer online")
+    }
+
     /// A baresip phone `sip:user@127.0.0.1:PORT` sending 440 Hz, with stox as its outbound
     /// proxy, answering by hand, tracing its SIP messages.
     fn phone(&self, user: &str, codecs: Codecs) -> Baresip {
-        let mut options = BaresipOptions::new(user, PHONE_HZ)
+        self.phone_with_tone(user, PHONE_HZ, codecs)
+    }
+
+    /// [`Calls::phone`] sending `tone_hz`.
+    fn phone_with_tone(&self, user: &str, tone_hz: f64, codecs: Codecs) -> Baresip {
+        let mut options = BaresipOptions::new(user, tone_hz)
             .codecs(codecs)
             .sip_trace(true);
         options.outbound_proxy = Some(self.stox.sip_addr());
@@ -440,6 +457,12 @@ fn sip_phone_calls_xmpp_client_tones_both_ways_phone_hangs_up() {
         has_codec(&offer.codecs, "opus") && has_codec(&offer.codecs, "PCMU"),
         "session-initiate must carry the phone's codecs: {offer:?}"
     );
+    // RFC 4733 keys from the phone next to Opus audio (telephone-event/8000 on both legs).
+    phone.send_dtmf("7#").expect("sndcode");
+    let digits = alice
+        .expect_dtmf(&sid, 2, T)
+        .unwrap_or_else(|e| panic!("the phone's RFC 4733 keys did not reach alice: {e:#}"));
+    assert_eq!(digits, "7#");
     talk();
 
     phone.hangup().expect("hangup");
@@ -511,6 +534,13 @@ fn pcmu_only_sip_offer_reaches_xmpp_client_as_pcmu() {
     let stats = alice.call_stats(&sid).expect("stats");
     assert_eq!(stats.codec.as_deref(), Some("audio/PCMU"), "{stats:?}");
     assert_eq!(stats.heard.map(|h| h.rate), Some(8000), "{stats:?}");
+    // The phone's RFC 4733 keys (telephone-event/8000 on both legs) reach alice.
+    assert!(has_codec(&offer.codecs, "telephone-event"), "{offer:?}");
+    phone.send_dtmf("42*").expect("sndcode");
+    let digits = alice
+        .expect_dtmf(&sid, 3, T)
+        .unwrap_or_else(|e| panic!("the phone's RFC 4733 keys did not reach alice: {e:#}"));
+    assert_eq!(digits, "42*");
     talk();
     phone.hangup().expect("hangup");
     alice
@@ -554,6 +584,102 @@ fn opus_only_sip_offer_reaches_xmpp_client_as_opus() {
         assert_phone_heard(&phone, f64::from(CLIENT_HZ)),
         48000,
         "Opus decodes at 48 kHz"
+    );
+    drop(w);
+}
+
+/// Two calls at once through one stox: carol (440 Hz) → alice (660 Hz) and dave (550 Hz) →
+/// bob (880 Hz). Each side hears only its own peer; ending one call leaves the other up.
+#[test]
+fn two_concurrent_calls_keep_their_audio_apart() {
+    let w = Calls::start("");
+    let mut alice = w.alice(Answer::Auto);
+    let mut bob = w.client("bob", "b", 880);
+    let mut carol = w.phone_with_tone("carol", PHONE_HZ, Codecs::OpusAndPcmu);
+    let mut dave = w.phone_with_tone("dave", 550.0, Codecs::PcmuOnly);
+    carol.dial(&w.alice_uri()).expect("dial");
+    dave.dial(&format!("sip:bob@{}", w.prosody.domain()))
+        .expect("dial");
+    let sid_a = alice
+        .expect(T, |e| e.kind() == "propose")
+        .expect("alice's propose")
+        .sid()
+        .expect("sid")
+        .to_string();
+    let sid_b = bob
+        .expect(T, |e| e.kind() == "propose")
+        .expect("bob's propose")
+        .sid()
+        .expect("sid")
+        .to_string();
+    assert_ne!(sid_a, sid_b);
+    carol
+        .expect_event("CALL_ESTABLISHED", T)
+        .expect("carol established");
+    dave.expect_event("CALL_ESTABLISHED", T)
+        .expect("dave established");
+    alice
+        .wait_tone(&sid_a, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("alice does not hear carol: {e:#}"));
+    bob.wait_tone(&sid_b, 550.0, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("bob does not hear dave: {e:#}"));
+    let listed = w
+        .stox
+        .admin_get("/api/v1/calls")
+        .expect("GET /api/v1/calls");
+    assert_eq!(listed.status, 200, "{}", listed.body);
+    talk();
+
+    carol.hangup().expect("hangup");
+    alice
+        .expect_event("terminated", &sid_a, T)
+        .expect("alice terminated");
+    phone_closed(&mut carol, T);
+    // bob's call is still up and still carries dave's tone.
+    let later = bob.expect(Duration::from_secs(3), |e| {
+        e.kind() == "terminated" && e.sid() == Some(sid_b.as_str())
+    });
+    assert!(later.is_err(), "ending carol's call ended bob's too");
+    bob.wait_tone(&sid_b, 550.0, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("bob lost dave after carol hung up: {e:#}"));
+    bob.hangup(&sid_b).expect("hangup");
+    phone_closed(&mut dave, T);
+
+    assert_phone_heard(&carol, f64::from(CLIENT_HZ));
+    assert_eq!(assert_phone_heard(&dave, 880.0), 8000);
+    drop(w);
+}
+
+/// carol dials an XMPP user who is not online (dave, registered, no session; Prosody without
+/// offline storage bounces the `<propose/>` with service-unavailable): the INVITE fails at
+/// once with a final error, not after the ring timeout. (stox answers 403, its RFC 7247 §7
+/// mapping of service-unavailable; RFC 3261 §21.4.18's 480 "not logged in" would fit a call
+/// better.)
+#[test]
+fn call_to_offline_xmpp_user_fails_at_once() {
+    let w = Calls::start("");
+    let mut phone = w.phone("carol", Codecs::OpusAndPcmu);
+    let started = Instant::now();
+    phone
+        .dial(&format!("sip:dave@{}", w.prosody.domain()))
+        .expect("dial");
+    let closed = phone_closed(&mut phone, Duration::from_secs(15));
+    let code: u16 = closed
+        .split_whitespace()
+        .next()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    assert!(
+        matches!(code, 403 | 404 | 480 | 603),
+        "expected a final refusal (480 or the service-unavailable mapping), the phone saw \
+         {closed:?} after {:?}\n{}",
+        started.elapsed(),
+        phone.context()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
     );
     drop(w);
 }
