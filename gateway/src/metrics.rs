@@ -55,4 +55,41 @@ pub fn describe() {
         "stox_xmpp_link_up",
         "1 while the XEP-0114 component link is up"
     );
+    describe_counter!(
+        "stox_calls_total",
+        "Calls started, by direction (sip_to_xmpp, xmpp_to_sip)"
+    );
+    describe_counter!(
+        "stox_calls_rejected_total",
+        "Calls refused before ringing, by direction and SIP code or Jingle reason"
+    );
+    describe_counter!("stox_calls_answered_total", "Calls answered, by direction");
+    describe_counter!(
+        "stox_calls_ended_total",
+        "Calls ended, by why (sip_bye, xmpp_terminate, sip_cancel, rejected, no_answer, sip_error, media, relay, admin, xmpp_error)"
+    );
+    describe_gauge!(
+        "stox_calls_active",
+        "Calls in progress (ringing or answered)"
+    );
+    describe_gauge!(
+        "stox_media_calls",
+        "Calls with media sockets open in the relay"
+    );
+    describe_counter!(
+        "stox_rtp_packets_total",
+        "RTP packets relayed, by leg (xmpp, sip) and dir (in: received on the leg, out: sent on it)"
+    );
+    describe_counter!(
+        "stox_rtp_bytes_total",
+        "RTP payload bytes relayed, by leg and dir"
+    );
+    describe_counter!(
+        "stox_rtp_dropped_total",
+        "RTP packets received but not forwarded (before DTLS, unknown payload type, wrong source), by leg"
+    );
+    describe_counter!(
+        "stox_media_setup_failures_total",
+        "Calls whose media failed, by kind (ice, dtls)"
+    );
 }

@@ -59,16 +59,19 @@ pub const COMPONENT_FEATURES: &[&str] = &[
 /// Besides messaging, the minimum profile of STOX-MAPPING.md §8 for clients such as
 /// Conversations to offer a call: Jingle (XEP-0166), RTP audio (XEP-0167), ICE-UDP
 /// (XEP-0176), DTLS-SRTP (XEP-0320), Jingle Message Initiation (XEP-0353) and SDP
-/// offer/answer semantics (`urn:ietf:rfc:3264`, as Cheogram advertises). No video, no
-/// BUNDLE grouping: the relay carries one audio stream.
+/// offer/answer semantics (`urn:ietf:rfc:3264`, as Cheogram advertises), and XEP-0338
+/// grouping (RFC 5888): stox's Jingle descriptions carry a BUNDLE group of their one audio
+/// content, as libwebrtc clients expect. No video: the relay carries one audio stream.
 pub const CONTACT_FEATURES: &[&str] = &[
     ns::CAPS,
     ns::CHATSTATES,
     ns::DISCO_INFO,
     NS_RFC_3264,
+    NS_RFC_5888,
     ns::JINGLE_MESSAGE,
     ns::JINGLE,
     ns::JINGLE_DTLS,
+    crate::jingle::ns::GROUPING,
     ns::JINGLE_RTP,
     ns::JINGLE_RTP_AUDIO,
     ns::JINGLE_ICE_UDP,
@@ -78,6 +81,9 @@ pub const CONTACT_FEATURES: &[&str] = &[
 
 /// RFC 3264 offer/answer, as a disco feature (advertised by Cheogram).
 pub const NS_RFC_3264: &str = "urn:ietf:rfc:3264";
+
+/// RFC 5888 SDP grouping (BUNDLE), as a disco feature (XEP-0338 §3).
+pub const NS_RFC_5888: &str = "urn:ietf:rfc:5888";
 
 /// Who the component says it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -462,9 +468,11 @@ mod tests {
              <feature var='http://jabber.org/protocol/chatstates'/>\
              <feature var='http://jabber.org/protocol/disco#info'/>\
              <feature var='urn:ietf:rfc:3264'/>\
+             <feature var='urn:ietf:rfc:5888'/>\
              <feature var='urn:xmpp:jingle-message:0'/>\
              <feature var='urn:xmpp:jingle:1'/>\
              <feature var='urn:xmpp:jingle:apps:dtls:0'/>\
+             <feature var='urn:xmpp:jingle:apps:grouping:0'/>\
              <feature var='urn:xmpp:jingle:apps:rtp:1'/>\
              <feature var='urn:xmpp:jingle:apps:rtp:audio'/>\
              <feature var='urn:xmpp:jingle:transports:ice-udp:1'/>\

@@ -1173,3 +1173,6 @@ impl Calls {
         u64::MAX - self.next_key
     }
 }
+
+#[cfg(test)]
+mod tests;

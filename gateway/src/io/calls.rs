@@ -43,6 +43,8 @@ pub(super) struct CallIo {
     proxy: Option<SocketAddr>,
     transport: Transport,
     next_key: CallKey,
+    /// Counters of calls that already closed (live ones are read from the relay).
+    closed: CallCounters,
 }
 
 impl CallIo {
@@ -67,6 +69,7 @@ impl CallIo {
             proxy,
             transport,
             next_key: 0,
+            closed: CallCounters::default(),
         })
     }
 
@@ -319,7 +322,7 @@ impl CallIo {
                     self.media.remove(&k);
                 }
                 metrics::gauge!("stox_media_calls").set(self.media.len() as f64);
-                record_counters(counters);
+                add(&mut self.closed, counters);
             }
             relay::RelayEventKind::Failed { why } => {
                 let kind = if why.to_ascii_lowercase().contains("dtls") {
@@ -341,16 +344,35 @@ impl CallIo {
     }
 }
 
-fn record_counters(c: &CallCounters) {
-    for (leg, l) in [("xmpp", c.xmpp), ("sip", c.sip)] {
-        metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "in")
-            .increment(l.packets_in);
-        metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "out")
-            .increment(l.packets_out);
-        metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "in")
-            .increment(l.bytes_in);
-        metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "out")
-            .increment(l.bytes_out);
+fn add(total: &mut CallCounters, c: &CallCounters) {
+    for (t, l) in [(&mut total.xmpp, c.xmpp), (&mut total.sip, c.sip)] {
+        t.packets_in += l.packets_in;
+        t.bytes_in += l.bytes_in;
+        t.packets_out += l.packets_out;
+        t.bytes_out += l.bytes_out;
+        t.dropped += l.dropped;
+    }
+}
+
+impl CallIo {
+    /// Publishes the RTP counters (closed calls plus live ones) as Prometheus counters; the
+    /// event loop calls it once a second, so media never touches the loop per packet.
+    pub(super) fn publish_media_metrics(&self) {
+        let mut total = self.closed;
+        for call in self.relay.calls() {
+            add(&mut total, &call.counters);
+        }
+        for (leg, l) in [("xmpp", total.xmpp), ("sip", total.sip)] {
+            metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "in")
+                .absolute(l.packets_in);
+            metrics::counter!("stox_rtp_packets_total", "leg" => leg, "dir" => "out")
+                .absolute(l.packets_out);
+            metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "in")
+                .absolute(l.bytes_in);
+            metrics::counter!("stox_rtp_bytes_total", "leg" => leg, "dir" => "out")
+                .absolute(l.bytes_out);
+            metrics::counter!("stox_rtp_dropped_total", "leg" => leg).absolute(l.dropped);
+        }
     }
 }
 

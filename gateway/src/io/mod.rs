@@ -251,6 +251,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut replies: HashMap<TxId, oneshot::Sender<Reply>> = HashMap::new();
     let mut next_server_tx: TxId = 1;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut media_metrics = tokio::time::interval(Duration::from_secs(1));
+    media_metrics.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
     info!(component = %config.xmpp.component, home = %config.xmpp.home_domain, "stox running");
     loop {
         let timeout = gateway.poll_timeout();
@@ -296,6 +298,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = sleep_until(timeout) => {
                 gateway.handle_timeout(Instant::now());
             }
+            _ = media_metrics.tick() => call_io.publish_media_metrics(),
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
         }
