@@ -560,11 +560,55 @@ path = "./stox-data"
                 format!("{SAMPLE}\n[messaging]\nmessage_type = \"groupchat\"\n"),
                 "messaging.message_type",
             ),
+            (
+                format!("{SAMPLE}\n[media]\naddress = \"0.0.0.0\"\n"),
+                "media.address",
+            ),
+            (
+                format!("{SAMPLE}\n[media]\nport_range = \"5000\"\n"),
+                "media.port_range",
+            ),
+            (
+                format!("{SAMPLE}\n[media]\nport_range = \"40000-40001\"\n"),
+                "media.port_range",
+            ),
+            (
+                format!("{SAMPLE}\n[media]\nno_media_secs = 0\n"),
+                "media.no_media_secs",
+            ),
+            (
+                format!("{SAMPLE}\n[calls]\nno_answer_secs = 0\n"),
+                "calls.no_answer_secs",
+            ),
+            (
+                SAMPLE.replace("udp:127.0.0.1:5060\"", "udp:0.0.0.0:5060\""),
+                "media.address",
+            ),
         ];
         for (text, key) in cases {
             let e = Config::parse(&text).expect_err(key);
             assert!(e.to_string().starts_with(key), "{key}: {e}");
         }
+    }
+
+    #[test]
+    fn media_and_call_defaults() {
+        let c = Config::parse(SAMPLE).expect("sample config");
+        assert_eq!(
+            c.media_address().unwrap(),
+            "127.0.0.1".parse::<std::net::IpAddr>().unwrap()
+        );
+        assert_eq!(c.media_ports().unwrap(), (40000, 49999));
+        let s = c.call_settings();
+        assert_eq!((s.no_answer.as_secs(), s.no_media.as_secs()), (45, 20));
+        let c = Config::parse(&format!(
+            "{SAMPLE}\n[media]\naddress = \"127.0.0.2\"\nport_range = \"30000 - 30099\"\nno_media_secs = 5\n[calls]\nno_answer_secs = 9\n"
+        ))
+        .expect("media config");
+        assert_eq!(c.media_address().unwrap().to_string(), "127.0.0.2");
+        assert_eq!(c.media_ports().unwrap(), (30000, 30099));
+        let s = c.call_settings();
+        assert_eq!((s.no_answer.as_secs(), s.no_media.as_secs()), (9, 5));
     }
 
     #[test]
