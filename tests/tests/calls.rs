@@ -60,8 +60,9 @@ const NS_HINTS: &str = "urn:xmpp:hints";
 
 /// Prosody (with WebSocket for the jingle peer, without mod_offline so loss shows) and stox.
 struct Calls {
-    prosody: Prosody,
+    // stox first: fields drop in order, so stox stops before Prosody does.
     stox: Stox,
+    prosody: Prosody,
     /// `[media] port_range` given to stox, if any.
     media: Option<(u16, u16)>,
 }
@@ -99,8 +100,8 @@ impl Calls {
         .expect("prosody");
         let stox = Stox::start(&prosody, config).expect("stox");
         Calls {
-            prosody,
             stox,
+            prosody,
             media,
         }
     }
@@ -159,6 +160,17 @@ impl Calls {
             phone.sip_port(),
             self.prosody.component(),
         )
+    }
+
+    /// Ends the test: stox's log must hold no ERROR and no panic (a call's task that died
+    /// would only show there).
+    fn finish(self) {
+        let log = std::fs::read_to_string(self.stox.log_path()).unwrap_or_default();
+        let bad: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains("ERROR") || l.contains("panicked"))
+            .collect();
+        assert!(bad.is_empty(), "stox logged errors:\n{}", bad.join("\n"));
     }
 
     fn alice_uri(&self) -> String {
@@ -480,7 +492,7 @@ fn sip_phone_calls_xmpp_client_tones_both_ways_phone_hangs_up() {
     });
     assert!(bye_ok, "no 200 OK to the BYE\n{}", phone.context());
     assert_phone_heard(&phone, f64::from(CLIENT_HZ));
-    drop(w);
+    w.finish();
 }
 
 /// Same call with stox's default `[media]` (no section: the address of the first SIP
@@ -512,7 +524,7 @@ fn sip_phone_calls_xmpp_client_default_media_config_xmpp_hangs_up() {
     // The phone answered it.
     assert!(phone.sent_statuses().contains(&200));
     assert_phone_heard(&phone, f64::from(CLIENT_HZ));
-    drop(w);
+    w.finish();
 }
 
 /// carol offers PCMU only: stox offers alice PCMU (no transcoding), both hear at 8 kHz.
@@ -552,7 +564,7 @@ fn pcmu_only_sip_offer_reaches_xmpp_client_as_pcmu() {
         8000,
         "PCMU decodes at 8 kHz"
     );
-    drop(w);
+    w.finish();
 }
 
 /// carol offers Opus only: the call runs on Opus end to end.
@@ -585,7 +597,7 @@ fn opus_only_sip_offer_reaches_xmpp_client_as_opus() {
         48000,
         "Opus decodes at 48 kHz"
     );
-    drop(w);
+    w.finish();
 }
 
 /// Two calls at once through one stox: carol (440 Hz) → alice (660 Hz) and dave (550 Hz) →
@@ -647,7 +659,7 @@ fn two_concurrent_calls_keep_their_audio_apart() {
 
     assert_phone_heard(&carol, f64::from(CLIENT_HZ));
     assert_eq!(assert_phone_heard(&dave, 880.0), 8000);
-    drop(w);
+    w.finish();
 }
 
 /// carol dials an XMPP user who is not online (dave, registered, no session; Prosody without
@@ -681,7 +693,7 @@ fn call_to_offline_xmpp_user_fails_at_once() {
         "{:?}",
         started.elapsed()
     );
-    drop(w);
+    w.finish();
 }
 
 /// carol dials alice, alice's client rings (`<ringing/>`, 180), carol gives up: CANCEL →
@@ -716,7 +728,7 @@ fn sip_cancel_before_answer_retracts_the_proposal() {
         "INVITE not answered 487 ({closed}): {statuses:?}"
     );
     assert!(received_jingle(&alice, &sid, "session-initiate").is_empty());
-    drop(w);
+    w.finish();
 }
 
 /// alice proceeds, stox sends session-initiate, alice's client rings instead of accepting;
@@ -757,7 +769,7 @@ fn sip_cancel_after_session_initiate_terminates_with_cancel() {
         statuses.contains(&487),
         "INVITE not answered 487: {statuses:?}"
     );
-    drop(w);
+    w.finish();
 }
 
 /// alice declines (`<reject/>` with `<decline/>`): the phone gets 603 Decline.
@@ -781,7 +793,7 @@ fn xmpp_decline_answers_the_invite_603() {
         "expected 603, the phone saw {closed:?}\n{}",
         phone.context()
     );
-    drop(w);
+    w.finish();
 }
 
 /// alice is busy (`<reject/>` with `<busy/>`): the phone gets 486 Busy Here.
@@ -804,7 +816,7 @@ fn xmpp_busy_answers_the_invite_486() {
         "expected 486, the phone saw {closed:?}\n{}",
         phone.context()
     );
-    drop(w);
+    w.finish();
 }
 
 /// alice never answers: after `[calls] no_answer_secs` (3 s here) the phone gets 480 and
@@ -838,7 +850,7 @@ fn unanswered_call_times_out_480_and_retracts() {
         .expect_event("retract", &sid, T)
         .unwrap_or_else(|e| panic!("no <retract/> on the ring timeout: {e:#}"));
     assert_eq!(retract.str("from"), Some(caller.as_str()), "{retract}");
-    drop(w);
+    w.finish();
 }
 
 /// RFC 5763 §5, RFC 8842 §5.2 and XEP-0320: the offerer's DTLS role is `actpass`, so the
@@ -867,7 +879,7 @@ fn session_initiate_offers_dtls_actpass() {
         Some("actpass"),
         "{offer:?}\nalice's answer:\n{local_answer}"
     );
-    drop(w);
+    w.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -955,6 +967,19 @@ fn alice_calls_phone(w: Calls, codecs: Codecs, jmi: bool, offer: Option<&[&str]>
         .wait_connected(&sid, T)
         .unwrap_or_else(|e| panic!("ICE/DTLS with stox did not connect: {e:#}"));
 
+    // StanzaJS trickles (XEP-0176 §2.2): its session-initiate carries no candidate, they all
+    // went in transport-info; ICE connecting means stox took them.
+    let initiate = alice
+        .captured_stanzas("out", "session-initiate")
+        .expect("capture");
+    assert!(
+        initiate.iter().all(|x| !x.contains("<candidate")),
+        "{initiate:?}"
+    );
+    assert!(!alice
+        .captured_stanzas("out", "transport-info")
+        .expect("capture")
+        .is_empty());
     let answer = stox_media(&alice, &sid, "session-accept");
     let accept = &received_jingle(&alice, &sid, "session-accept")[0];
     assert_eq!(
@@ -1004,7 +1029,7 @@ fn xmpp_client_calls_sip_phone_with_jmi_tones_both_ways_xmpp_hangs_up() {
         phone.context()
     );
     assert_phone_heard(&phone, f64::from(CLIENT_HZ));
-    drop(w);
+    w.finish();
 }
 
 /// alice sends `session-initiate` straight to `C/phone` (no XEP-0353): the same call; the
@@ -1026,7 +1051,7 @@ fn xmpp_client_calls_sip_phone_directly_phone_hangs_up() {
     assert_eq!(ended.str("reason"), Some("success"), "{ended}");
     phone_closed(&mut phone, T);
     assert_phone_heard(&phone, f64::from(CLIENT_HZ));
-    drop(w);
+    w.finish();
 }
 
 /// alice offers PCMU only: the phone gets a PCMU offer and the call runs on PCMU.
@@ -1050,7 +1075,7 @@ fn pcmu_only_xmpp_offer_reaches_sip_phone_as_pcmu() {
     alice.hangup(&sid).expect("hangup");
     phone_closed(&mut phone, T);
     assert_eq!(assert_phone_heard(&phone, f64::from(CLIENT_HZ)), 8000);
-    drop(w);
+    w.finish();
 }
 
 /// alice offers Opus only: the phone gets an Opus offer and the call runs on Opus.
@@ -1071,7 +1096,7 @@ fn opus_only_xmpp_offer_reaches_sip_phone_as_opus() {
     alice.hangup(&sid).expect("hangup");
     phone_closed(&mut phone, T);
     assert_eq!(assert_phone_heard(&phone, f64::from(CLIENT_HZ)), 48000);
-    drop(w);
+    w.finish();
 }
 
 /// The phone is busy (rejects the INVITE: 486): alice's session ends with `<busy/>`.
@@ -1092,7 +1117,7 @@ fn xmpp_call_to_busy_phone_ends_with_busy() {
         .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
     assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
     assert_eq!(ended.str("by"), Some("remote"), "{ended}");
-    drop(w);
+    w.finish();
 }
 
 /// alice calls SIP phones (SIPp) that ring, then refuse with a final error: each reaches
@@ -1149,7 +1174,7 @@ fn sip_error_responses_end_the_xmpp_call_with_the_mapped_reason() {
             invites[0].body_text()
         );
     }
-    drop(w);
+    w.finish();
 }
 
 /// alice gives up while the phone rings: session-terminate `<cancel/>` → CANCEL.
@@ -1169,7 +1194,7 @@ fn xmpp_hangup_before_answer_cancels_the_invite() {
     let cancels = phone.received_requests("CANCEL");
     assert_eq!(cancels.len(), 1, "{}", phone.context());
     assert!(phone.received_requests("BYE").is_empty());
-    drop(w);
+    w.finish();
 }
 
 /// The INVITE for a call to `C/phone` goes to the phone's address `sip:bob@127.0.0.1:P`:
@@ -1188,7 +1213,7 @@ fn invite_request_uri_is_the_phones_address() {
     assert_eq!(invites.len(), 1, "{}", phone.context());
     assert_eq!(invites[0].request_uri(), Some(phone.uri().as_str()));
     assert_eq!(invites[0].header_uri("To"), Some(phone.uri().as_str()));
-    drop(w);
+    w.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1253,7 +1278,7 @@ fn sipp_rfc4733_digits_from_a_pcap_reach_the_xmpp_client() {
     let run = sipp.wait(T).expect("sipp result");
     assert_eq!(run.exit_code, Some(0), "{}", run.summary());
     assert_eq!(run.successful, 1, "{}", run.summary());
-    drop(w);
+    w.finish();
 }
 
 /// Harness check without stox: the generated pcap, replayed by SIPp into a baresip, carries
@@ -1334,7 +1359,7 @@ fn silent_sip_leg_ends_the_call_after_no_media_secs() {
         "no BYE at the phone? {}",
         run.summary()
     );
-    drop(w);
+    w.finish();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1373,11 +1398,28 @@ fn numbers(v: &Value, path: &str, out: &mut Vec<(String, f64)>) {
     }
 }
 
+/// The value of the Prometheus sample `name{labels}` in `text` (labels in any order; others
+/// may be present), e.g. `metric(t, "stox_rtp_packets_total", &[("leg", "sip"), ("dir", "in")])`.
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.rsplit_once(' '))
+        .find(|(series, _)| {
+            let (n, rest) = series.split_once('{').unwrap_or((series, ""));
+            n == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")))
+        })
+        .and_then(|(_, value)| value.trim().parse().ok())
+}
+
 /// A live SIP → XMPP call is listed with both legs, its codec, its state and packet counters
 /// that grow; `DELETE /api/v1/calls/{id}` hangs up both legs (BYE to the phone,
-/// session-terminate to alice), and the list is empty again.
+/// session-terminate to alice), and the list is empty again; `/metrics` counted the call,
+/// the RTP packets of both legs and the admin hang-up.
 #[test]
-fn admin_api_lists_a_live_call_and_delete_hangs_up_both_legs() {
+fn admin_api_lists_a_live_call_and_delete_hangs_up_both_legs_and_metrics_count_it() {
     let SipCall {
         w,
         mut alice,
@@ -1450,4 +1492,42 @@ fn admin_api_lists_a_live_call_and_delete_hangs_up_both_legs() {
         .admin_request("DELETE", &format!("/api/v1/calls/{id}"), None)
         .expect("DELETE again");
     assert_eq!(missing.status, 404, "{}", missing.body);
+
+    // Prometheus: one call each way counted, RTP relayed on both legs, ended by the admin.
+    let metrics =
+        stox_tests::stox::http_request(w.stox.admin_addr(), "GET", "/metrics", None, None)
+            .expect("GET /metrics");
+    assert_eq!(metrics.status, 200, "{}", metrics.body);
+    let m =
+        |name: &str, labels: &[(&str, &str)]| metric(&metrics.body, name, labels).unwrap_or(0.0);
+    assert_eq!(
+        m("stox_calls_total", &[("direction", "sip_to_xmpp")]),
+        1.0,
+        "{}",
+        metrics.body
+    );
+    assert_eq!(
+        m("stox_calls_answered_total", &[("direction", "sip_to_xmpp")]),
+        1.0
+    );
+    assert_eq!(
+        m("stox_calls_ended_total", &[("why", "admin")]),
+        1.0,
+        "{}",
+        metrics.body
+    );
+    assert_eq!(m("stox_calls_active", &[]), 0.0, "{}", metrics.body);
+    for leg in ["xmpp", "sip"] {
+        for dir in ["in", "out"] {
+            // 2.5 s at 50 packets/s each way.
+            let packets = m("stox_rtp_packets_total", &[("leg", leg), ("dir", dir)]);
+            assert!(
+                packets >= 50.0,
+                "{leg} {dir}: {packets} packets\n{}",
+                metrics.body
+            );
+            assert!(m("stox_rtp_bytes_total", &[("leg", leg), ("dir", dir)]) > packets);
+        }
+    }
+    w.finish();
 }
