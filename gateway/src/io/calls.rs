@@ -37,6 +37,8 @@ pub(super) struct CallIo {
     relay: Relay,
     events: mpsc::UnboundedSender<Event>,
     dialogs: HashMap<CallKey, InviteDialog>,
+    /// The SDP stox last gave each dialog (its answer, or its offer), for re-INVITEs.
+    local_sdp: HashMap<CallKey, LocalSdp>,
     media: HashMap<CallKey, CallId>,
     media_calls: HashMap<CallId, CallKey>,
     contact: rsipstack::sip::Uri,
@@ -63,6 +65,7 @@ impl CallIo {
             relay,
             events,
             dialogs: HashMap::new(),
+            local_sdp: HashMap::new(),
             media: HashMap::new(),
             media_calls: HashMap::new(),
             contact,
@@ -133,7 +136,9 @@ impl CallIo {
         self.next_key += 1;
         let key = self.next_key;
         self.dialogs.insert(key, dialog.clone());
-        forward_states(key, state_rx, self.events.clone(), true);
+        let sdp = LocalSdp::default();
+        self.local_sdp.insert(key, sdp.clone());
+        forward_states(key, state_rx, self.events.clone(), true, sdp);
         let mut d = dialog;
         tokio::spawn(async move {
             if let Err(e) = d.handle(&mut tx).await {
@@ -153,6 +158,9 @@ impl CallIo {
                 }
             }
             DialogAction::Accept { sdp } => {
+                if let Some(l) = self.local_sdp.get(&key) {
+                    l.set(sdp.clone());
+                }
                 if let Some(d) = self.dialogs.get(&key) {
                     let headers = vec![Header::ContentType("application/sdp".into())];
                     if let Err(e) = d.accept(Some(headers), Some(sdp)) {
@@ -161,6 +169,7 @@ impl CallIo {
                 }
             }
             DialogAction::Reject { code, reason } => {
+                self.local_sdp.remove(&key);
                 if let Some(d) = self.dialogs.remove(&key) {
                     let reason = (!reason.is_empty()).then(|| reason.replace(['\r', '\n'], " "));
                     if let Err(e) = d.reject(Some(StatusCode::from(code)), reason) {
@@ -169,6 +178,7 @@ impl CallIo {
                 }
             }
             DialogAction::Hangup => {
+                self.local_sdp.remove(&key);
                 if let Some(d) = self.dialogs.remove(&key) {
                     tokio::spawn(async move {
                         if let Err(e) = d.hangup().await {
@@ -229,7 +239,10 @@ impl CallIo {
         };
         info!(call = key, to = %req.uri, "INVITE sent");
         self.dialogs.insert(key, dialog);
-        forward_states(key, state_rx, self.events.clone(), false);
+        let sdp = LocalSdp::default();
+        sdp.set(req.body.clone());
+        self.local_sdp.insert(key, sdp.clone());
+        forward_states(key, state_rx, self.events.clone(), false, sdp);
         let events = self.events.clone();
         tokio::spawn(async move {
             let event = match handle.await {
@@ -266,6 +279,15 @@ impl CallIo {
 
     /// Drops the dialog of a call the core forgot after the SIP side ended it.
     pub(super) fn dialog_ended(&mut self, key: CallKey, event: &DialogEvent) {
+        if matches!(
+            event,
+            DialogEvent::Bye
+                | DialogEvent::Cancelled
+                | DialogEvent::Terminated
+                | DialogEvent::Failed { .. }
+        ) {
+            self.local_sdp.remove(&key);
+        }
         if matches!(
             event,
             DialogEvent::Bye
@@ -379,15 +401,113 @@ impl CallIo {
 /// Turns a dialog's state changes into [`DialogEvent`]s. Client dialogs report only what the
 /// final response does not (180/183, and a BYE from the callee); their outcome comes from the
 /// INVITE's result.
+/// The SDP stox last sent in a dialog, shared with the dialog's state task.
+#[derive(Clone, Default)]
+struct LocalSdp(Arc<std::sync::Mutex<Option<Vec<u8>>>>);
+
+impl LocalSdp {
+    fn set(&self, sdp: Vec<u8>) {
+        if let Ok(mut g) = self.0.lock() {
+            *g = Some(sdp);
+        }
+    }
+    fn get(&self) -> Option<Vec<u8>> {
+        self.0.lock().ok().and_then(|g| g.clone())
+    }
+}
+
+/// The answer to a re-INVITE (a session refresh, RFC 4028, or a direction change such as
+/// hold, RFC 3264 §8.4): the session stays as negotiated, so stox answers with the SDP it
+/// last sent, its direction mirrored to the offer's (sendonly ⇒ recvonly, inactive ⇒
+/// inactive, RFC 3264 §6.1). The relay keeps relaying what arrives.
+pub(super) fn reinvite_answer(ours: &[u8], offer: &[u8]) -> Vec<u8> {
+    let text = String::from_utf8_lossy(ours);
+    let offer = String::from_utf8_lossy(offer);
+    let offered = |d: &str| offer.lines().any(|l| l.trim() == format!("a={d}"));
+    let dir = if offered("inactive") {
+        "inactive"
+    } else if offered("sendonly") {
+        "recvonly"
+    } else if offered("recvonly") {
+        "sendonly"
+    } else {
+        "sendrecv"
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let bare = line.trim_end();
+        if matches!(
+            bare,
+            "a=sendrecv" | "a=sendonly" | "a=recvonly" | "a=inactive"
+        ) {
+            out.push_str("a=");
+            out.push_str(dir);
+            out.push_str("\r\n");
+        } else {
+            out.push_str(line);
+        }
+    }
+    out.into_bytes()
+}
+
 fn forward_states(
     key: CallKey,
     mut rx: rsipstack::dialog::dialog::DialogStateReceiver,
     events: mpsc::UnboundedSender<Event>,
     server: bool,
+    local_sdp: LocalSdp,
 ) {
     tokio::spawn(async move {
         while let Some(state) = rx.recv().await {
             let event = match (server, state) {
+                (_, DialogState::Updated(_, req, handle)) => {
+                    // A re-INVITE or UPDATE inside the call.
+                    let reply = match local_sdp.get() {
+                        Some(ours) if !req.body.is_empty() => {
+                            let sdp = reinvite_answer(&ours, &req.body);
+                            info!(call = key, "re-INVITE answered with the current session");
+                            handle
+                                .respond(
+                                    StatusCode::OK,
+                                    Some(vec![Header::ContentType("application/sdp".into())]),
+                                    Some(sdp),
+                                )
+                                .await
+                        }
+                        Some(ours) => {
+                            // An offerless re-INVITE: our SDP is the offer, the ACK the answer.
+                            handle
+                                .respond(
+                                    StatusCode::OK,
+                                    Some(vec![Header::ContentType("application/sdp".into())]),
+                                    Some(ours),
+                                )
+                                .await
+                        }
+                        None => handle.reply(StatusCode::RequestPending).await,
+                    };
+                    if reply.is_err() {
+                        debug!(call = key, "re-INVITE transaction gone");
+                    }
+                    None
+                }
+                (_, DialogState::Info(_, req, handle)) => {
+                    // SIP INFO (e.g. application/dtmf-relay): acknowledged; DTMF reaches the
+                    // XMPP side as RFC 4733 in RTP only.
+                    let ct = req
+                        .headers
+                        .iter()
+                        .find(|h| h.name().eq_ignore_ascii_case("content-type"))
+                        .map(|h| h.value().to_string())
+                        .unwrap_or_default();
+                    info!(call = key, content_type = %ct, "SIP INFO acknowledged (not translated)");
+                    let _ = handle.reply(StatusCode::OK).await;
+                    None
+                }
+                (_, DialogState::Options(_, _, handle)) => {
+                    let _ = handle.reply(StatusCode::OK).await;
+                    None
+                }
                 (true, DialogState::Confirmed(..)) => Some(DialogEvent::Confirmed),
                 (true, DialogState::Terminated(_, TerminatedReason::UacCancel)) => {
                     Some(DialogEvent::Cancelled)
@@ -417,4 +537,33 @@ fn forward_states(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reinvite_answer;
+
+    const OURS: &str = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+
+    #[test]
+    fn reinvite_answers_mirror_the_offered_direction() {
+        for (offered, answered) in [
+            ("a=sendrecv", "a=sendrecv"),
+            ("a=sendonly", "a=recvonly"),
+            ("a=recvonly", "a=sendonly"),
+            ("a=inactive", "a=inactive"),
+            ("", "a=sendrecv"),
+        ] {
+            let offer = format!("v=0\r\nm=audio 1 RTP/AVP 0\r\n{offered}\r\n");
+            let got =
+                String::from_utf8(reinvite_answer(OURS.as_bytes(), offer.as_bytes())).unwrap();
+            assert!(got.contains(&format!("{answered}\r\n")), "{offered}: {got}");
+            assert_eq!(got.matches("a=").count(), 2, "{got}");
+            assert!(
+                got.starts_with("v=0\r\no=- 1 2 "),
+                "same session version: {got}"
+            );
+        }
+    }
 }
