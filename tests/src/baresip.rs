@@ -100,6 +100,8 @@ pub struct BaresipOptions {
     pub domain: Option<String>,
     /// Send every request through this proxy (the account's `outbound`).
     pub outbound_proxy: Option<SocketAddr>,
+    /// Reach the outbound proxy over TCP (`;transport=tcp`) instead of UDP.
+    pub outbound_tcp: bool,
     /// REGISTER interval in seconds (`regint`); 0 (default) never registers.
     pub register_interval: u32,
     /// Digest password (`auth_pass`).
@@ -124,6 +126,7 @@ impl BaresipOptions {
             codecs: Codecs::OpusAndPcmu,
             domain: None,
             outbound_proxy: None,
+            outbound_tcp: false,
             register_interval: 0,
             password: None,
             auto_answer: false,
@@ -571,6 +574,8 @@ impl Drop for Baresip {
 /// One SIP message from baresip's `-s` trace.
 #[derive(Clone, Debug)]
 pub struct TracedSip {
+    /// The transport of the trace line, `UDP` or `TCP`.
+    pub transport: String,
     /// `src` of the trace line, e.g. `127.0.0.1:5060`.
     pub src: String,
     /// `dst` of the trace line.
@@ -583,10 +588,16 @@ pub struct TracedSip {
 
 /// Parses the SIP trace that `baresip -s` writes into its log: each message is preceded by
 /// `ESC[36;1m#`, then `UDP 127.0.0.1:A -> 127.0.0.1:B`, then the message, then `ESC[;m`.
+///
+/// Direction: a message to `own_port` was received, one from it was sent. A TCP connection
+/// baresip opened itself runs from an ephemeral port; connections to baresip land on
+/// `own_port`, so on a connection with neither end at `own_port` the first message was
+/// baresip's, and its source is baresip's end.
 pub fn parse_sip_trace(log: &[u8], own_port: u16) -> Vec<TracedSip> {
     const START: &[u8] = b"\x1b[36;1m#\n";
     const END: &[u8] = b"\x1b[;m";
     let own = format!(":{own_port}");
+    let mut local_ends: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut out = Vec::new();
     let mut rest = log;
     while let Some(at) = find(rest, START) {
@@ -599,16 +610,28 @@ pub fn parse_sip_trace(log: &[u8], own_port: u16) -> Vec<TracedSip> {
         let raw = &rest[eol + 1..eol + 1 + body_end];
         rest = &rest[eol + 1 + body_end..];
         let mut parts = line.split_whitespace();
-        let (_transport, src, _arrow, dst) =
+        let (transport, src, _arrow, dst) =
             (parts.next(), parts.next(), parts.next(), parts.next());
-        let (Some(src), Some(dst)) = (src, dst) else {
+        let (Some(transport), Some(src), Some(dst)) = (transport, src, dst) else {
             continue;
+        };
+        let received = if dst.ends_with(&own) {
+            true
+        } else if src.ends_with(&own) {
+            false
+        } else if local_ends.contains(dst) {
+            true
+        } else {
+            // A connection baresip opened: this end is its own from now on.
+            local_ends.insert(src.to_string());
+            false
         };
         if let Some(message) = SipMessage::parse(raw) {
             out.push(TracedSip {
+                transport: transport.to_string(),
                 src: src.to_string(),
                 dst: dst.to_string(),
-                received: dst.ends_with(&own),
+                received,
                 message,
             });
         }
@@ -714,7 +737,8 @@ fn account_line(o: &BaresipOptions, aor: &str) -> String {
         if o.auto_answer { "auto" } else { "manual" }
     );
     if let Some(proxy) = o.outbound_proxy {
-        let _ = write!(line, ";outbound=\"sip:{proxy}\"");
+        let transport = if o.outbound_tcp { ";transport=tcp" } else { "" };
+        let _ = write!(line, ";outbound=\"sip:{proxy}{transport}\"");
     }
     if let Some(password) = &o.password {
         let _ = write!(line, ";auth_pass={password}");
@@ -811,6 +835,18 @@ SIP/2.0 180 Ringing\r\nCall-ID: x\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n
         assert!(!trace[1].received);
         assert_eq!(trace[1].message.status(), Some(180));
         assert_eq!(trace[1].src, "127.0.0.1:6000");
+        assert_eq!(trace[1].transport, "UDP");
+
+        // TCP from an ephemeral port baresip opened: first message out, answers in.
+        let log = b"\x1b[36;1m#\nTCP 127.0.0.1:40001 -> 127.0.0.1:5060\n\
+INVITE sip:a@localhost SIP/2.0\r\nContent-Length: 0\r\n\r\n\x1b[;m\n\
+\x1b[36;1m#\nTCP 127.0.0.1:5060 -> 127.0.0.1:40001\n\
+SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n\x1b[;m\n";
+        let trace = parse_sip_trace(log, 6000);
+        assert_eq!(trace.len(), 2);
+        assert!(!trace[0].received);
+        assert!(trace[1].received);
+        assert_eq!(trace[1].transport, "TCP");
     }
 
     #[test]

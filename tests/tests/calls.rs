@@ -369,8 +369,13 @@ struct SipCall {
 /// (`Answer::Auto`: `<ringing/>`, then `<proceed/>`, then accepts the session-initiate).
 /// Checks the XEP-0353 proposal, the 180, the session-initiate and that alice hears 440 Hz.
 fn sip_call_to_alice(w: Calls, codecs: Codecs) -> SipCall {
+    let phone = w.phone("carol", codecs);
+    sip_call_to_alice_from(w, phone)
+}
+
+/// [`sip_call_to_alice`] from a phone of the test's own making.
+fn sip_call_to_alice_from(w: Calls, mut phone: Baresip) -> SipCall {
     let mut alice = w.alice(Answer::Auto);
-    let mut phone = w.phone("carol", codecs);
     let caller = format!("{}/phone", w.contact(&phone));
 
     phone.dial(&w.alice_uri()).expect("dial");
@@ -504,7 +509,7 @@ fn sip_phone_calls_xmpp_client_default_media_config_xmpp_hangs_up() {
         mut alice,
         mut phone,
         sid,
-        ..
+        caller,
     } = sip_call_to_alice(Calls::start_default_media(), Codecs::OpusAndPcmu);
     talk();
 
@@ -513,7 +518,16 @@ fn sip_phone_calls_xmpp_client_default_media_config_xmpp_hangs_up() {
         .expect_event("terminated", &sid, T)
         .expect("terminated");
     assert_eq!(ended.str("by"), Some("local"));
+    // A duplicate session-terminate (StanzaJS and wrtc may send two) must not hang up twice.
+    alice
+        .send_raw(&format!(
+            "<iq xmlns='jabber:client' type='set' id='dup-terminate' to='{caller}'>\
+             <jingle xmlns='{NS_JINGLE}' action='session-terminate' sid='{sid}'>\
+             <reason><success/></reason></jingle></iq>"
+        ))
+        .expect("duplicate terminate");
     let closed = phone_closed(&mut phone, T);
+    std::thread::sleep(Duration::from_millis(500));
     let byes = phone.received_requests("BYE");
     assert_eq!(
         byes.len(),
@@ -523,6 +537,50 @@ fn sip_phone_calls_xmpp_client_default_media_config_xmpp_hangs_up() {
     );
     // The phone answered it.
     assert!(phone.sent_statuses().contains(&200));
+    assert_phone_heard(&phone, f64::from(CLIENT_HZ));
+    w.finish();
+}
+
+/// The same call with the phone reaching stox over SIP TCP (RFC 3261 §18; its outbound proxy
+/// is `sip:stox;transport=tcp`): every SIP message of the call runs on TCP, alice hangs up
+/// and stox's BYE reaches the phone on TCP too.
+#[test]
+fn sip_phone_over_tcp_calls_xmpp_client_xmpp_hangs_up() {
+    let w = Calls::start("");
+    let mut options = BaresipOptions::new("carol", PHONE_HZ).sip_trace(true);
+    options.outbound_proxy = Some(w.stox.sip_addr());
+    options.outbound_tcp = true;
+    let phone = Baresip::start(options).expect("baresip");
+    let SipCall {
+        w,
+        mut alice,
+        mut phone,
+        sid,
+        ..
+    } = sip_call_to_alice_from(w, phone);
+    talk();
+    alice.hangup(&sid).expect("hangup");
+    phone_closed(&mut phone, T);
+    let trace = phone.sip_trace();
+    // Everything but the ACK: baresip sends the 2xx ACK to stox's Contact, which carries no
+    // `;transport=tcp` (reported; stox also listens on UDP, so the call works).
+    let udp: Vec<String> = trace
+        .iter()
+        .filter(|t| t.transport != "TCP" && t.message.method() != Some("ACK"))
+        .map(|t| format!("{} {}", t.transport, t.message.start_line))
+        .collect();
+    assert!(udp.is_empty(), "SIP outside TCP: {udp:?}");
+    let ok = trace
+        .iter()
+        .find(|t| t.received && t.message.status() == Some(200))
+        .expect("200 OK");
+    eprintln!(
+        "200 OK over {} with Contact {:?}",
+        ok.transport,
+        ok.message.header("Contact")
+    );
+    let byes = phone.received_requests("BYE");
+    assert_eq!(byes.len(), 1, "{}", phone.context());
     assert_phone_heard(&phone, f64::from(CLIENT_HZ));
     w.finish();
 }
