@@ -31,6 +31,7 @@ use serde_json::Value;
 use stox_tests::baresip::{Baresip, BaresipOptions, Codecs};
 use stox_tests::jingle_peer::{Answer, CallOptions, JinglePeer, PeerOptions};
 use stox_tests::process::temp_dir;
+use stox_tests::scenarios::RawRequest;
 use stox_tests::sipp::{pcmu_tone_with_rfc4733, write_rtp_pcap};
 use stox_tests::{sip_contact_jid, Prosody, ProsodyOptions, Sipp, Stox, PASSWORD};
 
@@ -830,6 +831,44 @@ fn sip_cancel_after_session_initiate_terminates_with_cancel() {
     w.finish();
 }
 
+/// INVITEs stox cannot bridge get 488 Not Acceptable Here at once and never ring alice: an
+/// offer of G.729 only (no codec the relay passes through: Opus, PCMU, PCMA, G722), and an
+/// INVITE without an offer (no delayed offer yet).
+#[test]
+fn invite_without_a_relayable_offer_gets_488() {
+    let w = Calls::start("");
+    let mut alice = w.alice(Answer::Auto);
+    let uri = w.alice_uri();
+    let g729 = "v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+                m=audio 4000 RTP/AVP 18\r\na=rtpmap:18 G729/8000\r\na=sendrecv\r\n";
+    for (what, request) in [
+        (
+            "G.729 only",
+            RawRequest::new("INVITE", &uri)
+                .header("Contact", "<sip:carol@127.0.0.1:4999>")
+                .body("application/sdp", g729.as_bytes()),
+        ),
+        (
+            "no SDP",
+            RawRequest::new("INVITE", &uri).header("Contact", "<sip:carol@127.0.0.1:4999>"),
+        ),
+    ] {
+        let exchange = request.send_udp(w.stox.sip_addr()).expect("INVITE");
+        assert_eq!(
+            exchange.status(),
+            Some(488),
+            "{what}\n{}",
+            exchange.summary()
+        );
+    }
+    let rang = alice.expect(Duration::from_secs(1), |e| e.kind() == "propose");
+    assert!(
+        rang.is_err(),
+        "alice was proposed a call stox cannot bridge"
+    );
+    w.finish();
+}
+
 /// alice declines (`<reject/>` with `<decline/>`): the phone gets 603 Decline.
 #[test]
 fn xmpp_decline_answers_the_invite_603() {
@@ -1175,6 +1214,36 @@ fn xmpp_call_to_busy_phone_ends_with_busy() {
         .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
     assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
     assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+    w.finish();
+}
+
+/// bob's phone rings and rings: after `[calls] no_answer_secs` (3 s here) stox gives up on
+/// it too: CANCEL to the phone, session-terminate `<timeout/>` to alice.
+#[test]
+fn xmpp_call_to_phone_that_never_answers_times_out() {
+    let w = Calls::start("[calls]\nno_answer_secs = 3\n");
+    let mut alice = w.alice(Answer::Auto);
+    let mut phone = w.phone("bob", Codecs::OpusAndPcmu);
+    let contact = w.contact(&phone);
+    let started = Instant::now();
+    let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+    phone.expect_event("CALL_INCOMING", T).expect("INVITE");
+    let ended = alice
+        .expect_event("terminated", &sid, Duration::from_secs(15))
+        .unwrap_or_else(|e| panic!("the unanswered call did not end: {e:#}"));
+    let waited = started.elapsed();
+    assert_eq!(ended.str("reason"), Some("timeout"), "{ended}");
+    assert!(
+        waited >= Duration::from_millis(2500) && waited < Duration::from_secs(12),
+        "the ring timeout is 3 s, the call ended after {waited:?}"
+    );
+    phone_closed(&mut phone, T);
+    assert_eq!(
+        phone.received_requests("CANCEL").len(),
+        1,
+        "{}",
+        phone.context()
+    );
     w.finish();
 }
 
