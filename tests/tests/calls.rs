@@ -730,6 +730,60 @@ fn two_concurrent_calls_keep_their_audio_apart() {
     w.finish();
 }
 
+/// alice has two devices online: alice/a (rings, answers later) and alice/b (answers at
+/// once). The `<propose/>` to the bare JID rings both (XEP-0353 §3.1); the session goes to
+/// the device that proceeded first only; a late `<proceed/>` from the other device starts no
+/// second session and does not disturb the call.
+#[test]
+fn sip_call_rings_every_device_and_goes_to_the_first_that_proceeds() {
+    let w = Calls::start("");
+    let mut desk = w.alice(Answer::Manual);
+    let mut mobile =
+        JinglePeer::connect(&w.prosody, "alice", PASSWORD, "b", PeerOptions::tone(880))
+            .expect("alice/b online");
+    let mut phone = w.phone("carol", Codecs::OpusAndPcmu);
+    phone.dial(&w.alice_uri()).expect("dial");
+    let sid = desk
+        .expect(T, |e| e.kind() == "propose")
+        .expect("alice/a rings")
+        .sid()
+        .expect("sid")
+        .to_string();
+    mobile
+        .expect_event("propose", &sid, T)
+        .expect("alice/b rings with the same proposal");
+    let incoming = mobile
+        .expect_event("incoming", &sid, T)
+        .unwrap_or_else(|e| panic!("no session-initiate to the device that proceeded: {e:#}"));
+    assert_eq!(incoming.value["jmi"], true);
+    phone
+        .expect_event("CALL_ESTABLISHED", T)
+        .expect("established");
+    mobile
+        .wait_tone(&sid, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("alice/b does not hear the phone: {e:#}"));
+
+    // The desk answers too late.
+    desk.proceed(&sid).expect("late proceed");
+    let second = desk.expect(Duration::from_secs(2), |e| e.kind() == "incoming");
+    assert!(
+        second.is_err(),
+        "a second session went to alice/a: {second:?}"
+    );
+    assert!(received_jingle(&desk, &sid, "session-initiate").is_empty());
+    mobile
+        .wait_tone(&sid, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("the late proceed disturbed the call: {e:#}"));
+    talk();
+    phone.hangup().expect("hangup");
+    mobile
+        .expect_event("terminated", &sid, T)
+        .expect("terminated");
+    phone_closed(&mut phone, T);
+    assert_phone_heard(&phone, 880.0);
+    w.finish();
+}
+
 /// carol dials an XMPP user who is not online (dave, registered, no session; Prosody without
 /// offline storage bounces the `<propose/>` with service-unavailable): the INVITE fails at
 /// once with a final error, not after the ring timeout. (stox answers 403, its RFC 7247 §7
