@@ -32,6 +32,7 @@
 //! Run: `cargo build -p stox-gateway --bin stox && cargo test -p stox-tests --test calls --
 //! --test-threads=4` (about a minute; the pcap tests need root for SIPp's `play_pcap_audio`).
 
+use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, Ordering};
 use std::time::{Duration, Instant};
 
@@ -42,7 +43,7 @@ use stox_tests::jingle_peer::{Answer, CallOptions, JinglePeer, PeerOptions};
 use stox_tests::process::temp_dir;
 use stox_tests::scenarios::RawRequest;
 use stox_tests::sipp::{pcmu_tone_with_rfc4733, write_rtp_pcap};
-use stox_tests::{sip_contact_jid, Prosody, ProsodyOptions, Sipp, Stox, PASSWORD};
+use stox_tests::{sip_contact_jid, Prosody, ProsodyOptions, SipMessage, Sipp, Stox, PASSWORD};
 
 const T: Duration = Duration::from_secs(10);
 /// The SIP phone's tone.
@@ -1549,6 +1550,205 @@ fn silent_sip_leg_ends_the_call_after_no_media_secs() {
         "no BYE at the phone? {}",
         run.summary()
     );
+    w.finish();
+}
+
+/// G.711 μ-law decoding (ITU-T G.711).
+fn ulaw_to_linear(code: u8) -> i16 {
+    let u = !code;
+    let exponent = (u >> 4) & 0x07;
+    let mantissa = i32::from(u & 0x0f);
+    let magnitude = (((mantissa << 3) + 0x84) << exponent) - 0x84;
+    (if u & 0x80 != 0 { -magnitude } else { magnitude }) as i16
+}
+
+/// A phone behind a NAT, written by hand over UDP: its SDP says RTP port X, but it sends its
+/// RTP from another socket Y (a NAT would rewrite the source port). It receives on Y only.
+struct NatPhone {
+    sip: UdpSocket,
+    rtp: UdpSocket,
+    advertised: UdpSocket,
+    call_id: String,
+    from_tag: String,
+    to: String,
+    contact: String,
+    media: SocketAddr,
+}
+
+impl NatPhone {
+    fn request_head(&self, method: &str, uri: &str, cseq: u32, to: &str) -> String {
+        let local = self.sip.local_addr().expect("addr");
+        format!(
+            "{method} {uri} SIP/2.0\r\n\
+             Via: SIP/2.0/UDP {local};rport;branch=z9hG4bK{method}{cseq}{}\r\n\
+             Max-Forwards: 70\r\n\
+             From: <sip:nat@{local}>;tag={}\r\n\
+             To: {to}\r\n\
+             Call-ID: {}\r\n\
+             CSeq: {cseq} {method}\r\n\
+             Contact: <sip:nat@{local}>\r\n",
+            self.from_tag, self.from_tag, self.call_id
+        )
+    }
+
+    /// Reads SIP until a final response to `cseq_method`; returns it.
+    fn final_response(&self, cseq_method: &str) -> SipMessage {
+        let deadline = Instant::now() + T;
+        let mut buf = vec![0u8; 65536];
+        while Instant::now() < deadline {
+            self.sip
+                .set_read_timeout(Some(Duration::from_millis(200)))
+                .expect("timeout");
+            let Ok((n, _)) = self.sip.recv_from(&mut buf) else {
+                continue;
+            };
+            let Some(m) = SipMessage::parse(&buf[..n]) else {
+                continue;
+            };
+            if m.status().is_some_and(|s| s >= 200)
+                && m.header("CSeq").is_some_and(|c| c.ends_with(cseq_method))
+            {
+                return m;
+            }
+        }
+        panic!("no final response to {cseq_method}");
+    }
+
+    /// INVITE `uri` through stox with a PCMU offer on port X; 200 OK; ACK.
+    fn call(stox: SocketAddr, uri: &str) -> NatPhone {
+        let bind = || UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).expect("bind");
+        let mut phone = NatPhone {
+            sip: bind(),
+            rtp: bind(),
+            advertised: bind(),
+            call_id: format!("nat-{}@127.0.0.1", std::process::id()),
+            from_tag: "natphone".to_string(),
+            to: format!("<{uri}>"),
+            contact: String::new(),
+            media: SocketAddr::from((Ipv4Addr::LOCALHOST, 0)),
+        };
+        let x = phone.advertised.local_addr().expect("addr").port();
+        let sdp = format!(
+            "v=0\r\no=nat 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+             m=audio {x} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=ptime:20\r\na=sendrecv\r\n"
+        );
+        let invite = format!(
+            "{}Content-Type: application/sdp\r\nContent-Length: {}\r\n\r\n{sdp}",
+            phone.request_head("INVITE", uri, 1, &phone.to),
+            sdp.len()
+        );
+        phone.sip.send_to(invite.as_bytes(), stox).expect("INVITE");
+        let ok = phone.final_response("INVITE");
+        assert_eq!(
+            ok.status(),
+            Some(200),
+            "{}",
+            String::from_utf8_lossy(&ok.raw)
+        );
+        phone.to = ok.header("To").expect("To").to_string();
+        phone.contact = ok.header_uri("Contact").expect("Contact").to_string();
+        let answer = ok.body_text();
+        let port: u16 = answer
+            .lines()
+            .find_map(|l| l.strip_prefix("m=audio "))
+            .and_then(|l| l.split_whitespace().next())
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no m=audio in the answer:\n{answer}"));
+        assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+        phone.media = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        let ack = format!(
+            "{}Content-Length: 0\r\n\r\n",
+            phone.request_head("ACK", &phone.contact, 1, &phone.to)
+        );
+        phone.sip.send_to(ack.as_bytes(), stox).expect("ACK");
+        phone
+    }
+
+    /// BYE, answered 200.
+    fn hang_up(&self, stox: SocketAddr) {
+        let bye = format!(
+            "{}Content-Length: 0\r\n\r\n",
+            self.request_head("BYE", &self.contact, 2, &self.to)
+        );
+        self.sip.send_to(bye.as_bytes(), stox).expect("BYE");
+        assert_eq!(self.final_response("BYE").status(), Some(200));
+    }
+}
+
+/// Symmetric RTP (RFC 4961) on the SIP leg: a phone behind a NAT advertises RTP port X but
+/// sends from Y. stox latches on to Y: alice hears the phone's 500 Hz, and the phone hears
+/// alice's 660 Hz on Y (decoded from the PCMU stox sends there).
+#[test]
+fn sip_leg_latches_on_to_the_phones_actual_rtp_source() {
+    let w = Calls::start("");
+    let mut alice = w.alice(Answer::Auto);
+    let stox = w.stox.sip_addr();
+    let uri = w.alice_uri();
+    let phone = std::thread::scope(|scope| {
+        let dialing = scope.spawn(|| NatPhone::call(stox, &uri));
+        let propose = alice.expect(T, |e| e.kind() == "propose");
+        let phone = dialing.join().expect("phone thread");
+        (phone, propose)
+    });
+    let (phone, propose) = phone;
+    let sid = propose.expect("propose").sid().expect("sid").to_string();
+    alice.wait_connected(&sid, T).expect("connected");
+
+    // 3 s of 500 Hz from Y, while collecting what stox sends to Y.
+    let packets = pcmu_tone_with_rfc4733(
+        500.0,
+        Duration::from_secs(3),
+        "",
+        Duration::ZERO,
+        Duration::ZERO,
+    );
+    let rtp = phone.rtp.try_clone().expect("clone");
+    let media = phone.media;
+    let sender = std::thread::spawn(move || {
+        let start = Instant::now();
+        for (at, packet) in packets {
+            if let Some(wait) = at.checked_sub(start.elapsed()) {
+                std::thread::sleep(wait);
+            }
+            let _ = rtp.send_to(&packet, media);
+        }
+    });
+    let mut heard: Vec<i16> = Vec::new();
+    let mut sources = std::collections::HashSet::new();
+    let mut buf = [0u8; 2048];
+    let until = Instant::now() + Duration::from_millis(3200);
+    while Instant::now() < until {
+        phone
+            .rtp
+            .set_read_timeout(Some(Duration::from_millis(100)))
+            .expect("timeout");
+        if let Ok((n, from)) = phone.rtp.recv_from(&mut buf) {
+            if n > 12 && buf[1] & 0x7f == 0 {
+                sources.insert(from);
+                heard.extend(buf[12..n].iter().map(|&b| ulaw_to_linear(b)));
+            }
+        }
+    }
+    sender.join().expect("sender");
+    alice
+        .wait_tone(&sid, 500.0, TOL, 0.02, T)
+        .unwrap_or_else(|e| panic!("alice does not hear the NATed phone: {e:#}"));
+    assert_eq!(
+        sources.into_iter().collect::<Vec<_>>(),
+        vec![media],
+        "RTP to the phone comes from the port of stox's answer"
+    );
+    let analysis = stox_tests::audio::analyse_samples(&heard, 8000, 0.5);
+    assert!(
+        analysis.is_tone(f64::from(CLIENT_HZ), TOL) && analysis.rms > RMS_FLOOR,
+        "the phone should hear 660 Hz on its real RTP port, heard {analysis:?} in {} samples",
+        heard.len()
+    );
+
+    phone.hang_up(stox);
+    alice
+        .expect_event("terminated", &sid, T)
+        .expect("BYE ends the session");
     w.finish();
 }
 
