@@ -26,11 +26,13 @@
 //! once, CANCEL before and after session-initiate, decline (603), busy (486) both ways, the
 //! SIP error → Jingle reason table, ring timeouts both ways (480 + `<retract/>`, CANCEL +
 //! `<timeout/>`), an offline callee, 488 for offers stox cannot relay, a silent SIP leg
-//! (`no_media_secs`), a duplicate session-terminate, and the admin API's calls and metrics.
+//! (`no_media_secs`), a duplicate session-terminate, both devices of the callee ringing (the
+//! first to proceed gets the call), the phone's hold/resume re-INVITEs, symmetric RTP latching
+//! toward a phone behind a NAT, and the admin API's calls and metrics.
 //! Every test ends with no ERROR and no panic in stox's log.
 //!
 //! Run: `cargo build -p stox-gateway --bin stox && cargo test -p stox-tests --test calls --
-//! --test-threads=4` (about a minute; the pcap tests need root for SIPp's `play_pcap_audio`).
+//! --test-threads=4` (one to two minutes; the pcap tests need root for SIPp's `play_pcap_audio`).
 
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicU16, Ordering};
