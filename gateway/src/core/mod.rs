@@ -44,6 +44,7 @@ use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
 pub mod call;
+pub mod presence;
 
 pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
 
