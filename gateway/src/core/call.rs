@@ -1015,7 +1015,13 @@ impl Gateway {
         }
         let (cond, text) = stanza::error_of(stanza_el).unwrap_or((None, None));
         let cond = cond.unwrap_or(DefinedCondition::UndefinedCondition);
-        let code = crate::translate::error::xmpp_to_sip(&cond, true, false);
+        let code = match cond {
+            // A call to a user with no online resource (Prosody bounces the <propose> with
+            // service-unavailable when it has no offline storage for it): RFC 3261 §21.4.18
+            // 480 "not logged in" says it better than RFC 7247's 403 for messages.
+            DefinedCondition::ServiceUnavailable | DefinedCondition::RecipientUnavailable => 480,
+            _ => crate::translate::error::xmpp_to_sip(&cond, true, false),
+        };
         info!(
             call = key,
             code,

@@ -42,6 +42,9 @@ pub(super) struct CallIo {
     media: HashMap<CallKey, CallId>,
     media_calls: HashMap<CallId, CallKey>,
     contact: rsipstack::sip::Uri,
+    /// The Contact for dialogs that run over TCP (`;transport=tcp`, RFC 3261 §8.1.1.8), so
+    /// that the ACK and in-dialog requests come back over the same transport.
+    contact_tcp: Option<rsipstack::sip::Uri>,
     proxy: Option<SocketAddr>,
     transport: Transport,
     next_key: CallKey,
@@ -55,11 +58,19 @@ impl CallIo {
         relay: Relay,
         events: mpsc::UnboundedSender<Event>,
         local: SocketAddr,
+        tcp_local: Option<SocketAddr>,
         proxy: Option<SocketAddr>,
         transport: Transport,
     ) -> anyhow::Result<CallIo> {
         let contact = rsipstack::sip::Uri::try_from(format!("sip:stox@{local}").as_str())
             .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
+        let contact_tcp = match tcp_local {
+            Some(a) => Some(
+                rsipstack::sip::Uri::try_from(format!("sip:stox@{a};transport=tcp").as_str())
+                    .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?,
+            ),
+            None => None,
+        };
         Ok(CallIo {
             layer,
             relay,
@@ -69,6 +80,7 @@ impl CallIo {
             media: HashMap::new(),
             media_calls: HashMap::new(),
             contact,
+            contact_tcp,
             proxy,
             transport,
             next_key: 0,
@@ -118,21 +130,25 @@ impl CallIo {
             return Err(Box::new(tx));
         }
         let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
-        let dialog = match self.layer.get_or_create_server_invite(
-            &tx,
-            state_tx,
-            None,
-            Some(self.contact.clone()),
-        ) {
-            Ok(d) => d,
-            Err(e) => {
-                warn!(error = %e, "cannot create a dialog for an INVITE");
-                tokio::spawn(async move {
-                    let _ = tx.reply(StatusCode::ServerInternalError).await;
-                });
-                return Ok(None);
-            }
+        let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
+        let contact = match (&self.contact_tcp, reliable) {
+            (Some(tcp), true) => tcp.clone(),
+            _ => self.contact.clone(),
         };
+        let dialog =
+            match self
+                .layer
+                .get_or_create_server_invite(&tx, state_tx, None, Some(contact))
+            {
+                Ok(d) => d,
+                Err(e) => {
+                    warn!(error = %e, "cannot create a dialog for an INVITE");
+                    tokio::spawn(async move {
+                        let _ = tx.reply(StatusCode::ServerInternalError).await;
+                    });
+                    return Ok(None);
+                }
+            };
         self.next_key += 1;
         let key = self.next_key;
         self.dialogs.insert(key, dialog.clone());
@@ -228,7 +244,10 @@ impl CallIo {
             destination,
             content_type: req.content_type.clone(),
             offer: Some(req.body.clone()),
-            contact: self.contact.clone(),
+            contact: match (&self.contact_tcp, self.transport) {
+                (Some(tcp), Transport::Tcp) => tcp.clone(),
+                _ => self.contact.clone(),
+            },
             headers: (!headers.is_empty()).then_some(headers),
             ..Default::default()
         };

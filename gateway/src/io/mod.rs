@@ -213,6 +213,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         relay,
         events_tx.clone(),
         sip_local,
+        tcp_local,
         proxy.map(|(_, a)| a),
         default_transport,
     )?;

@@ -574,3 +574,25 @@ fn relay_failure_ends_the_call_both_ways() {
     // The admin API finds nothing to hang up any more.
     assert!(!h.gw.hangup_call(1));
 }
+
+#[test]
+fn a_bounced_propose_answers_480() {
+    let mut h = Harness::new();
+    let out = h.invite(1);
+    let propose = stanzas(&out)
+        .into_iter()
+        .find(|s| jmi(s).is_some())
+        .unwrap()
+        .clone();
+    let id = propose.attr("id").unwrap();
+    let out = h.stanza(&format!(
+        "<message xmlns='jabber:component:accept' type='error' id='{id}' from='alice@localhost' to='{CAROL}/phone'>\
+<error type='cancel'><service-unavailable xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/></error></message>"
+    ));
+    assert!(
+        matches!(actions(&out)[..], [DialogAction::Reject { code: 480, .. }]),
+        "{out:?}"
+    );
+    assert!(stanzas(&out).is_empty(), "nothing goes back to a bounce");
+    assert!(h.gw.calls().is_empty());
+}
