@@ -3,3 +3,4 @@ pub mod address;
 pub mod call;
 pub mod error;
 pub mod im;
+pub mod presence;

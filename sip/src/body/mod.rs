@@ -16,6 +16,7 @@ pub mod cpim;
 pub mod html;
 pub mod imdn;
 pub mod iscomposing;
+pub mod pidf;
 pub mod text;
 mod xml;
 
