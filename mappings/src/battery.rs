@@ -216,6 +216,59 @@ fn outbox_concurrent_pushes_get_distinct_seqs(s: &Store) {
     assert_eq!(pending, seqs.into_iter().collect::<Vec<_>>());
 }
 
+fn presence_tables_are_separate_namespaces(s: &Store) {
+    use crate::PresenceTable::*;
+    let p = &s.presence;
+    p.put(Watches, "alice@localhost sip:carol@pbx", b"w1")
+        .unwrap();
+    p.put(Watchers, "alice@localhost sip:carol@pbx", b"n1")
+        .unwrap();
+    p.put(Watches, "alice@localhost sip:bob@pbx", b"w2")
+        .unwrap();
+    assert_eq!(
+        p.get(Watches, "alice@localhost sip:carol@pbx").unwrap(),
+        Some(b"w1".to_vec())
+    );
+    assert_eq!(
+        p.get(Watchers, "alice@localhost sip:carol@pbx").unwrap(),
+        Some(b"n1".to_vec())
+    );
+    assert_eq!(
+        p.get(Authorizations, "alice@localhost sip:carol@pbx")
+            .unwrap(),
+        None
+    );
+    let keys: Vec<String> = p
+        .list(Watches)
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(
+        keys,
+        vec![
+            "alice@localhost sip:bob@pbx",
+            "alice@localhost sip:carol@pbx"
+        ]
+    );
+    // Overwrite, remove, remove again.
+    p.put(Watches, "alice@localhost sip:bob@pbx", b"w3")
+        .unwrap();
+    assert_eq!(
+        p.get(Watches, "alice@localhost sip:bob@pbx").unwrap(),
+        Some(b"w3".to_vec())
+    );
+    assert!(p.remove(Watches, "alice@localhost sip:bob@pbx").unwrap());
+    assert!(!p.remove(Watches, "alice@localhost sip:bob@pbx").unwrap());
+    assert_eq!(p.list(Watches).unwrap().len(), 1);
+    assert_eq!(p.list(Watchers).unwrap().len(), 1);
+    assert!(p.list(Published).unwrap().is_empty());
+    assert!(matches!(
+        p.put(Published, "", b"x"),
+        Err(StoreError::EmptyKey(_))
+    ));
+}
+
 /// Runs every function of the battery against one backend, each test on a fresh store.
 macro_rules! backend {
     (@tests $fixture:expr; $($test:ident),* $(,)?) => {
@@ -244,6 +297,7 @@ macro_rules! backend {
                 outbox_is_a_fifo,
                 outbox_seq_order_past_256,
                 outbox_concurrent_pushes_get_distinct_seqs,
+                presence_tables_are_separate_namespaces,
             );
         }
     };

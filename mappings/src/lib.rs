@@ -7,6 +7,8 @@
 //!   Kamailio's gwmap does it), used before the RFC 7247 §5 algorithmic mapping.
 //! - [`Outbox`]: a durable FIFO of messages not yet handed over (while the XMPP link is down,
 //!   and for in-flight messages so that a crash or a restart does not lose them).
+//! - [`PresenceStore`]: presence authorizations, subscriptions in both directions and
+//!   published state (RFC 8048, RFC 3903), as opaque records per [`PresenceTable`].
 //!
 //! Backends: [`SledStore`] (embedded, on disk, one sled `Tree` per concern) and [`MemoryStore`]
 //! (tests, and deployments that accept losing state). The traits are deliberately small and
@@ -106,6 +108,53 @@ pub trait Outbox: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
+/// The tables of presence state (issue 4, RFC 8048): what survives a restart so that nobody
+/// has to subscribe again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum PresenceTable {
+    /// Long-lived authorizations (who may see whom), RFC 8048 §5.
+    Authorizations,
+    /// Subscriptions stox holds toward SIP contacts for XMPP users (its SUBSCRIBE dialogs).
+    Watches,
+    /// Subscriptions SIP watchers hold toward XMPP users (stox notifies them).
+    Watchers,
+    /// Presence SIP UAs PUBLISHed to stox (RFC 3903), by entity.
+    Published,
+}
+
+impl PresenceTable {
+    /// Every table.
+    pub const ALL: [PresenceTable; 4] = [
+        PresenceTable::Authorizations,
+        PresenceTable::Watches,
+        PresenceTable::Watchers,
+        PresenceTable::Published,
+    ];
+
+    /// The table's name (the sled tree is `presence.<name>`).
+    pub fn name(self) -> &'static str {
+        match self {
+            PresenceTable::Authorizations => "authorizations",
+            PresenceTable::Watches => "watches",
+            PresenceTable::Watchers => "watchers",
+            PresenceTable::Published => "published",
+        }
+    }
+}
+
+/// Presence records: opaque values (the gateway serializes them) under string keys, one
+/// namespace per [`PresenceTable`].
+pub trait PresenceStore: Send + Sync {
+    /// Stores `value` under `key`, replacing what was there, durably before returning.
+    fn put(&self, table: PresenceTable, key: &str, value: &[u8]) -> Result<(), StoreError>;
+    /// The value under `key`, if any.
+    fn get(&self, table: PresenceTable, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes `key`, durably; whether it was there.
+    fn remove(&self, table: PresenceTable, key: &str) -> Result<bool, StoreError>;
+    /// Every record of a table, ordered by key.
+    fn list(&self, table: PresenceTable) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+}
+
 /// All of the gateway's persistent state, one handle per concern.
 #[derive(Clone)]
 pub struct Store {
@@ -113,6 +162,8 @@ pub struct Store {
     pub mappings: Arc<dyn MappingStore>,
     /// Messages not yet handed over.
     pub outbox: Arc<dyn Outbox>,
+    /// Presence authorizations, subscriptions and published state.
+    pub presence: Arc<dyn PresenceStore>,
 }
 
 impl Store {
@@ -122,7 +173,8 @@ impl Store {
         let store = Arc::new(SledStore::open(path)?);
         Ok(Store {
             mappings: store.clone(),
-            outbox: store,
+            outbox: store.clone(),
+            presence: store,
         })
     }
 
@@ -131,7 +183,8 @@ impl Store {
         let store = Arc::new(MemoryStore::new());
         Store {
             mappings: store.clone(),
-            outbox: store,
+            outbox: store.clone(),
+            presence: store,
         }
     }
 }

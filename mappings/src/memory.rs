@@ -5,12 +5,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::StoreError;
 use crate::{mapping_keys, normalize_jid, normalize_sip, trimmed, Mapping, MappingStore, Outbox};
+use crate::{PresenceStore, PresenceTable};
 
 /// State kept in process memory only; lost when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     mappings: Mutex<Mappings>,
     outbox: Mutex<Queue>,
+    presence: Mutex<BTreeMap<(PresenceTable, String), Vec<u8>>>,
 }
 
 #[derive(Debug, Default)]
@@ -117,5 +119,33 @@ impl Outbox for MemoryStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         Ok(())
+    }
+}
+
+impl PresenceStore for MemoryStore {
+    fn put(&self, table: PresenceTable, key: &str, value: &[u8]) -> Result<(), StoreError> {
+        if key.is_empty() {
+            return Err(StoreError::EmptyKey("presence"));
+        }
+        lock(&self.presence).insert((table, key.to_owned()), value.to_vec());
+        Ok(())
+    }
+
+    fn get(&self, table: PresenceTable, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.presence).get(&(table, key.to_owned())).cloned())
+    }
+
+    fn remove(&self, table: PresenceTable, key: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.presence)
+            .remove(&(table, key.to_owned()))
+            .is_some())
+    }
+
+    fn list(&self, table: PresenceTable) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(lock(&self.presence)
+            .iter()
+            .filter(|((t, _), _)| *t == table)
+            .map(|((_, k), v)| (k.clone(), v.clone()))
+            .collect())
     }
 }

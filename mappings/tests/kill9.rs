@@ -8,11 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stox_mappings::Store;
+use stox_mappings::{PresenceTable, Store};
 
 const CHILD_DIR: &str = "STOX_MAPPINGS_KILL9_CHILD_DIR";
 const TEST_NAME: &str = "flushed_outbox_items_survive_sigkill";
 const FLUSHED: usize = 500;
+const PRESENCE: usize = 50;
 
 fn item(i: usize) -> Vec<u8> {
     format!("item-{i}").into_bytes()
@@ -25,6 +26,13 @@ fn child(dir: &str) -> ! {
         store.outbox.push(&item(i)).unwrap();
     }
     store.outbox.flush().unwrap();
+    // Presence records are durable when `put` returns.
+    for i in 0..PRESENCE {
+        store
+            .presence
+            .put(PresenceTable::Watchers, &format!("w{i:03}"), &item(i))
+            .unwrap();
+    }
     // On a line of its own: libtest has already written "test <name> ... " without a newline.
     println!("\nflushed");
     // Keep the store busy (unflushed writes) until the parent kills us.
@@ -93,6 +101,14 @@ fn flushed_outbox_items_survive_sigkill() {
         assert_eq!(bytes, format!("extra-{k}").as_bytes());
     }
     assert!(pending.windows(2).all(|w| w[0].0 < w[1].0));
+    let watchers = store.presence.list(PresenceTable::Watchers).unwrap();
+    assert_eq!(watchers.len(), PRESENCE, "every presence record survived");
+    for (i, (key, value)) in watchers.iter().enumerate() {
+        assert_eq!(
+            (key.as_str(), value),
+            (format!("w{i:03}").as_str(), &item(i))
+        );
+    }
     // And the counter resumes past everything that survived.
     let last = pending.last().map(|p| p.0).unwrap();
     assert!(store.outbox.push(b"after").unwrap() > last);
