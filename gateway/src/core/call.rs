@@ -378,9 +378,10 @@ impl Gateway {
         let Some(c) = self.calls.by_key.get(&key) else {
             return;
         };
+        // The text may come from the SIP side (a reason phrase): only XML-safe characters.
         let reason = Reason {
             condition: cond,
-            text: (!text.is_empty()).then(|| text.to_owned()),
+            text: (!text.is_empty()).then(|| stanza::xml_safe(text).into_owned()),
         };
         let s = if c.dir == Dir::SipToXmpp && c.state == State::Proposed {
             jmi_message(
@@ -824,7 +825,7 @@ impl Gateway {
             let mut t = Jingle::new(Action::SessionTerminate, &j.sid);
             t.reason = Some(Reason {
                 condition: cond,
-                text: Some(text),
+                text: Some(stanza::xml_safe(&text).into_owned()),
             });
             let id = this.fresh_id();
             this.stanza_out(iq_set(&gw, &from, &id, &t));

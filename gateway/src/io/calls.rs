@@ -187,7 +187,12 @@ impl CallIo {
             DialogAction::Reject { code, reason } => {
                 self.local_sdp.remove(&key);
                 if let Some(d) = self.dialogs.remove(&key) {
-                    let reason = (!reason.is_empty()).then(|| reason.replace(['\r', '\n'], " "));
+                    // The text may come from XMPP: no control characters in a SIP header.
+                    let reason: String = reason
+                        .chars()
+                        .map(|c| if c.is_control() { ' ' } else { c })
+                        .collect();
+                    let reason = (!reason.trim().is_empty()).then_some(reason);
                     if let Err(e) = d.reject(Some(StatusCode::from(code)), reason) {
                         debug!(call = key, error = %e, "reject");
                     }
