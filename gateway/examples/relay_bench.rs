@@ -19,7 +19,8 @@
 //!   and processing plus two loopback hops, without the peers' own encryption or scheduling.
 //!   A control pair of sockets in the peer process measures the loopback hop alone.
 //! - **Loss**: per direction, datagrams the peers put on the wire against datagrams that came
-//!   back, over the whole media phase plus a 1 s drain; the relay's own counters and the
+//!   back, over the whole media phase plus a drain (until nothing arrived for 1 s, at most
+//!   30 s: late packets are not lost); the relay's own counters and the
 //!   kernel's per-socket drop counters (`/proc/net/udp`) say where a loss happened.
 //! - **CPU**: utime + stime of each process (`/proc/self/stat`) over the measurement window
 //!   (media phase minus the warm-up), per 1,000 packets the relay sent (both legs), and the
@@ -54,8 +55,10 @@ type Res<T> = Result<T, Box<dyn Error>>;
 
 /// RTP audio at 20 ms packetisation: 50 packets/s.
 const PTIME: Duration = Duration::from_millis(20);
-/// How long receivers keep listening after the senders stop.
+/// Receivers stop once nothing has arrived for this long after the senders stopped...
 const DRAIN: Duration = Duration::from_secs(1);
+/// ...or this long after the senders stopped: what is still queued then counts as lost.
+const MAX_DRAIN: Duration = Duration::from_secs(30);
 /// The client's SSRC on the XMPP leg, and the phone's on the SIP leg.
 const CLIENT_SSRC: u32 = 7;
 const PHONE_SSRC: u32 = 9;
@@ -503,7 +506,7 @@ async fn relay_main(o: Opts) -> Res<()> {
          relay_drops={relay_drops} peer_drops={} x2s_p50={:.3} x2s_p99={:.3} s2x_p50={:.3} \
          s2x_p99={:.3} p99={:.3} base_p99={:.3} relay_cpu_pct={relay_pct:.1} cpu_per_1k_ms={per_1k:.3} \
          peers_cpu_pct={peers_pct:.1} other_cpu_pct={other_pct:.1} load={load_media} \
-         rss_kib_per_call={:.1} rss_mib={:.1} setup_s={:.2}",
+         rss_kib_per_call={:.1} rss_mib={:.1} setup_s={:.2} offered={} lag_p99={:.3}",
         o.calls,
         o.secs,
         sx + ss,
@@ -517,6 +520,8 @@ async fn relay_main(o: Opts) -> Res<()> {
         kib(rss_media),
         rss_media as f64 / 1024.0,
         setup_in.as_secs_f64(),
+        o.calls as u64 * 2 * o.secs * 1000 / PTIME.as_millis() as u64,
+        p("lag_p99") / 1000.0,
     );
     Ok(())
 }
@@ -591,6 +596,14 @@ fn try_recv(sock: &UdpSocket, buf: &mut [u8]) -> Option<(usize, SocketAddr, u64)
         .ok()
 }
 
+/// Whether a datagram is waiting on the socket (`FIONREAD`).
+fn queued(sock: &UdpSocket) -> bool {
+    let mut n: libc::c_int = 0;
+    // SAFETY: a valid socket descriptor and a c_int out-parameter, as FIONREAD wants.
+    let r = unsafe { libc::ioctl(sock.as_raw_fd(), libc::FIONREAD, &mut n) };
+    r == 0 && n > 0
+}
+
 fn u64_at(b: &[u8], at: usize) -> Option<u64> {
     Some(u64::from_be_bytes(b.get(at..at + 8)?.try_into().ok()?))
 }
@@ -639,7 +652,7 @@ impl PeerStats {
     }
 }
 
-/// When media starts, when the warm-up ends, when sending stops, and when receiving stops.
+/// When media starts, when the warm-up ends, when sending stops, and when receiving must stop.
 #[derive(Clone, Copy)]
 struct Window {
     start: Instant,
@@ -653,7 +666,7 @@ fn window(t0: Instant, o: Opts) -> Window {
         start: t0,
         warm_ns: realtime_ns() + o.warmup * 1_000_000_000,
         stop: t0 + Duration::from_secs(o.secs),
-        exit: t0 + Duration::from_secs(o.secs) + DRAIN,
+        exit: t0 + Duration::from_secs(o.secs) + MAX_DRAIN,
     }
 }
 
@@ -719,14 +732,12 @@ async fn peers_main(o: Opts) -> Res<()> {
         }
         rtc.add_remote_candidate(Candidate::host(relay_xmpp.parse()?, "udp")?);
         let phase = PTIME * i as u32 / o.calls as u32;
-        tasks.push(tokio::spawn(peer_call(
-            rtc,
-            client,
-            phone,
-            relay_sip.parse()?,
-            phase,
-            start_rx.clone(),
-        )));
+        let (relay_sip, start) = (relay_sip.parse()?, start_rx.clone());
+        // The sockets outlive the call's task, so that their kernel drop counters can be read.
+        tasks.push(tokio::spawn(async move {
+            let st = peer_call(rtc, &client, &phone, relay_sip, phase, start).await;
+            (st, client, phone)
+        }));
     }
     let (a, b) = (bind_timestamped()?, bind_timestamped()?);
     let control = tokio::spawn(loopback_control(a, b, start_rx.clone()));
@@ -745,11 +756,15 @@ async fn peers_main(o: Opts) -> Res<()> {
     tokio::time::sleep_until(w.stop.into()).await;
     let cpu_b = cpu_ms();
     let mut all = PeerStats::default();
+    let mut sockets = Vec::with_capacity(o.calls);
     for t in tasks {
-        all.merge(t.await?);
+        let (st, client, phone) = t.await?;
+        all.merge(st);
+        sockets.push((client, phone));
     }
     let mut base = control.await?;
     let drops = udp_drops(&ports).saturating_sub(drops0);
+    drop(sockets);
     for v in [&mut all.lat_x2s, &mut all.lat_s2x, &mut all.lag, &mut base] {
         v.sort_unstable();
     }
@@ -785,8 +800,8 @@ async fn peers_main(o: Opts) -> Res<()> {
 /// One call's peers: the str0m client on the XMPP leg and the phone on the SIP leg.
 async fn peer_call(
     mut rtc: Rtc,
-    client: UdpSocket,
-    phone: UdpSocket,
+    client: &UdpSocket,
+    phone: &UdpSocket,
     relay_sip: SocketAddr,
     phase: Duration,
     mut start: watch::Receiver<Option<Window>>,
@@ -803,6 +818,7 @@ async fn peer_call(
     let mut tick: Option<tokio::time::Interval> = None;
     let (mut seq_c, mut seq_p) = (1u64, 0u16);
     let mut rx_ts = 0u64;
+    let mut last_rx = Instant::now();
     loop {
         let timeout = loop {
             match rtc.poll_output() {
@@ -833,8 +849,12 @@ async fn peer_call(
                 Err(_) => return st,
             }
         };
-        let deadline = win.map_or(timeout, |w| timeout.min(w.exit));
-        if win.is_some_and(|w| Instant::now() >= w.exit) {
+        // Late packets are not lost: keep reading while they come, up to MAX_DRAIN.
+        let exit = win.map(|w| (w.stop.max(last_rx) + DRAIN).min(w.exit));
+        let deadline = exit.map_or(timeout, |e| timeout.min(e));
+        // A starved task must not mistake its own lateness for silence: leave only with both
+        // sockets empty.
+        if exit.is_some_and(|e| Instant::now() >= e) && !queued(client) && !queued(phone) {
             return st;
         }
         let next_tick = async {
@@ -846,8 +866,9 @@ async fn peer_call(
         tokio::select! {
             r = client.readable() => {
                 if r.is_ok() {
-                    if let Some((n, src, ts)) = try_recv(&client, &mut buf) {
+                    if let Some((n, src, ts)) = try_recv(client, &mut buf) {
                         rx_ts = ts;
+                        last_rx = Instant::now();
                         if let Ok(contents) = buf[..n].try_into() {
                             let _ = rtc.handle_input(Input::Receive(Instant::now(), Receive {
                                 proto: Protocol::Udp, source: src, destination: local, contents,
@@ -858,7 +879,8 @@ async fn peer_call(
             }
             r = phone.readable() => {
                 if r.is_ok() {
-                    if let Some((n, _, ts)) = try_recv(&phone, &mut pbuf) {
+                    if let Some((n, _, ts)) = try_recv(phone, &mut pbuf) {
+                        last_rx = Instant::now();
                         let d = &pbuf[..n];
                         if is_rtp(d) {
                             if let Ok(p) = rtp_types::RtpPacket::parse(d) {
