@@ -12,7 +12,9 @@
 //!   back with the same contents and payload type ids), Jingle / XEP-0353 elements through
 //!   their parsers (`to_element` reparses equal);
 //! - the core's call bridge over random INVITEs, JMI messages, Jingle iqs, dialog and relay
-//!   events: one final response per INVITE, one reply per Jingle iq set, no leaked media.
+//!   events: one final response per INVITE, one reply per Jingle iq set, no leaked media;
+//! - PIDF bodies (RFC 3863/4480) through the reader, the writer and the RFC 8048
+//!   translation (`fuzz/src/pidf_checks.rs`), random and spliced into real documents.
 //!
 //! The checks are the ones of the cargo-fuzz targets (`fuzz/src/checks.rs`, included
 //! below); every file under `fuzz/regressions/<target>/` is replayed through its target.
@@ -23,6 +25,9 @@
 #[path = "../../fuzz/src/checks.rs"]
 #[allow(dead_code)]
 mod checks;
+
+#[path = "../../fuzz/src/pidf_checks.rs"]
+mod pidf_checks;
 
 use std::path::{Path, PathBuf};
 
@@ -622,4 +627,35 @@ fn bug_4_blank_receipt_id() {
         .parse()
         .expect("xml");
     checks::check_stanza_to_sip(&e);
+}
+
+proptest! {
+    #![proptest_config(config())]
+
+    #[test]
+    fn pidf_bytes_through_reader_writer_and_translation(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
+        pidf_checks::pidf(&data);
+    }
+}
+
+/// Every PIDF vector of `sip/tests/vectors/pidf/`, as a body (first byte even) and as template
+/// fields (first byte odd), through the same checks.
+#[test]
+fn pidf_vectors_through_the_checks() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../sip/tests/vectors/pidf");
+    let mut n = 0;
+    for entry in std::fs::read_dir(&dir).expect("pidf vectors") {
+        let path = entry.expect("entry").path();
+        if path.extension().and_then(|e| e.to_str()) != Some("xml") {
+            continue;
+        }
+        let body = std::fs::read(&path).expect("read vector");
+        for first in [0u8, 1] {
+            let mut data = vec![first];
+            data.extend_from_slice(&body);
+            pidf_checks::pidf(&data);
+        }
+        n += 1;
+    }
+    assert!(n >= 10, "only {n} PIDF vectors in {}", dir.display());
 }
