@@ -26,16 +26,16 @@ const COMPACT: &[(&str, &str)] = &[
     ("v", "via"),
 ];
 
-fn same_header(a: &str, b: &str) -> bool {
-    let long = |n: &str| -> String {
-        let n = n.trim().to_ascii_lowercase();
-        COMPACT
-            .iter()
-            .find(|(c, _)| *c == n)
-            .map(|(_, l)| (*l).to_string())
-            .unwrap_or(n)
-    };
-    long(a) == long(b)
+/// The long form of a header name (compact forms expanded), without allocating;
+/// the comparison that follows is case-insensitive.
+fn long_name(n: &str) -> &str {
+    let n = n.trim();
+    if n.len() == 1 {
+        if let Some((_, long)) = COMPACT.iter().find(|(c, _)| c.eq_ignore_ascii_case(n)) {
+            return long;
+        }
+    }
+    n
 }
 
 /// An incoming SIP request.
@@ -56,9 +56,10 @@ pub struct SipRequest {
 impl SipRequest {
     /// The first value of a header, by long or compact name, case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
+        let name = long_name(name);
         self.headers
             .iter()
-            .find(|(n, _)| same_header(n, name))
+            .find(|(n, _)| long_name(n).eq_ignore_ascii_case(name))
             .map(|(_, v)| v.trim())
     }
 }
@@ -127,6 +128,10 @@ mod tests {
         assert_eq!(r.header("From"), Some("<sip:x@y>;tag=1"));
         assert_eq!(r.header("c"), Some("text/plain"));
         assert_eq!(r.header("subject"), None);
+        assert_eq!(r.header(" F "), Some("<sip:x@y>;tag=1"));
+        assert_eq!(r.header("CONTENT-TYPE"), Some("text/plain"));
+        assert!(long_name(" I ").eq_ignore_ascii_case("Call-ID"));
+        assert_eq!(long_name("Via"), "Via");
     }
 
     #[test]

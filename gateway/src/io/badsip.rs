@@ -147,9 +147,12 @@ fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
 
-/// A UDP socket that answers unparseable requests before the stack sees them.
+/// A UDP socket that answers unparseable requests before the stack sees them,
+/// and runs the transactions of out-of-dialog MESSAGEs itself when given a
+/// [`nist::Table`](super::nist::Table).
 pub struct GuardedUdp {
     inner: Arc<tokio::net::UdpSocket>,
+    fast: Option<Arc<super::nist::Table>>,
 }
 
 impl GuardedUdp {
@@ -157,6 +160,18 @@ impl GuardedUdp {
     pub fn new(inner: tokio::net::UdpSocket) -> GuardedUdp {
         GuardedUdp {
             inner: Arc::new(inner),
+            fast: None,
+        }
+    }
+
+    /// Wraps a bound socket whose MESSAGE transactions `fast` handles.
+    pub fn with_fast_path(
+        inner: Arc<tokio::net::UdpSocket>,
+        fast: Arc<super::nist::Table>,
+    ) -> GuardedUdp {
+        GuardedUdp {
+            inner,
+            fast: Some(fast),
         }
     }
 }
@@ -173,11 +188,17 @@ impl StackUdpSocket for GuardedUdp {
             }
             let framed = datagram_length(packet).and_then(|n| {
                 rsipstack::sip::SipMessage::try_from(&packet[..n])
-                    .map(|_| n)
+                    .map(|msg| (n, msg))
                     .map_err(|e| e.to_string())
             });
             match framed {
-                Ok(n) => return Ok((n, addr)),
+                Ok((n, msg)) => match &self.fast {
+                    Some(fast) => match fast.offer(msg, addr) {
+                        super::nist::Offer::Taken => continue,
+                        super::nist::Offer::NotMine => return Ok((n, addr)),
+                    },
+                    None => return Ok((n, addr)),
+                },
                 Err(why) => {
                     metrics::counter!("stox_sip_malformed_total").increment(1);
                     match bad_request_response(packet, &why) {

@@ -4,6 +4,7 @@
 
 pub mod badsip;
 mod calls;
+pub mod nist;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -33,6 +34,8 @@ struct Reply {
 
 enum Event {
     Sip(Box<Transaction>),
+    /// A MESSAGE over UDP whose transaction `nist` runs (no rsipstack transaction).
+    Udp(Box<nist::Incoming>),
     Response(TxId, Result<SipResponse, SendFailure>),
     Dialog(CallKey, DialogEvent),
     Relay(crate::media::relay::RelayEvent),
@@ -65,18 +68,39 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let store = stox_mappings::Store::open_sled(&config.store.path)
         .with_context(|| format!("opening the store at {}", config.store.path.display()))?;
 
+    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
+    let outstanding = Arc::new(AtomicUsize::new(0));
+    let max_pending = config.sip.max_pending_requests;
+
     let cancel = CancellationToken::new();
     let transport_layer = TransportLayer::new(cancel.clone());
     let mut udp_local = None;
     let mut tcp_local = None;
+    let mut udp_fast: Option<Arc<nist::Table>> = None;
     for listen in config.listens()? {
         match listen.transport {
             ListenTransport::Udp => {
                 let socket = bind_udp(listen.addr)
                     .with_context(|| format!("binding SIP UDP {}", listen.addr))?;
                 let local = socket.local_addr()?;
+                let socket = Arc::new(socket);
+                let to_core = events_tx.clone();
+                let fast = nist::Table::new(
+                    socket.clone(),
+                    concat!("stox/", env!("CARGO_PKG_VERSION")),
+                    outstanding.clone(),
+                    max_pending,
+                    move |m| {
+                        let ev = match m {
+                            nist::ToCore::Request(r) => Event::Udp(Box::new(r)),
+                            nist::ToCore::Response(id, r) => Event::Response(id, r),
+                        };
+                        to_core.send(ev).is_ok()
+                    },
+                );
+                udp_fast.get_or_insert(fast.clone());
                 let conn = rsipstack::transport::udp::UdpConnection::from_socket(
-                    Arc::new(badsip::GuardedUdp::new(socket)),
+                    Arc::new(badsip::GuardedUdp::with_fast_path(socket, fast)),
                     None,
                     Some(cancel.child_token()),
                 )
@@ -150,7 +174,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let link_up = Arc::new(AtomicBool::new(false));
-    let (events_tx, mut events) = mpsc::unbounded_channel::<Event>();
     let (admin_calls, mut admin_calls_rx) = mpsc::unbounded_channel();
     let forward = events_tx.clone();
     tokio::spawn(async move {
@@ -227,9 +250,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     // Server transactions come in on their own task so that the loop below
     // only ever sees whole requests.
     let sip_events = events_tx.clone();
-    let outstanding = Arc::new(AtomicUsize::new(0));
     let in_progress = outstanding.clone();
-    let max_pending = config.sip.max_pending_requests;
     tokio::spawn(async move {
         while let Some(mut tx) = incoming.recv().await {
             // Overload control (RFC 3261 §21.5.4): refuse at once rather than
@@ -250,6 +271,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     });
 
     let mut replies: HashMap<TxId, oneshot::Sender<Reply>> = HashMap::new();
+    let mut udp_replies: HashMap<TxId, nist::Pending> = HashMap::new();
     let mut next_server_tx: TxId = 1;
     let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
     let mut media_metrics = tokio::time::interval(Duration::from_secs(1));
@@ -263,7 +285,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 let now = Instant::now();
                 let mut next = Some(ev);
                 while let Some(ev) = next.take() {
-                    on_event(&mut gateway, now, ev, &mut call_io, &mut replies, &mut next_server_tx, &outstanding);
+                    match ev {
+                        // The UDP fast path answers through `udp_replies`.
+                        Event::Udp(incoming) => on_udp_request(&mut gateway, now, *incoming, &mut udp_replies, &mut next_server_tx),
+                        ev => on_event(&mut gateway, now, ev, &mut call_io, &mut replies, &mut next_server_tx, &outstanding),
+                    }
                     // Drain whatever else is already queued before the outputs.
                     next = events.try_recv().ok();
                 }
@@ -327,6 +353,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     };
                     if let Some(r) = replies.remove(&tx) {
                         let _ = r.send(Reply { code, headers });
+                    } else if let Some(p) = udp_replies.remove(&tx) {
+                        p.reply(code, headers);
                     }
                 }
                 Output::Stanza(s) => {
@@ -342,6 +370,16 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     }
                 }
                 Output::SipSend { tx, req, transport } => {
+                    // MESSAGE over UDP to an IP address: `nist` runs the transaction.
+                    let req = match (&udp_fast, transport, sender.udp_local) {
+                        (Some(fast), Transport::Udp, Some(local)) => {
+                            match fast.send_request(tx, req, local, sender.proxy) {
+                                None => continue,
+                                Some(req) => req,
+                            }
+                        }
+                        _ => req,
+                    };
                     let sender = sender.clone();
                     tokio::spawn(async move {
                         let result = send_request(&sender, req, transport).await;
@@ -417,6 +455,8 @@ fn on_event(
         Event::Sip(tx) => {
             on_server_transaction(gateway, now, *tx, call_io, replies, next, outstanding)
         }
+        // Handled in the loop, which holds the fast path's pending replies.
+        Event::Udp(_) => warn!("a fast-path MESSAGE reached on_event; dropped"),
         Event::Response(id, result) => {
             gateway.handle_input(now, Input::SipResponse { tx: id, result })
         }
@@ -518,6 +558,25 @@ fn on_server_transaction(
         outstanding.fetch_sub(1, Ordering::Relaxed);
     });
     gateway.handle_input(now, Input::SipRequest { tx: id, req: value });
+}
+
+fn on_udp_request(
+    gateway: &mut Gateway,
+    now: Instant,
+    incoming: nist::Incoming,
+    replies: &mut HashMap<TxId, nist::Pending>,
+    next: &mut TxId,
+) {
+    let id = *next;
+    *next += 1;
+    replies.insert(id, incoming.pending);
+    gateway.handle_input(
+        now,
+        Input::SipRequest {
+            tx: id,
+            req: incoming.req,
+        },
+    );
 }
 
 fn random_token(n: usize) -> String {

@@ -34,7 +34,7 @@ pub fn table(results: &[RunResult]) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  SIP responses",
+        "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  SIP responses",
         "direction",
         "offered",
         "sent",
@@ -49,6 +49,8 @@ pub fn table(results: &[RunResult]) -> String {
         "p99ms",
         "maxms",
         "stox%",
+        "st-us/m",
+        "pr-us/m",
         "st-thr",
         "pros%",
         "bench%",
@@ -63,7 +65,7 @@ pub fn table(results: &[RunResult]) -> String {
         let mem = r.stox_memory.unwrap_or_default();
         let _ = writeln!(
             out,
-            "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7.0} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  {}",
+            "{:<9} {:>7} {:>6} {:>6} {:>5} {:>4} {:>4} {:>7.0} {:>7.0} {:>7} {:>7} {:>7} {:>7} {:>6} {:>7} {:>7} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>4}  {}",
             r.direction.to_string(),
             r.offered_rate,
             s.sent,
@@ -78,6 +80,8 @@ pub fn table(results: &[RunResult]) -> String {
             ms(s.p99_us),
             ms(s.max_us),
             pct(r.cpu_stox),
+            pct(r.stox_us_per_msg),
+            pct(r.prosody_us_per_msg),
             pct(r.cpu_stox_thread),
             pct(r.cpu_prosody),
             pct(r.cpu_bench),
@@ -120,6 +124,8 @@ mod tests {
             cpu_bench: Some(3.0),
             cpu_stox_thread: Some(9.0),
             cpu_others: None,
+            stox_us_per_msg: Some(101.0),
+            prosody_us_per_msg: None,
             load_average: Some(1.25),
             stox_memory: Some(Memory {
                 rss_kb: 20480,

@@ -23,7 +23,9 @@ use tokio_xmpp::jid::Jid;
 
 use super::body::{now_us, Stamp};
 use super::pace::Pacer;
-use super::procstat::{load_average, memory, udp_rcvbuf_errors, CpuSampler, Memory};
+use super::procstat::{
+    clock_ticks_per_second, cpu_ticks, load_average, memory, udp_rcvbuf_errors, CpuSampler, Memory,
+};
 use super::sip::{bind, count_responses, run_sink, SinkCounters};
 use super::sipwire::message_request;
 use super::stats::{Recorder, Slot, Summary};
@@ -70,6 +72,11 @@ pub struct RunResult {
     /// CPU% of everything else on the machine (other users' builds, the kernel's softirqs
     /// outside these processes): machine busy minus stox, Prosody and the bench.
     pub cpu_others: Option<f64>,
+    /// stox's CPU time (user + system) over the whole run, drain included, per message
+    /// sent, µs: less sensitive to the machine's other load than the rates.
+    pub stox_us_per_msg: Option<f64>,
+    /// Prosody's CPU time over the whole run per message sent, µs.
+    pub prosody_us_per_msg: Option<f64>,
     /// The 1-minute load average at the end of the run.
     pub load_average: Option<f64>,
     /// stox's memory at the end of the run (VmRSS) and its peak so far (VmHWM).
@@ -163,12 +170,28 @@ impl Bench {
         let recorder = Arc::new(Recorder::new(run, messages));
         self.slot.set(recorder.clone());
         let drops_before = udp_rcvbuf_errors();
+        let ticks_before = [
+            cpu_ticks(self.peers.stox_pid),
+            cpu_ticks(self.peers.prosody_pid),
+        ];
         let started = Instant::now();
         match direction {
             Direction::SipToXmpp => self.sip_to_xmpp(&recorder, rate, messages).await?,
             Direction::XmppToSip => self.xmpp_to_sip(&recorder, rate, messages).await?,
         }
+        let ticks_after = [
+            cpu_ticks(self.peers.stox_pid),
+            cpu_ticks(self.peers.prosody_pid),
+        ];
         let summary = recorder.summary();
+        let sent = summary.sent;
+        let per_msg = |i: usize| {
+            let (Some(a), Some(b)) = (ticks_before[i], ticks_after[i]) else {
+                return None;
+            };
+            let secs = b.saturating_sub(a) as f64 / clock_ticks_per_second();
+            (sent > 0).then(|| secs * 1e6 / sent as f64)
+        };
         let until = summary.last_arrival_us.max(summary.first_send_us + 1);
         let cpu = self.sampler.window(summary.first_send_us, until);
         let cpu_of = |i: usize| cpu.process.get(i).copied().flatten();
@@ -183,6 +206,8 @@ impl Bench {
             cpu_bench: cpu_of(2),
             cpu_stox_thread: cpu.busiest_thread.first().copied().flatten(),
             cpu_others: cpu.machine.zip(ours).map(|(m, o)| (m - o).max(0.0)),
+            stox_us_per_msg: per_msg(0),
+            prosody_us_per_msg: per_msg(1),
             load_average: load_average(),
             stox_memory: memory(self.peers.stox_pid),
             udp_drops: udp_rcvbuf_errors()
