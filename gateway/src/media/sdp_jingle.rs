@@ -489,11 +489,14 @@ fn transport_from_media(m: &Media, s: &Session) -> Result<IceTransport, SdpJingl
     if t.ufrag.is_none() && t.candidates.is_empty() {
         // Plain RTP: the c= address and m= port are the one candidate there is.
         // An empty address (`c=IN IP4 /`) gives no candidate: there is nowhere to send to.
-        let connection = m
-            .connections
-            .first()
-            .or(s.connection.as_ref())
-            .filter(|c| !c.connection_address.split('/').next().unwrap_or_default().trim().is_empty());
+        let connection = m.connections.first().or(s.connection.as_ref()).filter(|c| {
+            !c.connection_address
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .is_empty()
+        });
         if let Some(c) = connection {
             let ip = c
                 .connection_address
