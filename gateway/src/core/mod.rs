@@ -29,6 +29,13 @@
 //! was written to a link that then died may thus arrive twice (at least once,
 //! never zero times); receivers can drop the duplicate by its id. A stox killed
 //! with SIGKILL resends its outbox at the next start.
+//!
+//! A server that shuts down (a Prosody restart) may have read stanzas it never
+//! delivers, and stox learns that the link is gone only when the socket closes,
+//! possibly after their windows closed with 200 OK. So the stanzas whose window
+//! closed within the last [`RESEND_HORIZON`] are kept in memory too, and go to the
+//! outbox with the pending ones when the link drops: more duplicates after a
+//! restart, no gap.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::Arc;
@@ -203,6 +210,10 @@ struct PendingOut {
     forced_tcp: bool,
 }
 
+/// How long a message answered 200 OK stays in memory to be sent again if the
+/// link drops (see the module doc: a restarting server may drop what it read).
+pub const RESEND_HORIZON: Duration = Duration::from_secs(1);
+
 /// RFC 3428 §4 methods stox accepts.
 const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS";
 
@@ -230,6 +241,8 @@ pub struct Gateway {
     next_tx: TxId,
     calls: call::Calls,
     call_settings: CallSettings,
+    /// Stanzas answered 200 OK within the last [`RESEND_HORIZON`], oldest first.
+    recent: VecDeque<(Instant, Element)>,
 }
 
 impl Gateway {
@@ -267,6 +280,7 @@ impl Gateway {
             next_tx: u64::MAX,
             calls: call::Calls::default(),
             call_settings,
+            recent: VecDeque::new(),
         })
     }
 
@@ -317,7 +331,17 @@ impl Gateway {
                 if let Some(tx) = p.tx {
                     self.reply(tx, 200, vec![]);
                 }
+                if let Some(stanza) = p.stanza {
+                    self.recent.push_back((deadline, stanza));
+                }
             }
+        }
+        while self
+            .recent
+            .front()
+            .is_some_and(|(t, _)| *t + RESEND_HORIZON < now)
+        {
+            self.recent.pop_front();
         }
     }
 
@@ -555,11 +579,23 @@ impl Gateway {
             pending = self.pending_in.len(),
             "XMPP link down: messages are stored until it is back"
         );
+        // Messages answered within the resend horizon may have been read by a
+        // server that is going away: stored too, ahead of the pending ones.
+        let mut stored_ok = true;
+        let recent = std::mem::take(&mut self.recent);
+        if !recent.is_empty() {
+            counter!("stox_messages_resent_recent_total").increment(recent.len() as u64);
+        }
+        for (_, stanza) in recent {
+            if let Err(e) = self.outbox.push(stanza::to_string(&stanza).as_bytes()) {
+                warn!(error = %e, "outbox write failed");
+                stored_ok = false;
+            }
+        }
         // Messages still in their window may not have reached the server:
         // store them (in arrival order) and answer 202; resent after reconnect.
         let pending = std::mem::take(&mut self.pending_in);
         let mut waiting = Vec::new();
-        let mut stored_ok = true;
         for p in pending.into_values() {
             if let (None, Some(stanza)) = (p.seq, &p.stanza) {
                 if let Err(e) = self.outbox.push(stanza::to_string(stanza).as_bytes()) {

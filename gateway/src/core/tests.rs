@@ -455,3 +455,37 @@ fn rfc3339_dates() {
         "2025-11-25T12:00:00Z"
     );
 }
+
+/// A server restart may drop stanzas it read just before the link closed: messages answered
+/// 200 within the last second are sent again after reconnect (at least once).
+#[test]
+fn messages_answered_just_before_a_link_drop_are_sent_again() {
+    let mut h = Harness::new();
+    for (tx, body) in [(1, "early"), (2, "late")] {
+        h.input(Input::SipRequest {
+            tx,
+            req: message(
+                "sip:alice@localhost",
+                "sip:carol@127.0.0.1:5080",
+                "text/plain",
+                body,
+            ),
+        });
+        let outs = h.advance();
+        assert_eq!(reply_code(&outs, tx), Some(200));
+        if tx == 1 {
+            // "early" leaves the resend horizon before the link drops.
+            h.now += RESEND_HORIZON + Duration::from_millis(500);
+            h.gw.handle_timeout(h.now);
+        }
+    }
+    h.now += Duration::from_millis(100);
+    h.input(Input::LinkDown);
+    assert_eq!(h.store.outbox.len().expect("len"), 1, "only the recent one");
+    let outs = h.input(Input::LinkUp);
+    let bodies: Vec<String> = stanzas(&outs).into_iter().map(body_of).collect();
+    assert_eq!(bodies, vec!["late".to_string()]);
+    // Its window closes again without a bounce: the outbox is empty.
+    h.advance();
+    assert_eq!(h.store.outbox.len().expect("len"), 0);
+}
