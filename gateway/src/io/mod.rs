@@ -500,6 +500,22 @@ fn on_event(
     }
 }
 
+/// The core's view of an rsipstack request (its body passed apart, so a caller that owns the
+/// request can move it).
+fn sip_request(req: &rsipstack::sip::Request, body: Vec<u8>, transport: Transport) -> SipRequest {
+    SipRequest {
+        method: req.method.to_string(),
+        uri: req.uri.to_string(),
+        headers: req
+            .headers
+            .iter()
+            .map(|h| (h.name().to_string(), h.value().to_string()))
+            .collect(),
+        body,
+        transport,
+    }
+}
+
 fn on_server_transaction(
     gateway: &mut Gateway,
     now: Instant,
@@ -513,18 +529,7 @@ fn on_server_transaction(
         Some(true) => Transport::Tcp,
         _ => Transport::Udp,
     };
-    let req = &tx.original;
-    let value = SipRequest {
-        method: req.method.to_string(),
-        uri: req.uri.to_string(),
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name().to_string(), h.value().to_string()))
-            .collect(),
-        body: req.body.clone(),
-        transport,
-    };
+    let value = sip_request(&tx.original, tx.original.body.clone(), transport);
     // INVITE dialogs and requests inside them belong to the call side.
     let mut tx = match call_io.on_transaction(tx) {
         Ok(call) => {

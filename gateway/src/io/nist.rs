@@ -235,7 +235,7 @@ impl Table {
         let Some((key, tag)) = self.key_of(&req) else {
             return Offer::NotMine;
         };
-        let req = match SipConnection::update_msg_received(
+        let mut req = match SipConnection::update_msg_received(
             req.into(),
             src,
             rsipstack::sip::transport::Transport::Udp,
@@ -293,17 +293,8 @@ impl Table {
         state.expiry.push_back((expires, key));
         drop(state);
         self.outstanding.fetch_add(1, Ordering::Relaxed);
-        let value = SipRequest {
-            method: req.method.to_string(),
-            uri: req.uri.to_string(),
-            headers: req
-                .headers
-                .iter()
-                .map(|h| (h.name().to_string(), h.value().to_string()))
-                .collect(),
-            body: req.body,
-            transport: Transport::Udp,
-        };
+        let body = std::mem::take(&mut req.body);
+        let value = super::sip_request(&req, body, Transport::Udp);
         let pending = Pending {
             table: self.clone(),
             key,
