@@ -487,7 +487,7 @@ impl Gateway {
             .is_some_and(|d| d.rtcp_mux);
         let gw = format!("{}/{CALL_RESOURCE}", from.to_bare());
         let peer = target.to_bare().to_string();
-        let sid = format!("{}", uuid::Uuid::new_v4());
+        let sid = self.fresh_uuid();
         let sip_party = req
             .header("From")
             .map(crate::sipmsg::uri_of_name_addr)

@@ -237,6 +237,7 @@ pub struct Gateway {
     pending_out: HashMap<TxId, PendingOut>,
     outputs: VecDeque<Output>,
     id_prefix: String,
+    id_seed: u64,
     next_id: u64,
     next_tx: TxId,
     calls: call::Calls,
@@ -274,6 +275,7 @@ impl Gateway {
             pending_out: HashMap::new(),
             outputs: VecDeque::new(),
             id_prefix: format!("stox-{id_seed:016x}-"),
+            id_seed,
             next_id: 0,
             // Client transaction ids count down from the top so they never
             // collide with the io layer's server ids.
@@ -376,6 +378,18 @@ impl Gateway {
     fn fresh_id(&mut self) -> String {
         self.next_id += 1;
         format!("{}{}", self.id_prefix, self.next_id)
+    }
+
+    /// A fresh id in UUID form (XEP-0353 session ids), made from the process seed and the
+    /// id counter: unique per process, and no randomness inside the sans-IO core.
+    fn fresh_uuid(&mut self) -> String {
+        self.next_id += 1;
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.id_seed.to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next_id.to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes)
+            .into_uuid()
+            .to_string()
     }
 
     // ---------------------------------------------------------------- SIP in
