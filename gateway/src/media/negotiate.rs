@@ -424,5 +424,41 @@ pub fn sip_remote(content: &Content) -> Option<std::net::SocketAddr> {
     (!ip.is_unspecified() && c.port != 0).then(|| std::net::SocketAddr::new(ip, c.port))
 }
 
+/// A relay answer with fixed, recognisable values (ports 40000-40002 on 127.0.0.1), for the
+/// tests of this module and of the call bridge.
+#[cfg(test)]
+pub(crate) mod testing {
+    use crate::media::relay::{CallId, CallStarted, LocalCandidate, Setup, SipLocal, XmppLocal};
+
+    /// What `Relay::spawn_call` would answer, with our DTLS `setup`.
+    pub(crate) fn started(setup: Setup) -> CallStarted {
+        let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
+        CallStarted {
+            id: CallId(1),
+            xmpp: XmppLocal {
+                ufrag: "uf".into(),
+                pwd: "pwpwpwpwpwpwpwpwpwpwpwpw".into(),
+                fingerprint_hash: "sha-256".into(),
+                fingerprint: "AB:CD".into(),
+                setup,
+                candidates: vec![LocalCandidate {
+                    foundation: "1".into(),
+                    component: 1,
+                    protocol: "udp".into(),
+                    priority: 2_130_706_431,
+                    addr: addr(40002),
+                    kind: "host".into(),
+                }],
+                ssrc: 1234,
+            },
+            sip: SipLocal {
+                rtp: addr(40000),
+                rtcp: addr(40001),
+                ssrc: 5678,
+            },
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests;

@@ -10,7 +10,8 @@ use xmpp_parsers::minidom::Element;
 
 use super::*;
 use crate::core::{Input, Output, Settings};
-use crate::media::relay::{CallId, LocalCandidate, Setup, SipLocal, XmppLocal};
+use crate::media::negotiate::testing::started;
+use crate::media::relay::Setup;
 use crate::sipmsg::Transport;
 
 const H: &str = "localhost";
@@ -27,34 +28,6 @@ struct Harness {
     now: Instant,
     /// Keys the relay "started".
     media: Vec<CallKey>,
-}
-
-fn started(setup: Setup) -> CallStarted {
-    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    CallStarted {
-        id: CallId(1),
-        xmpp: XmppLocal {
-            ufrag: "uf".into(),
-            pwd: "pwpwpwpwpwpwpwpwpwpwpwpw".into(),
-            fingerprint_hash: "sha-256".into(),
-            fingerprint: "AB:CD".into(),
-            setup,
-            candidates: vec![LocalCandidate {
-                foundation: "1".into(),
-                component: 1,
-                protocol: "udp".into(),
-                priority: 2_130_706_431,
-                addr: addr(40002),
-                kind: "host".into(),
-            }],
-            ssrc: 1234,
-        },
-        sip: SipLocal {
-            rtp: addr(40000),
-            rtcp: addr(40001),
-            ssrc: 5678,
-        },
-    }
 }
 
 impl Harness {

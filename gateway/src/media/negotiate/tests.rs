@@ -1,5 +1,5 @@
+use super::testing::started;
 use super::*;
-use crate::media::relay::{CallId, LocalCandidate, SipLocal, XmppLocal};
 use crate::media::sdp_jingle::{jingle_to_sdp, parse_sdp, sdp_to_jingle, Role, SdpParams};
 
 /// What baresip 1.0 offers with Opus, PCMU and telephone-event (plus a codec the relay does
@@ -12,34 +12,6 @@ m=video 10002 RTP/AVP 100\r\na=rtpmap:100 VP8/90000\r\n";
 
 fn media(sdp: &str, role: Role) -> JingleMedia {
     sdp_to_jingle(&parse_sdp(sdp.as_bytes()).unwrap(), role).unwrap()
-}
-
-fn started(setup: Setup) -> CallStarted {
-    let addr = |p| std::net::SocketAddr::from(([127, 0, 0, 1], p));
-    CallStarted {
-        id: CallId(7),
-        xmpp: XmppLocal {
-            ufrag: "uf".into(),
-            pwd: "pwpwpwpwpwpwpwpwpwpwpwpw".into(),
-            fingerprint_hash: "sha-256".into(),
-            fingerprint: "AB:CD".into(),
-            setup,
-            candidates: vec![LocalCandidate {
-                foundation: "1".into(),
-                component: 1,
-                protocol: "udp".into(),
-                priority: 2_130_706_431,
-                addr: addr(40002),
-                kind: "host".into(),
-            }],
-            ssrc: 1234,
-        },
-        sip: SipLocal {
-            rtp: addr(40000),
-            rtcp: addr(40001),
-            ssrc: 5678,
-        },
-    }
 }
 
 fn ids(pts: &[PayloadType]) -> Vec<u8> {
