@@ -597,32 +597,38 @@ fn sip_phone_over_tcp_calls_xmpp_client_xmpp_hangs_up() {
     w.finish();
 }
 
-/// carol offers PCMU only: stox offers alice PCMU (no transcoding), both hear at 8 kHz.
-#[test]
-fn pcmu_only_sip_offer_reaches_xmpp_client_as_pcmu() {
+/// carol offers one codec only: stox offers alice exactly that one (no transcoding), the call
+/// runs on it end to end and both sides decode at its rate. With PCMU the phone's RFC 4733 keys
+/// (telephone-event/8000 on both legs) must reach alice too.
+fn single_codec_sip_offer(codecs: Codecs, offered: &str, absent: &str, rate: u32, dtmf: bool) {
     let SipCall {
         w,
         mut alice,
         mut phone,
         sid,
         ..
-    } = sip_call_to_alice(Calls::start(""), Codecs::PcmuOnly);
+    } = sip_call_to_alice(Calls::start(""), codecs);
     let offer = stox_media(&alice, &sid, "session-initiate");
-    assert!(has_codec(&offer.codecs, "PCMU"), "{offer:?}");
+    assert!(has_codec(&offer.codecs, offered), "{offer:?}");
     assert!(
-        !has_codec(&offer.codecs, "opus"),
-        "opus was not offered by the phone: {offer:?}"
+        !has_codec(&offer.codecs, absent),
+        "{absent} was not offered by the phone: {offer:?}"
     );
     let stats = alice.call_stats(&sid).expect("stats");
-    assert_eq!(stats.codec.as_deref(), Some("audio/PCMU"), "{stats:?}");
-    assert_eq!(stats.heard.map(|h| h.rate), Some(8000), "{stats:?}");
-    // The phone's RFC 4733 keys (telephone-event/8000 on both legs) reach alice.
-    assert!(has_codec(&offer.codecs, "telephone-event"), "{offer:?}");
-    phone.send_dtmf("42*").expect("sndcode");
-    let digits = alice
-        .expect_dtmf(&sid, 3, T)
-        .unwrap_or_else(|e| panic!("the phone's RFC 4733 keys did not reach alice: {e:#}"));
-    assert_eq!(digits, "42*");
+    assert_eq!(
+        stats.codec.as_deref(),
+        Some(format!("audio/{offered}").as_str()),
+        "{stats:?}"
+    );
+    assert_eq!(stats.heard.map(|h| h.rate), Some(rate), "{stats:?}");
+    if dtmf {
+        assert!(has_codec(&offer.codecs, "telephone-event"), "{offer:?}");
+        phone.send_dtmf("42*").expect("sndcode");
+        let digits = alice
+            .expect_dtmf(&sid, 3, T)
+            .unwrap_or_else(|e| panic!("the phone's RFC 4733 keys did not reach alice: {e:#}"));
+        assert_eq!(digits, "42*");
+    }
     talk();
     phone.hangup().expect("hangup");
     alice
@@ -631,43 +637,22 @@ fn pcmu_only_sip_offer_reaches_xmpp_client_as_pcmu() {
     phone_closed(&mut phone, T);
     assert_eq!(
         assert_phone_heard(&phone, f64::from(CLIENT_HZ)),
-        8000,
-        "PCMU decodes at 8 kHz"
+        rate,
+        "{offered} decodes at {rate} Hz"
     );
     w.finish();
 }
 
-/// carol offers Opus only: the call runs on Opus end to end.
+/// carol offers PCMU only: stox offers alice PCMU, both hear at 8 kHz, DTMF passes.
+#[test]
+fn pcmu_only_sip_offer_reaches_xmpp_client_as_pcmu() {
+    single_codec_sip_offer(Codecs::PcmuOnly, "PCMU", "opus", 8000, true);
+}
+
+/// carol offers Opus only: the call runs on Opus end to end, both hear at 48 kHz.
 #[test]
 fn opus_only_sip_offer_reaches_xmpp_client_as_opus() {
-    let SipCall {
-        w,
-        mut alice,
-        mut phone,
-        sid,
-        ..
-    } = sip_call_to_alice(Calls::start(""), Codecs::OpusOnly);
-    let offer = stox_media(&alice, &sid, "session-initiate");
-    assert!(has_codec(&offer.codecs, "opus"), "{offer:?}");
-    assert!(
-        !has_codec(&offer.codecs, "PCMU"),
-        "PCMU was not offered by the phone: {offer:?}"
-    );
-    let stats = alice.call_stats(&sid).expect("stats");
-    assert_eq!(stats.codec.as_deref(), Some("audio/opus"), "{stats:?}");
-    assert_eq!(stats.heard.map(|h| h.rate), Some(48000), "{stats:?}");
-    talk();
-    phone.hangup().expect("hangup");
-    alice
-        .expect_event("terminated", &sid, T)
-        .expect("terminated");
-    phone_closed(&mut phone, T);
-    assert_eq!(
-        assert_phone_heard(&phone, f64::from(CLIENT_HZ)),
-        48000,
-        "Opus decodes at 48 kHz"
-    );
-    w.finish();
+    single_codec_sip_offer(Codecs::OpusOnly, "opus", "PCMU", 48000, false);
 }
 
 /// Two calls at once through one stox: carol (440 Hz) → alice (660 Hz) and dave (550 Hz) →
@@ -1216,49 +1201,45 @@ fn xmpp_client_calls_sip_phone_directly_phone_hangs_up() {
     w.finish();
 }
 
-/// alice offers PCMU only: the phone gets a PCMU offer and the call runs on PCMU.
-#[test]
-fn pcmu_only_xmpp_offer_reaches_sip_phone_as_pcmu() {
+/// alice offers one codec only: the phone gets exactly that offer (no relay-added codecs) and
+/// the call runs on it; the phone decodes at its rate.
+fn single_codec_xmpp_offer(codec: &str, rtpmap: &str, absent: &str, rate: u32) {
     let XmppCall {
         w,
         mut alice,
         mut phone,
         sid,
-    } = alice_calls_phone(Calls::start(""), Codecs::OpusAndPcmu, true, Some(&["PCMU"]));
+    } = alice_calls_phone(Calls::start(""), Codecs::OpusAndPcmu, true, Some(&[codec]));
     let sdp = phone.received_requests("INVITE")[0].body_text();
-    assert!(sdp.contains("PCMU/8000"), "{sdp}");
+    let lower = sdp.to_ascii_lowercase();
+    assert!(lower.contains(&rtpmap.to_ascii_lowercase()), "{sdp}");
     assert!(
-        !sdp.to_ascii_lowercase().contains("opus"),
-        "alice did not offer Opus:\n{sdp}"
+        !lower.contains(&absent.to_ascii_lowercase()),
+        "alice did not offer {absent}:\n{sdp}"
     );
     let stats = alice.call_stats(&sid).expect("stats");
-    assert_eq!(stats.codec.as_deref(), Some("audio/PCMU"), "{stats:?}");
+    assert_eq!(
+        stats.codec.as_deref(),
+        Some(format!("audio/{codec}").as_str()),
+        "{stats:?}"
+    );
     talk();
     alice.hangup(&sid).expect("hangup");
     phone_closed(&mut phone, T);
-    assert_eq!(assert_phone_heard(&phone, f64::from(CLIENT_HZ)), 8000);
+    assert_eq!(assert_phone_heard(&phone, f64::from(CLIENT_HZ)), rate);
     w.finish();
+}
+
+/// alice offers PCMU only: the phone gets a PCMU offer and the call runs on PCMU.
+#[test]
+fn pcmu_only_xmpp_offer_reaches_sip_phone_as_pcmu() {
+    single_codec_xmpp_offer("PCMU", "PCMU/8000", "opus", 8000);
 }
 
 /// alice offers Opus only: the phone gets an Opus offer and the call runs on Opus.
 #[test]
 fn opus_only_xmpp_offer_reaches_sip_phone_as_opus() {
-    let XmppCall {
-        w,
-        mut alice,
-        mut phone,
-        sid,
-    } = alice_calls_phone(Calls::start(""), Codecs::OpusAndPcmu, true, Some(&["opus"]));
-    let sdp = phone.received_requests("INVITE")[0].body_text();
-    assert!(sdp.to_ascii_lowercase().contains("opus/48000/2"), "{sdp}");
-    assert!(!sdp.contains("PCMU"), "alice did not offer PCMU:\n{sdp}");
-    let stats = alice.call_stats(&sid).expect("stats");
-    assert_eq!(stats.codec.as_deref(), Some("audio/opus"), "{stats:?}");
-    talk();
-    alice.hangup(&sid).expect("hangup");
-    phone_closed(&mut phone, T);
-    assert_eq!(assert_phone_heard(&phone, f64::from(CLIENT_HZ)), 48000);
-    w.finish();
+    single_codec_xmpp_offer("opus", "opus/48000/2", "PCMU", 48000);
 }
 
 /// The phone is busy (rejects the INVITE: 486): alice's session ends with `<busy/>`.
