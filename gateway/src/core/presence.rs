@@ -86,7 +86,7 @@ enum WatchState {
     Idle,
     /// A SUBSCRIBE is in flight.
     Subscribing,
-    /// A dialog exists until `expires_at`.
+    /// A dialog exists; it is refreshed at `refresh_at`.
     Established,
     /// The authorization ended; nothing more is sent.
     Ended,
@@ -100,8 +100,6 @@ pub struct Watch {
     authorized: bool,
     /// The Expires stox asks for (raised by 423).
     expires: u32,
-    /// When the current dialog runs out.
-    expires_at: Option<Instant>,
     /// When to refresh it.
     refresh_at: Option<Instant>,
     /// When to retry after a transient failure.
@@ -127,7 +125,6 @@ impl Watch {
             state: WatchState::Idle,
             authorized: false,
             expires: DEFAULT_EXPIRES,
-            expires_at: None,
             refresh_at: None,
             retry_at: None,
             backoff: FIRST_BACKOFF,
@@ -262,7 +259,6 @@ impl Watch {
             _ => {
                 // 408, 480, 5xx, no response: transient; retry with backoff.
                 self.state = WatchState::Idle;
-                self.expires_at = None;
                 self.refresh_at = None;
                 self.retry_at = Some(now + self.backoff);
                 self.backoff = (self.backoff * 2).min(MAX_BACKOFF);
@@ -272,7 +268,6 @@ impl Watch {
 
     fn established(&mut self, now: Instant, expires: u32) {
         self.state = WatchState::Established;
-        self.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
         self.refresh_at = Some(now + refresh_after(expires));
     }
 
@@ -313,7 +308,6 @@ impl Watch {
                     // Retry at once (deactivated, timeout) or after retry-after.
                     _ => {
                         self.state = WatchState::Idle;
-                        self.expires_at = None;
                         self.refresh_at = None;
                         match retry_after {
                             Some(s) if s > 0 => {
@@ -342,7 +336,6 @@ impl Watch {
     fn end(&mut self) {
         self.state = WatchState::Ended;
         self.authorized = false;
-        self.expires_at = None;
         self.refresh_at = None;
         self.retry_at = None;
     }
@@ -467,17 +460,7 @@ impl Watcher {
             let body = (self.auth == Auth::Granted)
                 .then(|| self.state.clone())
                 .flatten();
-            self.actions.push(WatcherAction::Notify {
-                state: SubState::Terminated {
-                    reason: Some("timeout".into()),
-                    retry_after: None,
-                },
-                body,
-            });
-            self.ended = true;
-            self.expires_at = None;
-            self.pending_at = None;
-            return;
+            return self.terminate("timeout", body);
         }
         self.expires_at = Some(now + Duration::from_secs(u64::from(expires)));
         match self.auth {
@@ -508,12 +491,17 @@ impl Watcher {
             return;
         }
         self.auth = Auth::Rejected;
+        self.terminate("rejected", None);
+    }
+
+    /// The final NOTIFY (`terminated;reason=…`); nothing follows it.
+    fn terminate(&mut self, reason: &str, body: Option<Vec<u8>>) {
         self.actions.push(WatcherAction::Notify {
             state: SubState::Terminated {
-                reason: Some("rejected".into()),
+                reason: Some(reason.into()),
                 retry_after: None,
             },
-            body: None,
+            body,
         });
         self.ended = true;
         self.expires_at = None;
@@ -542,17 +530,7 @@ impl Watcher {
             return;
         }
         if self.expires_at.is_some_and(|e| e <= now) {
-            self.actions.push(WatcherAction::Notify {
-                state: SubState::Terminated {
-                    reason: Some("timeout".into()),
-                    retry_after: None,
-                },
-                body: None,
-            });
-            self.ended = true;
-            self.expires_at = None;
-            self.pending_at = None;
-            return;
+            return self.terminate("timeout", None);
         }
         if self.pending_at.is_some_and(|p| p <= now) {
             self.notify_now(now);
