@@ -326,6 +326,7 @@ pub fn sip_request(r: &mut Reader<'_>) -> SipRequest {
         } else {
             Transport::Tcp
         },
+        source: None,
     }
 }
 
@@ -450,6 +451,7 @@ pub fn sip_message(data: &[u8]) {
                     .collect(),
                 body: req.body.clone(),
                 transport: Transport::Udp,
+                source: None,
             };
             core_answers_once(value);
         }
@@ -819,6 +821,7 @@ pub fn run_core(ops: Vec<Op>) {
                     Some(code) => Ok(SipResponse {
                         code,
                         reason: "fuzz".into(),
+                        headers: vec![],
                     }),
                     None => Err(SendFailure::Timeout),
                 };
@@ -915,10 +918,11 @@ impl Driver {
                 SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_072_000),
             ),
             calls,
+            presence: stox_gateway::core::PresenceSettings::default(),
+            contacts: stox_gateway::core::LocalContacts::default(),
         };
         let store = stox_mappings::Store::memory();
-        let gw = Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), SEED)
-            .expect("valid settings");
+        let gw = Gateway::new(settings, &store, SEED).expect("valid settings");
         Driver {
             gw,
             store,
@@ -1954,6 +1958,7 @@ fn invite_request(r: &mut Reader<'_>) -> SipRequest {
         headers,
         body,
         transport: Transport::Udp,
+        source: None,
     }
 }
 

@@ -33,6 +33,9 @@ pub struct Config {
     /// Call signalling.
     #[serde(default)]
     pub calls: CallsConfig,
+    /// Presence (RFC 8048).
+    #[serde(default)]
+    pub presence: PresenceConfig,
 }
 
 /// `[xmpp]`: how stox attaches to the XMPP server.
@@ -164,7 +167,89 @@ pub struct CallsConfig {
     pub no_answer_secs: Option<u64>,
 }
 
+/// `[presence]`: SIP SUBSCRIBE/NOTIFY/PUBLISH ⇄ XMPP presence (RFC 8048, RFC 3903).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PresenceConfig {
+    /// Translate presence (default true). False: SUBSCRIBE and PUBLISH get 405 and every
+    /// contact is shown always available with call caps (for phone-number gateways whose
+    /// SIP side has no presence).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The Expires stox asks for in its SUBSCRIBEs (seconds, default 3600, RFC 3856).
+    #[serde(default = "default_presence_expires")]
+    pub expires: u32,
+    /// The shortest Expires stox grants to a SUBSCRIBE or PUBLISH; shorter ones get `423`
+    /// with `Min-Expires` (seconds, default 60).
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    /// The longest Expires stox grants; longer requests are shortened (seconds, default
+    /// 3600).
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    /// Out-of-dialog SUBSCRIBE and PUBLISH per second per source address, and subscription
+    /// requests per second per XMPP user (default 20; 0: no limit).
+    #[serde(default = "default_rate")]
+    pub rate_per_source: u32,
+    /// The burst allowed above that rate (default 200).
+    #[serde(default = "default_burst")]
+    pub rate_burst: u32,
+    /// Most subscriptions, both directions together (default 100000).
+    #[serde(default = "default_max_subscriptions")]
+    pub max_subscriptions: usize,
+}
+
+impl Default for PresenceConfig {
+    fn default() -> Self {
+        PresenceConfig {
+            enabled: true,
+            expires: default_presence_expires(),
+            min_expires: default_min_expires(),
+            max_expires: default_max_expires(),
+            rate_per_source: default_rate(),
+            rate_burst: default_burst(),
+            max_subscriptions: default_max_subscriptions(),
+        }
+    }
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_presence_expires() -> u32 {
+    3600
+}
+fn default_min_expires() -> u32 {
+    60
+}
+fn default_max_expires() -> u32 {
+    3600
+}
+fn default_rate() -> u32 {
+    20
+}
+fn default_burst() -> u32 {
+    200
+}
+fn default_max_subscriptions() -> usize {
+    100_000
+}
+
 impl Config {
+    /// Presence settings for the core.
+    pub fn presence_settings(&self) -> crate::core::PresenceSettings {
+        let p = &self.presence;
+        crate::core::PresenceSettings {
+            enabled: p.enabled,
+            expires: p.expires,
+            min_expires: p.min_expires,
+            max_expires: p.max_expires,
+            rate_per_source: p.rate_per_source,
+            rate_burst: p.rate_burst,
+            max_subscriptions: p.max_subscriptions,
+        }
+    }
+
     /// The media address (`[media] address`, else the first SIP listen IP).
     pub fn media_address(&self) -> Result<std::net::IpAddr, ConfigError> {
         if let Some(a) = self.media.address {
@@ -392,6 +477,25 @@ impl Config {
             Some(0) => return Err(invalid("calls.no_answer_secs", "must be at least 1")),
             Some(n) if n > 600 => return Err(invalid("calls.no_answer_secs", "at most 600")),
             _ => {}
+        }
+        let p = &self.presence;
+        if !(60..=86_400).contains(&p.expires) {
+            return Err(invalid(
+                "presence.expires",
+                "between 60 and 86400 seconds (RFC 3856 default 3600)",
+            ));
+        }
+        if p.min_expires == 0 {
+            return Err(invalid("presence.min_expires", "must be at least 1"));
+        }
+        if p.max_expires < p.min_expires || p.max_expires > 86_400 {
+            return Err(invalid(
+                "presence.max_expires",
+                "between presence.min_expires and 86400 seconds",
+            ));
+        }
+        if p.max_subscriptions == 0 {
+            return Err(invalid("presence.max_subscriptions", "must be at least 1"));
         }
         Ok(())
     }

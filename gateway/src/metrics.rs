@@ -92,4 +92,44 @@ pub fn describe() {
         "stox_media_setup_failures_total",
         "Calls whose media failed, by kind (ice, dtls)"
     );
+    describe_gauge!(
+        "stox_presence_subscriptions",
+        "Presence subscriptions, by direction (xmpp_to_sip: an XMPP user watches a SIP contact; sip_to_xmpp: a SIP user watches) and state"
+    );
+    describe_gauge!(
+        "stox_presence_publications",
+        "RFC 3903 publications stox holds for the SIP users of its domain"
+    );
+    describe_counter!(
+        "stox_presence_notify_total",
+        "SIP NOTIFYs for presence, by direction (in: received, out: sent)"
+    );
+    describe_counter!(
+        "stox_presence_subscribe_total",
+        "SIP SUBSCRIBEs for presence, by direction (in: received, out: sent, refreshes included)"
+    );
+    describe_counter!(
+        "stox_presence_publish_total",
+        "SIP PUBLISH requests received"
+    );
+    describe_counter!(
+        "stox_presence_stanzas_total",
+        "Presence stanzas about contacts, by direction (in: received, out: sent)"
+    );
+    describe_counter!(
+        "stox_presence_rejected_total",
+        "Presence requests refused, by SIP code"
+    );
+    describe_counter!(
+        "stox_presence_rate_limited_total",
+        "Presence requests refused by the per-source rate limit, by side (sip, xmpp)"
+    );
+    describe_counter!(
+        "stox_presence_coalesced_total",
+        "Presence updates held back and merged with later ones, by direction"
+    );
+    describe_counter!(
+        "stox_presence_held_dropped_total",
+        "Presence stanzas dropped from the hold queue while the XMPP link was down"
+    );
 }

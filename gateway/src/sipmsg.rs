@@ -38,6 +38,90 @@ fn long_name(n: &str) -> &str {
     n
 }
 
+/// The first value of header `name` (long or compact form, case-insensitive) in `headers`.
+pub fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    let name = long_name(name);
+    headers
+        .iter()
+        .find(|(n, _)| long_name(n).eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+}
+
+/// Every value of header `name`, in order, comma-separated values split apart (RFC 3261
+/// §7.3.1; for headers such as Record-Route whose values are name-addrs, a comma inside
+/// `<...>` or quotes does not split).
+pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a str> {
+    let name = long_name(name);
+    let mut out = Vec::new();
+    for (_, v) in headers
+        .iter()
+        .filter(|(n, _)| long_name(n).eq_ignore_ascii_case(name))
+    {
+        let (mut depth, mut quoted, mut start) = (0i32, false, 0usize);
+        for (i, c) in v.char_indices() {
+            match c {
+                '"' => quoted = !quoted,
+                '<' if !quoted => depth += 1,
+                '>' if !quoted => depth -= 1,
+                ',' if !quoted && depth <= 0 => {
+                    out.push(v[start..i].trim());
+                    start = i + 1;
+                }
+                _ => {}
+            }
+        }
+        out.push(v[start..].trim());
+    }
+    out.retain(|v| !v.is_empty());
+    out
+}
+
+/// The `tag` parameter of a From or To header value (RFC 3261 §19.3).
+pub fn tag_of(value: &str) -> Option<&str> {
+    // Header parameters follow the closing '>' (name-addr) or the URI (addr-spec).
+    let params = match value.rfind('>') {
+        Some(i) => &value[i + 1..],
+        None => value.split_once(';').map_or("", |(_, p)| p),
+    };
+    params
+        .split(';')
+        .filter_map(|p| p.split_once('='))
+        .find(|(k, _)| k.trim().eq_ignore_ascii_case("tag"))
+        .map(|(_, v)| v.trim())
+        .filter(|v| !v.is_empty())
+}
+
+/// Where a request came from, by its top Via (RFC 3261 §18.2.1 `received`, RFC 3581
+/// `rport`, else the sent-by): the transport layers stamp `received`/`rport` on what they
+/// receive. `None` when the top Via names no IP address.
+pub fn via_source(headers: &[(String, String)]) -> Option<std::net::SocketAddr> {
+    let via = *header_values(headers, "Via").first()?;
+    let mut parts = via.split(';');
+    // "SIP/2.0/UDP host:port"
+    let sent_by = parts.next()?.split_whitespace().nth(1)?;
+    let (mut host, mut port) = match stox_sip::uri::parse_host_port(sent_by) {
+        Ok((h, p)) => (h, p.unwrap_or(5060)),
+        Err(_) => return None,
+    };
+    for p in parts {
+        match p.split_once('=').map(|(k, v)| (k.trim(), v.trim())) {
+            Some((k, v)) if k.eq_ignore_ascii_case("received") => host = v.to_string(),
+            Some((k, v)) if k.eq_ignore_ascii_case("rport") => {
+                if let Ok(n) = v.parse() {
+                    port = n;
+                }
+            }
+            _ => {}
+        }
+    }
+    let ip: std::net::IpAddr = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()?;
+    Some(std::net::SocketAddr::new(ip, port))
+}
+
 /// An incoming SIP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipRequest {
@@ -51,26 +135,60 @@ pub struct SipRequest {
     pub body: Vec<u8>,
     /// The transport it arrived on.
     pub transport: Transport,
+    /// The address it came from (rate limits are per source), when the io layer knows it.
+    pub source: Option<std::net::SocketAddr>,
 }
 
 impl SipRequest {
     /// The first value of a header, by long or compact name, case-insensitive.
     pub fn header(&self, name: &str) -> Option<&str> {
-        let name = long_name(name);
-        self.headers
-            .iter()
-            .find(|(n, _)| long_name(n).eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.trim())
+        header_in(&self.headers, name)
     }
 }
 
 /// A final response to one of stox's client transactions.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SipResponse {
     /// The status code.
     pub code: u16,
     /// The reason phrase as received.
     pub reason: String,
+    /// The headers stox may need from it (To tag, Contact, Record-Route, Expires,
+    /// Min-Expires, SIP-ETag, Retry-After...), names as received; the io layer may leave
+    /// out the ones no caller reads (Via, Content-Length).
+    pub headers: Vec<(String, String)>,
+}
+
+impl SipResponse {
+    /// A response with no headers.
+    pub fn new(code: u16, reason: impl Into<String>) -> SipResponse {
+        SipResponse {
+            code,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
+    }
+
+    /// The first value of a header, by long or compact name, case-insensitive.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        header_in(&self.headers, name)
+    }
+}
+
+/// What makes an [`OutRequest`] part of a dialog (RFC 3261 §12.2.1.1): stox's tag, the
+/// peer's tag once known, the CSeq number and the route set. Without it the io layer makes
+/// up a From tag and sends CSeq 1 (a request outside any dialog).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DialogRef {
+    /// The From tag (stox's local tag).
+    pub from_tag: String,
+    /// The To tag (the remote tag), absent on a dialog-creating request.
+    pub to_tag: Option<String>,
+    /// CSeq number.
+    pub cseq: u32,
+    /// The route set, in order (each a URI, written as `Route: <uri>`); the request goes
+    /// to the first entry when there is one (loose routing, RFC 3261 §12.2.1.1).
+    pub route: Vec<String>,
 }
 
 /// A request stox asks the io layer to send as a client transaction.
@@ -92,6 +210,8 @@ pub struct OutRequest {
     pub content_type: Option<String>,
     /// The body.
     pub body: Vec<u8>,
+    /// Dialog state, for requests that create or belong to a dialog (SUBSCRIBE, NOTIFY).
+    pub dialog: Option<DialogRef>,
 }
 
 /// Where a SIP header value carries a URI in `<...>` or bare (RFC 3261 §20.20 name-addr / addr-spec),
@@ -124,6 +244,7 @@ mod tests {
             ],
             body: vec![],
             transport: Transport::Udp,
+            source: None,
         };
         assert_eq!(r.header("From"), Some("<sip:x@y>;tag=1"));
         assert_eq!(r.header("c"), Some("text/plain"));
@@ -142,5 +263,79 @@ mod tests {
         );
         assert_eq!(uri_of_name_addr("sip:carol@pbx;tag=9"), "sip:carol@pbx");
         assert_eq!(uri_of_name_addr("<sip:carol@pbx"), "<sip:carol@pbx");
+    }
+
+    #[test]
+    fn tags_of_from_and_to() {
+        for (value, tag) in [
+            ("<sip:a@b>;tag=1x", Some("1x")),
+            (
+                "\"A;tag=no\" <sip:a@b;tag=uri-param>;TAG=real",
+                Some("real"),
+            ),
+            ("sip:a@b;tag=9", Some("9")),
+            ("<sip:a@b>", None),
+            ("<sip:a@b>;tag=", None),
+            ("<sip:a@b;tag=inside>", None),
+            ("sip:a@b", None),
+        ] {
+            assert_eq!(tag_of(value), tag, "{value}");
+        }
+    }
+
+    #[test]
+    fn source_from_the_top_via() {
+        let via = |v: &str| vec![("Via".to_string(), v.to_string())];
+        for (v, want) in [
+            (
+                "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bK1",
+                Some("127.0.0.1:5070"),
+            ),
+            (
+                "SIP/2.0/UDP 127.0.0.1;branch=z9hG4bK1",
+                Some("127.0.0.1:5060"),
+            ),
+            (
+                "SIP/2.0/UDP pc.example:5070;branch=z;received=127.0.0.9;rport=4000",
+                Some("127.0.0.9:4000"),
+            ),
+            ("SIP/2.0/TCP [::1]:5080;rport;branch=z", Some("[::1]:5080")),
+            ("SIP/2.0/UDP pc.example:5070;branch=z", None),
+            ("garbage", None),
+            (
+                "SIP/2.0/UDP 127.0.0.2:1, SIP/2.0/UDP 127.0.0.3:2",
+                Some("127.0.0.2:1"),
+            ),
+        ] {
+            assert_eq!(
+                via_source(&via(v)),
+                want.map(|w| w.parse().expect("literal")),
+                "{v}"
+            );
+        }
+        assert_eq!(via_source(&[]), None);
+    }
+
+    #[test]
+    fn header_values_split_at_top_level_commas() {
+        let headers = vec![
+            (
+                "Record-Route".to_string(),
+                "<sip:p1;lr>, \"x,y\" <sip:p2;lr;a=b,c>".to_string(),
+            ),
+            ("record-route".to_string(), " <sip:p3;lr> ".to_string()),
+            ("Via".to_string(), "SIP/2.0/UDP h".to_string()),
+        ];
+        assert_eq!(
+            header_values(&headers, "Record-Route"),
+            vec!["<sip:p1;lr>", "\"x,y\" <sip:p2;lr;a=b,c>", "<sip:p3;lr>"]
+        );
+        assert!(header_values(&headers, "Route").is_empty());
+        let r = SipResponse {
+            code: 200,
+            reason: "OK".into(),
+            headers: vec![("t".into(), "<sip:x@y>;tag=abc".into())],
+        };
+        assert_eq!(r.header("To").and_then(tag_of), Some("abc"));
     }
 }

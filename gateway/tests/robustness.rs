@@ -174,6 +174,7 @@ fn sip_request() -> impl Strategy<Value = SipRequest> {
             headers,
             body,
             transport: Transport::Udp,
+            source: None,
         }
     })
 }
@@ -355,6 +356,7 @@ fn baresip_invite() -> SipRequest {
         ],
         body: checks::SDP_SEEDS[0].as_bytes().to_vec(),
         transport: Transport::Udp,
+        source: None,
     }
 }
 
@@ -465,6 +467,7 @@ fn core_scripted_outage_answers_every_request() {
         ],
         body: body.as_bytes().to_vec(),
         transport: Transport::Udp,
+        source: None,
     };
     let mut d = checks::Driver::new();
     d.input(stox_gateway::core::Input::LinkUp);
@@ -555,6 +558,7 @@ fn bug_1_control_character_in_a_sip_message() {
         ],
         body: b"bell\x07".to_vec(),
         transport: Transport::Udp,
+        source: None,
     };
     let mut d = checks::Driver::new();
     d.input(stox_gateway::core::Input::LinkUp);
@@ -580,6 +584,7 @@ fn text_message(content_type: &str, body: &str) -> SipRequest {
         ],
         body: body.as_bytes().to_vec(),
         transport: Transport::Udp,
+        source: None,
     }
 }
 

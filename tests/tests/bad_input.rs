@@ -188,30 +188,66 @@ fn options_gets_200_with_allow_message() {
     );
 }
 
-/// raw UAC sends SUBSCRIBE sip:alice@localhost, Event: presence, Expires: 600
-/// expect 405 Method Not Allowed with an Allow header that lists MESSAGE but not SUBSCRIBE
-///        (RFC 3261 §21.4.6).
-///
-/// This documents today's behaviour: stox has no presence yet (RFC 7248, SIP SUBSCRIBE/NOTIFY
-/// ⇄ XMPP presence). When presence lands, SUBSCRIBE is accepted (202/200 and a NOTIFY) and
-/// this test is replaced by the presence scenarios.
+/// raw UAC sends SUBSCRIBE sip:alice@localhost, Event: dialog (a package stox does not have)
+/// expect 489 Bad Event with `Allow-Events: presence` (RFC 6665 §8.2.1, §7.2.2)
+/// raw UAC sends PUBLISH sip:dave@sip.localhost, Event: presence, a body that is not XML
+///        under `Content-Type: application/pidf+xml`, then one under `text/plain`
+/// expect 400 (RFC 3903 §6 step 5: the body is checked) with a Warning, then 415 with
+///        `Accept: application/pidf+xml`; stox stays up and answers an OPTIONS with 200
 #[test]
-fn subscribe_gets_405_until_presence_lands() {
+fn presence_requests_with_bad_events_and_bodies() {
     let w = start();
     let ex = RawRequest::new("SUBSCRIBE", "sip:alice@localhost")
-        .header("Event", "presence")
+        .header("Event", "dialog")
         .header("Expires", "600")
         .header("Contact", "<sip:carol@127.0.0.1>")
         .send_udp(w.stox.sip_addr())
         .expect("udp exchange");
-    assert_eq!(ex.status(), Some(405), "{}", ex.summary());
+    assert_eq!(ex.status(), Some(489), "{}", ex.summary());
+    let allow_events = ex
+        .final_response()
+        .and_then(|r| r.header("Allow-Events"))
+        .unwrap_or_default();
+    assert_eq!(allow_events, "presence", "{}", ex.summary());
+
+    let ex = RawRequest::new("PUBLISH", "sip:dave@sip.localhost")
+        .header("Event", "presence")
+        .header("Expires", "60")
+        .body("application/pidf+xml", b"<presence><tuple id='x'")
+        .send_udp(w.stox.sip_addr())
+        .expect("udp exchange");
+    assert_eq!(ex.status(), Some(400), "{}", ex.summary());
+    let warning = ex
+        .final_response()
+        .and_then(|r| r.header("Warning"))
+        .unwrap_or_default();
+    assert!(warning.contains("PIDF"), "{}", ex.summary());
+
+    let ex = RawRequest::new("PUBLISH", "sip:dave@sip.localhost")
+        .header("Event", "presence")
+        .header("Expires", "60")
+        .body("text/plain", b"online")
+        .send_udp(w.stox.sip_addr())
+        .expect("udp exchange");
+    assert_eq!(ex.status(), Some(415), "{}", ex.summary());
+    let accept = ex
+        .final_response()
+        .and_then(|r| r.header("Accept"))
+        .unwrap_or_default();
+    assert_eq!(accept, "application/pidf+xml", "{}", ex.summary());
+
+    let ex = RawRequest::new("OPTIONS", "sip:alice@localhost")
+        .send_udp(w.stox.sip_addr())
+        .expect("udp exchange");
+    assert_eq!(ex.status(), Some(200), "{}", ex.summary());
     let allow = ex
         .final_response()
         .and_then(|r| r.header("Allow"))
         .unwrap_or_default()
         .to_ascii_uppercase();
-    assert!(allow.contains("MESSAGE"), "Allow: {allow}");
-    assert!(!allow.contains("SUBSCRIBE"), "Allow: {allow}");
+    for m in ["MESSAGE", "SUBSCRIBE", "NOTIFY", "PUBLISH"] {
+        assert!(allow.contains(m), "Allow: {allow}");
+    }
 }
 
 /// sipp UAS(P) as stox's outbound proxy, answering one MESSAGE with 200

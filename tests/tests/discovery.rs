@@ -210,6 +210,9 @@ fn unknown_iq_gets_service_unavailable() {
 
 const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 
+/// stox with `[presence] enabled = false` (a phone-number gateway whose SIP side has no
+///   presence: every contact is always callable; with presence on, the same caps ride on the
+///   presence translated from the contact's PIDF, tests/tests/presence.rs)
 /// alice gets her roster, then sends
 ///        <presence type='subscribe' to='carol\40pbx.example@sip.localhost'/>
 /// expect <presence type='subscribed'/> from the bare contact JID, then an available
@@ -220,7 +223,8 @@ const NS_CAPS: &str = "http://jabber.org/protocol/caps";
 ///        XEP-0353 and RFC 3264 features (STOX-MAPPING.md §8), whose XEP-0115 §5 hash is V
 #[test]
 fn a_subscribed_contact_is_available_with_caps_naming_the_call_features() {
-    let mut w = start();
+    let mut w =
+        World::start_with("[presence]\nenabled = false\n").expect("prosody, stox and alice");
     let contact = format!("carol\\40pbx.example@{}", w.component());
     let phone = format!("{contact}/phone");
     // RFC 6121 §2.2: like every real client, alice asks for her roster first; Prosody

@@ -87,6 +87,17 @@ fn stanza(from: &str, to: &str, type_: Option<&str>) -> minidom::ElementBuilder 
         .attr(xml_ncname!("type").into(), type_)
 }
 
+/// The XEP-0115 §4 `<c/>` of a contact JID (its disco#info lists Jingle, RTP audio, ICE-UDP,
+/// DTLS-SRTP and XEP-0353): put on every available presence of a contact so that calling
+/// clients offer a call button (STOX-MAPPING.md §8).
+pub fn contact_caps() -> Element {
+    Element::builder("c", ns::CAPS)
+        .attr(xml_ncname!("hash").into(), "sha-1")
+        .attr(xml_ncname!("node").into(), CAPS_NODE)
+        .attr(xml_ncname!("ver").into(), disco::contact_caps_ver())
+        .build()
+}
+
 /// Available presence of `us` (a contact: from its [`CALL_RESOURCE`]; the component:
 /// from its domain) to `to`, with the XEP-0115 §4 `<c/>` of its disco#info.
 fn available(info: &GatewayInfo, target: Target, us: &str, to: &str) -> Element {

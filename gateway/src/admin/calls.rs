@@ -17,13 +17,16 @@ use super::AdminState;
 use crate::core::CallInfo;
 use crate::media::relay::{CallState, LegCounters};
 
-/// A question the admin API asks the event loop.
+/// A question the admin API asks the event loop (calls, and the presence subscriptions
+/// that live there too).
 #[derive(Debug)]
 pub enum CallRequest {
     /// Every live call.
     List(oneshot::Sender<Vec<CallView>>),
     /// Hang up both legs of a call; answers whether it existed.
     Hangup(u64, oneshot::Sender<bool>),
+    /// Every presence subscription, both directions.
+    Subscriptions(oneshot::Sender<Vec<crate::core::SubscriptionInfo>>),
 }
 
 /// The channel to the event loop.
@@ -57,7 +60,7 @@ pub struct CallView {
     pub media: Option<MediaView>,
 }
 
-fn channel(state: &AdminState) -> Result<&CallRequests, ApiError> {
+pub(super) fn channel(state: &AdminState) -> Result<&CallRequests, ApiError> {
     state
         .calls
         .as_ref()

@@ -10,6 +10,7 @@
 //! | `DELETE /api/v1/mappings/{jid}` | bearer | 204, or 404 |
 //! | `GET /api/v1/calls` | bearer | 200, every live call with both legs, codec, state and counters |
 //! | `DELETE /api/v1/calls/{id}` | bearer | 204 after hanging up both legs, or 404 |
+//! | `GET /api/v1/subscriptions` | bearer | 200, every presence subscription (both directions) with state and expiry |
 //! | `GET /api/v1/openapi.json` | bearer | the OpenAPI 3.1 document of all of the above |
 //!
 //! Authentication is RFC 6750 §2.1 (`Authorization: Bearer <token>`); a failure is 401 with
@@ -23,6 +24,7 @@ mod auth;
 pub mod calls;
 mod error;
 mod mappings;
+mod subscriptions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -104,6 +106,7 @@ impl utoipa::Modify for BearerScheme {
         (name = "status", description = "Health and metrics, without authentication"),
         (name = "mappings", description = "The operator-provisioned JID ⇄ SIP AOR table"),
         (name = "calls", description = "Live calls and hanging them up"),
+        (name = "presence", description = "Presence subscriptions (RFC 8048)"),
     )
 )]
 struct ApiDoc;
@@ -129,6 +132,7 @@ fn documented() -> (
         .routes(routes!(mappings::get_mapping, mappings::delete_mapping))
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::delete_call))
+        .routes(routes!(subscriptions::list_subscriptions))
         .split_for_parts();
     doc.merge(public_doc);
     (public, api, doc)

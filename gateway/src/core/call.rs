@@ -116,7 +116,7 @@ pub enum DialogAction {
     /// Send an INVITE (the body is the SDP offer); outcomes come back as [`DialogEvent`]s.
     Invite {
         /// The request.
-        req: OutRequest,
+        req: Box<OutRequest>,
     },
     /// End the dialog: BYE once established, CANCEL while stox's INVITE is pending.
     Hangup,
@@ -704,7 +704,7 @@ impl Gateway {
         }
     }
 
-    fn sip_target_of(&self, to: &Jid) -> Result<stox_sip::uri::SipUri, String> {
+    pub(super) fn sip_target_of(&self, to: &Jid) -> Result<stox_sip::uri::SipUri, String> {
         match self.mappings.by_jid(to.to_bare().as_str()) {
             Ok(Some(m)) => m.sip.parse().map_err(|e| format!("mapping for {to}: {e}")),
             _ => self
@@ -921,8 +921,9 @@ impl Gateway {
             headers: vec![("Max-Forwards".into(), "70".into())],
             content_type: Some("application/sdp".into()),
             body,
+            dialog: None,
         };
-        self.call_out(key, DialogAction::Invite { req });
+        self.call_out(key, DialogAction::Invite { req: Box::new(req) });
     }
 
     fn on_session_accept(&mut self, key: CallKey, j: Jingle) {

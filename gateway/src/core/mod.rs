@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics::counter;
-use stox_mappings::{MappingStore, Outbox};
+use stox_mappings::{MappingStore, Outbox, PresenceStore};
 use stox_sip::uri::{Scheme, SipUri};
 use stox_xmpp::disco::{self, GatewayInfo};
 use tracing::{debug, info, warn};
@@ -54,6 +54,7 @@ pub mod call;
 pub mod presence;
 
 pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
+pub use presence::{PresenceSettings, SubscriptionInfo};
 
 use crate::media::relay::{CallStarted, RelayEventKind};
 use crate::sipmsg::{uri_of_name_addr, OutRequest, SipRequest, SipResponse, Transport};
@@ -142,6 +143,9 @@ pub enum Output {
         code: u16,
         /// Extra headers (Accept, Allow, Retry-After, ...).
         headers: Vec<(String, String)>,
+        /// The To tag of the response, when the core chose it (a 2xx to a dialog-creating
+        /// SUBSCRIBE, RFC 6665 §4.2.1); otherwise the io layer makes one up.
+        to_tag: Option<String>,
     },
     /// Start a client transaction; its outcome comes back as `Input::SipResponse`.
     SipSend {
@@ -190,6 +194,20 @@ pub struct Settings {
     pub epoch: (Instant, SystemTime),
     /// Calls (`[calls]`, `[media]`).
     pub calls: CallSettings,
+    /// Presence (`[presence]`).
+    pub presence: PresenceSettings,
+    /// stox's own SIP addresses, for the Contact of its dialogs.
+    pub contacts: LocalContacts,
+}
+
+/// Where stox listens for SIP, for the Contact headers of the dialogs it makes (RFC 3261
+/// §8.1.1.8: the peer sends in-dialog requests there).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LocalContacts {
+    /// The UDP listener.
+    pub udp: Option<std::net::SocketAddr>,
+    /// The TCP listener.
+    pub tcp: Option<std::net::SocketAddr>,
 }
 
 struct PendingIn {
@@ -214,8 +232,9 @@ struct PendingOut {
 /// link drops (see the module doc: a restarting server may drop what it read).
 pub const RESEND_HORIZON: Duration = Duration::from_secs(1);
 
-/// RFC 3428 §4 methods stox accepts.
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS";
+/// The methods stox accepts (RFC 3428 MESSAGE, RFC 3261 INVITE dialogs, RFC 6665 / RFC 3856
+/// SUBSCRIBE and NOTIFY, RFC 3903 PUBLISH).
+const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH";
 
 /// The gateway: all protocol state, no I/O.
 pub struct Gateway {
@@ -244,17 +263,22 @@ pub struct Gateway {
     call_settings: CallSettings,
     /// Stanzas answered 200 OK within the last [`RESEND_HORIZON`], oldest first.
     recent: VecDeque<(Instant, Element)>,
+    /// Presence subscriptions and publications (RFC 8048, RFC 3903).
+    presence: presence::PresenceState,
+    presence_store: Arc<dyn PresenceStore>,
 }
 
 impl Gateway {
     /// A gateway over the given stores. `id_seed` makes stanza ids unique per
-    /// process (pass something random).
+    /// process (pass something random). Stored presence state comes back with
+    /// [`Gateway::restore_presence`].
     pub fn new(
         settings: Settings,
-        mappings: Arc<dyn MappingStore>,
-        outbox: Arc<dyn Outbox>,
+        store: &stox_mappings::Store,
         id_seed: u64,
     ) -> Result<Gateway, crate::translate::address::AddressError> {
+        let mappings = store.mappings.clone();
+        let outbox = store.outbox.clone();
         let addresses = Addresses::new(&settings.home, &settings.component)?;
         let call_settings = settings.calls.clone();
         let info = GatewayInfo {
@@ -283,6 +307,8 @@ impl Gateway {
             calls: call::Calls::default(),
             call_settings,
             recent: VecDeque::new(),
+            presence: presence::PresenceState::default(),
+            presence_store: store.presence.clone(),
         })
     }
 
@@ -300,7 +326,7 @@ impl Gateway {
     pub fn handle_input(&mut self, now: Instant, input: Input) {
         match input {
             Input::SipRequest { tx, req } => self.on_sip_request(now, tx, req),
-            Input::SipResponse { tx, result } => self.on_sip_response(tx, result),
+            Input::SipResponse { tx, result } => self.on_sip_response(now, tx, result),
             Input::Stanza(s) => self.on_stanza(now, s),
             Input::LinkUp => self.on_link_up(now),
             Input::LinkDown => self.on_link_down(),
@@ -315,6 +341,7 @@ impl Gateway {
     /// Runs what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.calls_handle_timeout(now);
+        self.presence_handle_timeout(now);
         while let Some((deadline, _)) = self.window.front() {
             if *deadline > now {
                 break;
@@ -357,16 +384,30 @@ impl Gateway {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let window = self.window.front().map(|(d, _)| *d);
-        match (window, self.calls_timeout()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [window, self.calls_timeout(), self.presence.next_timeout()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn reply(&mut self, tx: TxId, code: u16, headers: Vec<(String, String)>) {
+        self.reply_tagged(tx, code, headers, None);
+    }
+
+    fn reply_tagged(
+        &mut self,
+        tx: TxId,
+        code: u16,
+        headers: Vec<(String, String)>,
+        to_tag: Option<String>,
+    ) {
         counter!("stox_sip_responses_sent_total", "code" => code.to_string()).increment(1);
-        self.outputs
-            .push_back(Output::SipReply { tx, code, headers });
+        self.outputs.push_back(Output::SipReply {
+            tx,
+            code,
+            headers,
+            to_tag,
+        });
     }
 
     fn outbox_remove(&mut self, seq: u64) {
@@ -398,12 +439,16 @@ impl Gateway {
         counter!("stox_sip_requests_received_total", "method" => req.method.clone()).increment(1);
         match req.method.as_str() {
             "MESSAGE" => self.on_sip_message(now, tx, req),
+            "SUBSCRIBE" | "NOTIFY" | "PUBLISH" if self.settings.presence.enabled => {
+                self.on_presence_request(now, tx, req)
+            }
             "OPTIONS" => self.reply(
                 tx,
                 200,
                 vec![
                     ("Allow".into(), ALLOW.into()),
                     ("Accept".into(), im::ACCEPT.into()),
+                    ("Allow-Events".into(), "presence".into()),
                 ],
             ),
             _ => self.reply(tx, 405, vec![("Allow".into(), ALLOW.into())]),
@@ -412,6 +457,18 @@ impl Gateway {
 
     /// Resolves the Request-URI of a MESSAGE to a JID (explicit mapping first).
     fn sip_target(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
+        let jid = self.sip_target_any(req)?;
+        if jid.domain().as_str() == self.settings.component {
+            // A SIP user of stox's own registrar: not available before the
+            // registrar exists (issue 5).
+            return Err((404, format!("{jid} is not a registered SIP user")));
+        }
+        Ok(jid)
+    }
+
+    /// Resolves a Request-URI to a JID (explicit mapping first), a JID at `C` included
+    /// (a SIP user of the component domain).
+    fn sip_target_any(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
         // RFC 3261 §16.3 / RFC 5393: loop defence.
         if let Some(mf) = req.header("Max-Forwards") {
             match mf.parse::<u32>() {
@@ -437,16 +494,9 @@ impl Gateway {
                 return Ok(jid);
             }
         }
-        let jid = self
-            .addresses
+        self.addresses
             .sip_target_to_jid(&uri)
-            .map_err(|e| (404, format!("no XMPP address for {aor}: {e}")))?;
-        if jid.domain().as_str() == self.settings.component {
-            // A SIP user of stox's own registrar: not available before the
-            // registrar exists (issue 5).
-            return Err((404, format!("{jid} is not a registered SIP user")));
-        }
-        Ok(jid)
+            .map_err(|e| (404, format!("no XMPP address for {aor}: {e}")))
     }
 
     fn sip_sender(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
@@ -634,6 +684,7 @@ impl Gateway {
 
     fn on_link_up(&mut self, now: Instant) {
         self.link_up = true;
+        self.presence_on_link_up(now);
         let pending = match self.outbox.pending() {
             Ok(p) => p,
             Err(e) => {
@@ -698,9 +749,17 @@ impl Gateway {
                 }
                 self.on_message(now, s)
             }
-            // Contacts are always available with caps so that clients offer a call button
-            // (STOX-MAPPING §8); RFC 8048 presence (issue 4) will replace this.
+            // RFC 8048 presence for contacts; the gateway itself (XEP-0100, in rosters) and,
+            // with `[presence] enabled = false`, every contact are always available with
+            // caps, so that clients offer a call button (STOX-MAPPING §8).
             "presence" => {
+                let to_contact = s
+                    .attr("to")
+                    .and_then(|t| t.parse::<Jid>().ok())
+                    .is_some_and(|j| j.node().is_some());
+                if to_contact && self.settings.presence.enabled {
+                    return self.on_presence_stanza(now, s);
+                }
                 for answer in stox_xmpp::presence::answer(&self.info, &s) {
                     self.outputs.push_back(Output::Stanza(answer));
                 }
@@ -825,6 +884,7 @@ impl Gateway {
             headers,
             content_type: Some(content.content_type),
             body: content.body,
+            dialog: None,
         };
         // RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1300
         // bytes) must go over a congestion-controlled transport.
@@ -891,7 +951,15 @@ impl Gateway {
 
     // ----------------------------------------------------------- SIP back
 
-    fn on_sip_response(&mut self, tx: TxId, result: Result<SipResponse, SendFailure>) {
+    fn on_sip_response(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        result: Result<SipResponse, SendFailure>,
+    ) {
+        if self.on_presence_response(now, tx, &result) {
+            return;
+        }
         let Some(p) = self.pending_out.remove(&tx) else {
             return;
         };

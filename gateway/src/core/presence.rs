@@ -21,6 +21,13 @@
 
 use std::time::{Duration, Instant};
 
+mod bridge;
+pub mod publish;
+pub mod records;
+
+pub(super) use bridge::PresenceState;
+pub use bridge::{parse_sub_state, sub_state_value, PresenceSettings, SubscriptionInfo, PIDF};
+
 /// RFC 8048 §5 / issue 4: the Expires stox asks for.
 pub const DEFAULT_EXPIRES: u32 = 3600;
 /// Issue 4: at most one NOTIFY per subscription per this interval; the last state wins.
@@ -32,6 +39,10 @@ pub const FIRST_BACKOFF: Duration = Duration::from_secs(30);
 pub const MAX_BACKOFF: Duration = Duration::from_secs(3600);
 /// Largest Expires stox asks for after 423 (RFC 6665 §4.1.2.1).
 pub const MAX_EXPIRES: u32 = 86_400;
+/// How long a [`Watcher`] with no presence of its XMPP user waits, after asking for it
+/// (`probe`), before it notifies without it: the XMPP server answers a probe within
+/// milliseconds, so the first active NOTIFY carries the real state rather than "unknown".
+pub const FIRST_STATE_WAIT: Duration = Duration::from_millis(500);
 
 /// When to refresh a subscription that lasts `expires` seconds: at 90 % of it, at least one
 /// second before it ends (RFC 6665 §4.1.2.2 leaves the margin to the subscriber).
@@ -142,6 +153,51 @@ impl Watch {
     /// Whether nothing more will happen (the entry can be dropped).
     pub fn ended(&self) -> bool {
         self.state == WatchState::Ended
+    }
+
+    /// A watch brought back from the store after a restart. With a dialog, it is refreshed
+    /// inside that dialog at `at` (a 481 then starts a new one); without, a new dialog is
+    /// started at `at`. Nobody has to subscribe again.
+    pub fn restore(
+        at: Instant,
+        expires: u32,
+        authorized: bool,
+        has_dialog: bool,
+        cached: Option<Vec<u8>>,
+    ) -> Watch {
+        let mut w = Watch::new();
+        w.expires = expires.clamp(1, MAX_EXPIRES);
+        w.authorized = authorized;
+        w.cached = cached;
+        if has_dialog {
+            w.state = WatchState::Established;
+            w.refresh_at = Some(at);
+        } else {
+            w.retry_at = Some(at);
+        }
+        w
+    }
+
+    /// The state in words, for the admin API and metrics: `idle` (waiting to retry),
+    /// `subscribing`, `pending` (a dialog, not authorized yet), `active`, `ended`.
+    pub fn state_name(&self) -> &'static str {
+        match self.state {
+            WatchState::Idle => "idle",
+            WatchState::Subscribing => "subscribing",
+            WatchState::Established if self.authorized => "active",
+            WatchState::Established => "pending",
+            WatchState::Ended => "ended",
+        }
+    }
+
+    /// The Expires stox asks for.
+    pub fn expires(&self) -> u32 {
+        self.expires
+    }
+
+    /// The last presence body from a NOTIFY.
+    pub fn cached(&self) -> Option<&[u8]> {
+        self.cached.as_deref()
     }
 
     /// Takes the actions decided so far.
@@ -374,8 +430,15 @@ pub struct Watcher {
     state: Option<Vec<u8>>,
     /// When the last NOTIFY with presence left.
     last_notify: Option<Instant>,
+    /// The body of the last active NOTIFY (a "change" to the same state is not sent).
+    last_sent: Option<Vec<u8>>,
     /// A coalesced NOTIFY waiting for [`NOTIFY_INTERVAL`] to pass.
     pending_at: Option<Instant>,
+    /// Waiting for the XMPP user's presence after a probe, at most until then
+    /// ([`FIRST_STATE_WAIT`]).
+    awaiting: Option<Instant>,
+    /// The NOTIFY that ends the wait is the final one (a fetch or an unsubscribe).
+    final_after_state: bool,
     ended: bool,
     actions: Vec<WatcherAction>,
 }
@@ -395,7 +458,10 @@ impl Watcher {
             expires_at: None,
             state: cached,
             last_notify: None,
+            last_sent: None,
             pending_at: None,
+            awaiting: None,
+            final_after_state: false,
             ended: false,
             actions: Vec::new(),
         };
@@ -404,6 +470,69 @@ impl Watcher {
         }
         w.on_subscribe(now, expires);
         w
+    }
+
+    /// A subscription brought back from the store after a restart: nothing is sent until
+    /// the XMPP user's presence arrives (the io layer probes for it once the link is up),
+    /// which is then notified at once.
+    pub fn restore(expires_at: Instant, authorized: bool) -> Watcher {
+        Watcher {
+            auth: if authorized {
+                Auth::Granted
+            } else {
+                Auth::Asked
+            },
+            expires_at: Some(expires_at),
+            state: None,
+            last_notify: None,
+            last_sent: None,
+            pending_at: None,
+            awaiting: None,
+            final_after_state: false,
+            ended: false,
+            actions: Vec::new(),
+        }
+    }
+
+    /// When the subscription expires unless refreshed.
+    pub fn expires_at(&self) -> Option<Instant> {
+        self.expires_at
+    }
+
+    /// `pending`, `active`, `rejected` or `terminated`, for the admin API and metrics.
+    pub fn state_name(&self) -> &'static str {
+        match (self.ended, self.auth) {
+            (true, _) => "terminated",
+            (false, Auth::Asked) => "pending",
+            (false, Auth::Granted) => "active",
+            (false, Auth::Rejected) => "rejected",
+        }
+    }
+
+    /// The latest presence of the XMPP user, if any.
+    pub fn state(&self) -> Option<&[u8]> {
+        self.state.as_deref()
+    }
+
+    /// Asks for the XMPP user's presence and notifies when it comes, or after
+    /// [`FIRST_STATE_WAIT`] without it.
+    fn await_state(&mut self, now: Instant, final_notify: bool) {
+        if self.awaiting.is_none() {
+            self.actions.push(WatcherAction::Probe);
+            self.awaiting = Some(now + FIRST_STATE_WAIT);
+        }
+        self.final_after_state |= final_notify;
+    }
+
+    /// The wait for the first state is over (it came, or time ran out).
+    fn state_arrived(&mut self, now: Instant) {
+        self.awaiting = None;
+        if std::mem::take(&mut self.final_after_state) {
+            let body = self.state.clone();
+            self.terminate("timeout", body);
+        } else {
+            self.notify_now(now);
+        }
     }
 
     /// Takes the actions decided so far.
@@ -423,10 +552,10 @@ impl Watcher {
 
     /// The next deadline.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.expires_at, self.pending_at) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [self.expires_at, self.pending_at, self.awaiting]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn notify_now(&mut self, now: Instant) {
@@ -438,6 +567,7 @@ impl Watcher {
             body: self.state.clone(),
         });
         self.last_notify = Some(now);
+        self.last_sent = self.state.clone();
         self.pending_at = None;
     }
 
@@ -453,9 +583,12 @@ impl Watcher {
         }
         if expires == 0 {
             // RFC 6665 §4.2.1.4 / RFC 8048 §5: a fetch or an unsubscribe: one final NOTIFY.
-            // Without cached state, ask the XMPP server for it first.
+            // Without cached state, ask the XMPP server for it first and send the final
+            // NOTIFY when it comes (or after FIRST_STATE_WAIT).
             if self.state.is_none() && self.auth == Auth::Granted {
-                self.actions.push(WatcherAction::Probe);
+                self.expires_at = None;
+                self.pending_at = None;
+                return self.await_state(now, true);
             }
             let body = (self.auth == Auth::Granted)
                 .then(|| self.state.clone())
@@ -468,6 +601,8 @@ impl Watcher {
                 state: SubState::Pending,
                 body: None,
             }),
+            Auth::Granted if self.state.is_none() => self.await_state(now, false),
+            Auth::Granted if self.awaiting.is_some() => {}
             Auth::Granted => self.notify_now(now),
             Auth::Rejected => {}
         }
@@ -479,10 +614,11 @@ impl Watcher {
             return;
         }
         self.auth = Auth::Granted;
-        if self.state.is_none() {
-            self.actions.push(WatcherAction::Probe);
-        }
-        self.notify_now(now);
+        // What came before the approval is not her presence: a server answers a
+        // subscription request with `unavailable` ("acknowledging receipt", RFC 6121 §3.1.3)
+        // whatever her state. Ask for the real one.
+        self.state = None;
+        self.await_state(now, false);
     }
 
     /// The XMPP user refused or revoked (`unsubscribed`): `terminated;reason=rejected`.
@@ -506,6 +642,7 @@ impl Watcher {
         self.ended = true;
         self.expires_at = None;
         self.pending_at = None;
+        self.awaiting = None;
     }
 
     /// New presence of the XMPP user. Coalesced: at most one NOTIFY per
@@ -514,6 +651,12 @@ impl Watcher {
         self.state = Some(presence);
         if self.ended || self.auth != Auth::Granted {
             return;
+        }
+        if self.awaiting.is_some() {
+            return self.state_arrived(now);
+        }
+        if self.pending_at.is_none() && self.state == self.last_sent {
+            return; // nothing new to say
         }
         match self.last_notify {
             Some(t) if now < t + NOTIFY_INTERVAL => {
@@ -532,8 +675,15 @@ impl Watcher {
         if self.expires_at.is_some_and(|e| e <= now) {
             return self.terminate("timeout", None);
         }
+        if self.awaiting.is_some_and(|a| a <= now) {
+            return self.state_arrived(now);
+        }
         if self.pending_at.is_some_and(|p| p <= now) {
-            self.notify_now(now);
+            if self.state == self.last_sent {
+                self.pending_at = None; // it changed and changed back
+            } else {
+                self.notify_now(now);
+            }
         }
     }
 }

@@ -20,6 +20,8 @@ fn settings() -> Settings {
             SystemTime::UNIX_EPOCH + Duration::from_secs(1_764_072_000),
         ),
         calls: crate::core::CallSettings::default(),
+        presence: crate::core::PresenceSettings::default(),
+        contacts: crate::core::LocalContacts::default(),
     }
 }
 
@@ -32,8 +34,7 @@ struct Harness {
 impl Harness {
     fn new() -> Harness {
         let store = Store::memory();
-        let gw = Gateway::new(settings(), store.mappings.clone(), store.outbox.clone(), 7)
-            .expect("gateway");
+        let gw = Gateway::new(settings(), &store, 7).expect("gateway");
         let mut h = Harness {
             gw,
             store,
@@ -84,6 +85,7 @@ fn message(uri: &str, from: &str, ct: &str, body: &str) -> SipRequest {
         ],
         body: body.as_bytes().to_vec(),
         transport: Transport::Udp,
+        source: None,
     }
 }
 
@@ -244,8 +246,7 @@ fn outbox_left_by_a_previous_run_is_sent_on_first_link_up() {
     let store = Store::memory();
     let stanza = "<message xmlns='jabber:client' from='c\\40pbx@sip.localhost' to='alice@localhost' id='old-1'><body>from before</body></message>";
     store.outbox.push(stanza.as_bytes()).expect("push");
-    let mut gw =
-        Gateway::new(settings(), store.mappings.clone(), store.outbox.clone(), 1).expect("gw");
+    let mut gw = Gateway::new(settings(), &store, 1).expect("gw");
     let now = Instant::now();
     gw.handle_input(now, Input::LinkUp);
     let mut outs = Vec::new();
@@ -283,10 +284,17 @@ fn request_checks() {
         Some(200)
     );
     let mut r = message("sip:alice@localhost", "sip:c@pbx", "text/plain", "x");
-    r.method = "SUBSCRIBE".into();
+    r.method = "REFER".into();
     assert_eq!(
         reply_code(&h.input(Input::SipRequest { tx: 5, req: r }), 5),
         Some(405)
+    );
+    // RFC 6665 §8.2.1: a SUBSCRIBE without `Event: presence` names no package stox has.
+    let mut r = message("sip:alice@localhost", "sip:c@pbx", "text/plain", "x");
+    r.method = "SUBSCRIBE".into();
+    assert_eq!(
+        reply_code(&h.input(Input::SipRequest { tx: 55, req: r }), 55),
+        Some(489)
     );
     let r = message("sip:dave@sip.localhost", "sip:c@pbx", "text/plain", "x");
     assert_eq!(
@@ -331,6 +339,7 @@ fn xmpp_message_becomes_sip_message_and_errors_come_back() {
         result: Ok(SipResponse {
             code: 486,
             reason: "Busy Here".into(),
+            headers: vec![],
         }),
     });
     let s = stanzas(&outs);
@@ -352,6 +361,7 @@ fn xmpp_message_becomes_sip_message_and_errors_come_back() {
         result: Ok(SipResponse {
             code: 200,
             reason: "OK".into(),
+            headers: vec![],
         }),
     });
     assert!(stanzas(&outs).is_empty());

@@ -26,10 +26,10 @@ use crate::core::{CallKey, DialogAction, DialogEvent, MediaCommand};
 use crate::media::relay::{self, CallCounters, CallId, CallStarted, Relay};
 use crate::sipmsg::Transport;
 
-/// Methods that only make sense inside a dialog: without one they get 481.
-const IN_DIALOG: &[&str] = &[
-    "BYE", "INFO", "UPDATE", "PRACK", "REFER", "NOTIFY", "INVITE",
-];
+/// Methods that only make sense inside an INVITE dialog: without one they get 481. NOTIFY
+/// and SUBSCRIBE outside a call go to the core, which owns the subscription dialogs
+/// (RFC 6665).
+const IN_DIALOG: &[&str] = &["BYE", "INFO", "UPDATE", "PRACK", "REFER", "INVITE"];
 
 /// The io side of calls.
 pub(super) struct CallIo {
@@ -208,7 +208,7 @@ impl CallIo {
                     });
                 }
             }
-            DialogAction::Invite { req } => self.invite(key, req),
+            DialogAction::Invite { req } => self.invite(key, *req),
         }
     }
 

@@ -30,6 +30,8 @@ use crate::sipmsg::{OutRequest, SipRequest, SipResponse, Transport};
 struct Reply {
     code: u16,
     headers: Vec<(String, String)>,
+    /// The To tag the core chose (dialog-creating 2xx), else one is made up.
+    to_tag: Option<String>,
 }
 
 enum Event {
@@ -131,6 +133,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             rsipstack::sip::Method::Cancel,
             rsipstack::sip::Method::Message,
             rsipstack::sip::Method::Options,
+            rsipstack::sip::Method::Subscribe,
+            rsipstack::sip::Method::Notify,
+            rsipstack::sip::Method::Publish,
         ])
         .build();
     let mut incoming = endpoint
@@ -222,11 +227,17 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         default_transport,
         epoch: (Instant::now(), std::time::SystemTime::now()),
         calls: config.call_settings(),
+        presence: config.presence_settings(),
+        contacts: crate::core::LocalContacts {
+            udp: udp_local,
+            tcp: tcp_local,
+        },
     };
     let seed =
         u64::from_str_radix(&uuid::Uuid::new_v4().simple().to_string()[..16], 16).unwrap_or(1);
-    let mut gateway = Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), seed)
-        .map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
+    let mut gateway =
+        Gateway::new(settings, &store, seed).map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
+    gateway.restore_presence(Instant::now());
 
     let sip_local = udp_local
         .or(tcp_local)
@@ -325,7 +336,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = sleep_until(timeout) => {
                 gateway.handle_timeout(Instant::now());
             }
-            _ = media_metrics.tick() => call_io.publish_media_metrics(),
+            _ = media_metrics.tick() => {
+                call_io.publish_media_metrics();
+                gateway.publish_presence_metrics();
+            }
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
         }
@@ -334,7 +348,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         let mut flushed: Option<bool> = None;
         while let Some(out) = gateway.poll_output() {
             match out {
-                Output::SipReply { tx, code, headers } => {
+                Output::SipReply {
+                    tx,
+                    code,
+                    headers,
+                    to_tag,
+                } => {
                     let (code, headers) = if code == 202 {
                         let ok = *flushed.get_or_insert_with(|| match store.outbox.flush() {
                             Ok(()) => true,
@@ -352,7 +371,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         (code, headers)
                     };
                     if let Some(r) = replies.remove(&tx) {
-                        let _ = r.send(Reply { code, headers });
+                        let _ = r.send(Reply {
+                            code,
+                            headers,
+                            to_tag,
+                        });
                     } else if let Some(p) = udp_replies.remove(&tx) {
                         p.reply(code, headers);
                     }
@@ -497,23 +520,40 @@ fn on_event(
         Event::Admin(crate::admin::calls::CallRequest::Hangup(id, reply)) => {
             let _ = reply.send(gateway.hangup_call(id));
         }
+        Event::Admin(crate::admin::calls::CallRequest::Subscriptions(reply)) => {
+            let _ = reply.send(gateway.subscriptions(now));
+        }
     }
 }
 
 /// The core's view of an rsipstack request (its body passed apart, so a caller that owns the
 /// request can move it).
 fn sip_request(req: &rsipstack::sip::Request, body: Vec<u8>, transport: Transport) -> SipRequest {
+    let headers: Vec<(String, String)> = req
+        .headers
+        .iter()
+        .map(|h| (h.name().to_string(), h.value().to_string()))
+        .collect();
     SipRequest {
         method: req.method.to_string(),
         uri: req.uri.to_string(),
-        headers: req
-            .headers
-            .iter()
-            .map(|h| (h.name().to_string(), h.value().to_string()))
-            .collect(),
+        source: crate::sipmsg::via_source(&headers),
+        headers,
         body,
         transport,
     }
+}
+
+/// Puts the core's To tag on a request about to be answered (RFC 3261 §8.2.6.2: the
+/// response copies the request's To and adds the tag); `reply_with` keeps a tag it finds.
+fn set_to_tag(req: &mut rsipstack::sip::Request, tag: &str) {
+    use rsipstack::sip::prelude::HeadersExt;
+    let Ok(to) = req.to_header() else { return };
+    if to.tag().ok().flatten().is_some() {
+        return;
+    }
+    let tagged = to.with_tag(tag.to_string().into());
+    req.headers.unique_push(tagged.into());
 }
 
 fn on_server_transaction(
@@ -550,7 +590,12 @@ fn on_server_transaction(
         // The core answers every transaction; this bound only covers a bug.
         let reply = tokio::time::timeout(Duration::from_secs(30), reply_rx).await;
         let (code, headers) = match reply {
-            Ok(Ok(r)) => (r.code, r.headers),
+            Ok(Ok(r)) => {
+                if let Some(tag) = r.to_tag.filter(|_| r.code >= 200) {
+                    set_to_tag(&mut tx.original, &tag);
+                }
+                (r.code, r.headers)
+            }
             _ => (500, vec![]),
         };
         let headers: Vec<Header> = headers
@@ -597,6 +642,11 @@ async fn destination(
     if let Some(p) = sender.proxy {
         return Ok(p);
     }
+    destination_of(uri).await
+}
+
+/// The address of a URI's host and port (A/AAAA for a name).
+async fn destination_of(uri: &stox_sip::uri::SipUri) -> Result<SocketAddr, SendFailure> {
     let host = uri.host.trim_start_matches('[').trim_end_matches(']');
     let port = uri.port.unwrap_or(5060);
     if let Ok(ip) = host.parse::<std::net::IpAddr>() {
@@ -619,7 +669,19 @@ async fn send_request(
         .uri
         .parse()
         .map_err(|e| SendFailure::Transport(format!("bad target URI: {e}")))?;
-    let dest = destination(sender, &target).await?;
+    // RFC 3261 §12.2.1.1 / §16.12: with a route set, the request goes to its first entry
+    // (loose routing); the Request-URI stays the remote target.
+    let first_route = req
+        .dialog
+        .as_ref()
+        .and_then(|d| d.route.first())
+        .map(|r| crate::sipmsg::uri_of_name_addr(r).parse::<stox_sip::uri::SipUri>())
+        .transpose()
+        .map_err(|e| SendFailure::Transport(format!("bad Route: {e}")))?;
+    let dest = match &first_route {
+        Some(route) => destination_of(route).await?,
+        None => destination(sender, &target).await?,
+    };
     let (local, proto, stack_transport) = match transport {
         Transport::Udp => (sender.udp_local, "UDP", rsipstack::sip::Transport::Udp),
         Transport::Tcp => (
@@ -634,15 +696,27 @@ async fn send_request(
         .call_id
         .clone()
         .unwrap_or_else(|| format!("{}@stox", uuid::Uuid::new_v4().simple()));
+    let (from_tag, to_tag, cseq) = match &req.dialog {
+        Some(d) => (d.from_tag.clone(), d.to_tag.clone(), d.cseq),
+        None => (random_token(10), None, 1),
+    };
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let mut text = format!(
-        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: <{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 {m}\r\n",
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: <{from}>;tag={from_tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
         m = req.method,
         uri = req.uri,
         branch = random_token(20),
         from = req.from,
-        tag = random_token(10),
         to = req.to,
     );
+    for r in req.dialog.iter().flat_map(|d| d.route.iter()) {
+        let r = r.trim();
+        if r.starts_with('<') {
+            text.push_str(&format!("Route: {r}\r\n"));
+        } else {
+            text.push_str(&format!("Route: <{r}>\r\n"));
+        }
+    }
     for (n, v) in &req.headers {
         text.push_str(&format!("{n}: {v}\r\n"));
     }
@@ -686,7 +760,17 @@ async fn send_request(
                     .wire_reason
                     .clone()
                     .unwrap_or_else(|| resp.status_code.to_string());
-                return Ok(SipResponse { code, reason });
+                let headers = resp
+                    .headers
+                    .iter()
+                    .filter(|h| !matches!(h, Header::Via(_) | Header::ContentLength(_)))
+                    .map(|h| (h.name().to_string(), h.value().to_string()))
+                    .collect();
+                return Ok(SipResponse {
+                    code,
+                    reason,
+                    headers,
+                });
             }
         }
     }

@@ -457,7 +457,7 @@ impl Table {
             .wire_reason
             .clone()
             .unwrap_or_else(|| resp.status_code.to_string());
-        (self.deliver)(ToCore::Response(tx, Ok(SipResponse { code, reason })));
+        (self.deliver)(ToCore::Response(tx, Ok(SipResponse::new(code, reason))));
         Offer::Taken
     }
 
@@ -837,6 +837,7 @@ mod tests {
             headers: vec![("Subject".into(), "hi".into())],
             content_type: Some("text/plain;charset=UTF-8".into()),
             body: "héllo".as_bytes().to_vec(),
+            dialog: None,
         };
         // A host name is left to rsipstack; so is anything but MESSAGE.
         assert!(table

@@ -299,6 +299,7 @@ mod tests {
             headers,
             body: body.to_vec(),
             transport: Transport::Udp,
+            source: None,
         }
     }
 

@@ -45,9 +45,11 @@ impl Harness {
                 no_answer: Duration::from_secs(30),
                 no_media: Duration::from_secs(20),
             },
+            presence: crate::core::PresenceSettings::default(),
+            contacts: crate::core::LocalContacts::default(),
         };
         let mut h = Harness {
-            gw: Gateway::new(settings, store.mappings.clone(), store.outbox.clone(), 1).unwrap(),
+            gw: Gateway::new(settings, &store, 1).unwrap(),
             now: Instant::now(),
             media: Vec::new(),
         };
@@ -103,6 +105,7 @@ impl Harness {
             ],
             body: OFFER.as_bytes().to_vec(),
             transport: Transport::Udp,
+            source: None,
         };
         self.input(Input::Invite { call: key, req })
     }
@@ -348,6 +351,7 @@ fn bad_invites_get_sip_errors() {
             ],
             body: body.as_bytes().to_vec(),
             transport: Transport::Udp,
+            source: None,
         };
         let out = h.input(Input::Invite { call: 9, req });
         match actions(&out)[..] {

@@ -263,10 +263,13 @@ fn pending_then_approved_then_coalesced() {
         notify_kinds(&w.take_actions()),
         vec!["ask", "notify pending -"]
     );
-    // Presence before approval is remembered but not sent.
+    // Presence before approval is not sent, and not trusted: a server answers a
+    // subscription request with `unavailable` whatever the user's state.
     w.on_presence(start, b"p0".to_vec());
     assert!(w.take_actions().is_empty());
     w.on_xmpp_subscribed(start + secs(1));
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["probe"]);
+    w.on_presence(start + secs(1), b"p0".to_vec());
     assert_eq!(
         notify_kinds(&w.take_actions()),
         vec!["notify active 3599 p0"]
@@ -291,6 +294,20 @@ fn pending_then_approved_then_coalesced() {
         notify_kinds(&w.take_actions()),
         vec!["notify active 3580 p11"]
     );
+    // The same state again (a probe answer, a repeated broadcast): nothing to say.
+    w.on_presence(start + secs(40), b"p11".to_vec());
+    assert!(w.take_actions().is_empty());
+    assert_eq!(w.poll_timeout(), Some(start + secs(3600)));
+    // A change and back within the interval: nothing either.
+    w.on_presence(start + secs(60), b"p12".to_vec());
+    assert_eq!(
+        notify_kinds(&w.take_actions()),
+        vec!["notify active 3540 p12"]
+    );
+    w.on_presence(start + secs(61), b"p13".to_vec());
+    w.on_presence(start + secs(62), b"p12".to_vec());
+    w.handle_timeout(start + secs(65));
+    assert!(w.take_actions().is_empty());
 }
 
 #[test]
@@ -331,15 +348,93 @@ fn fetch_with_and_without_cache() {
         vec!["notify terminated timeout p"]
     );
     assert!(w.ended());
+    // Without cached state: probe, and the final NOTIFY carries the answer...
     let mut w = Watcher::new(now, 0, true, None);
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["probe"]);
+    assert!(!w.ended());
+    assert_eq!(w.poll_timeout(), Some(now + FIRST_STATE_WAIT));
+    w.on_presence(now + Duration::from_millis(3), b"q".to_vec());
     assert_eq!(
         notify_kinds(&w.take_actions()),
-        vec!["probe", "notify terminated timeout -"]
+        vec!["notify terminated timeout q"]
     );
+    assert!(w.ended());
+    // ... or goes without it when none comes in time.
+    let mut w = Watcher::new(now, 0, true, None);
+    w.take_actions();
+    w.handle_timeout(now + FIRST_STATE_WAIT);
+    assert_eq!(
+        notify_kinds(&w.take_actions()),
+        vec!["notify terminated timeout -"]
+    );
+    assert!(w.ended());
     // An unauthorized fetch reveals nothing.
     let mut w = Watcher::new(now, 0, false, Some(b"p".to_vec()));
     assert_eq!(
         notify_kinds(&w.take_actions()),
         vec!["ask", "notify terminated timeout -"]
     );
+}
+
+#[test]
+fn approval_without_presence_waits_for_the_probe_answer() {
+    let now = t0();
+    let mut w = Watcher::new(now, 3600, false, None);
+    w.take_actions();
+    w.on_xmpp_subscribed(now + secs(1));
+    // No presence known: probe, and the first active NOTIFY waits for the answer.
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["probe"]);
+    assert_eq!(w.poll_timeout(), Some(now + secs(1) + FIRST_STATE_WAIT));
+    w.on_presence(now + secs(1) + Duration::from_millis(5), b"on".to_vec());
+    assert_eq!(
+        notify_kinds(&w.take_actions()),
+        vec!["notify active 3598 on"]
+    );
+    // The answer counts as a NOTIFY for coalescing: a change right after waits 5 s.
+    w.on_presence(now + secs(2), b"away".to_vec());
+    assert!(w.take_actions().is_empty());
+
+    // An authorized new subscription with nothing cached waits the same way, and
+    // notifies "unknown" (no body) when the wait runs out.
+    let mut w = Watcher::new(now, 600, true, None);
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["probe"]);
+    // A refresh during the wait does not notify twice.
+    w.on_subscribe(now + Duration::from_millis(100), 600);
+    assert!(w.take_actions().is_empty());
+    w.handle_timeout(now + FIRST_STATE_WAIT);
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["notify active 599 -"]);
+}
+
+#[test]
+fn restored_subscriptions() {
+    let now = t0();
+    // A watcher restored after a restart says nothing until presence comes, then
+    // notifies at once; it still expires when it did before.
+    let mut w = Watcher::restore(now + secs(100), true);
+    assert!(w.take_actions().is_empty());
+    assert_eq!(w.state_name(), "active");
+    assert_eq!(w.poll_timeout(), Some(now + secs(100)));
+    w.on_presence(now + secs(1), b"p".to_vec());
+    assert_eq!(notify_kinds(&w.take_actions()), vec!["notify active 99 p"]);
+    w.handle_timeout(now + secs(100));
+    assert_eq!(
+        notify_kinds(&w.take_actions()),
+        vec!["notify terminated timeout -"]
+    );
+    let w = Watcher::restore(now + secs(100), false);
+    assert_eq!(w.state_name(), "pending");
+
+    // A watch with a dialog is refreshed inside it at the given time; one without starts
+    // a new dialog then.
+    let mut w = Watch::restore(now + secs(2), 600, true, true, Some(b"c".to_vec()));
+    assert_eq!(w.state_name(), "active");
+    assert_eq!(w.poll_timeout(), Some(now + secs(2)));
+    w.handle_timeout(now + secs(2));
+    assert_eq!(w.take_actions(), vec![sub(600, false)]);
+    w.on_xmpp_probe(now + secs(3));
+    assert_eq!(w.take_actions(), vec![WatchAction::Presence(b"c".to_vec())]);
+    let mut w = Watch::restore(now + secs(2), 3600, false, false, None);
+    assert_eq!(w.state_name(), "idle");
+    w.handle_timeout(now + secs(2));
+    assert_eq!(w.take_actions(), vec![sub(3600, true)]);
 }
