@@ -186,6 +186,9 @@ const METHODS: &[&str] = &[
     "OPTIONS",
     "INVITE",
     "SUBSCRIBE",
+    "SUBSCRIBE",
+    "NOTIFY",
+    "PUBLISH",
 ];
 const TARGET_URIS: &[&str] = &[
     "sip:alice@localhost",
@@ -220,6 +223,7 @@ const CONTENT_TYPES: &[&str] = &[
     "message/imdn+xml",
     "image/png",
     "text/plain; charset=\"x",
+    "application/pidf+xml",
 ];
 const HEADER_NAMES: &[&str] = &[
     "Subject",
@@ -231,6 +235,13 @@ const HEADER_NAMES: &[&str] = &[
     "c",
     "f",
     "s",
+    "Event",
+    "Expires",
+    "Subscription-State",
+    "Contact",
+    "SIP-If-Match",
+    "Accept",
+    "To",
 ];
 
 /// A body for `content_type`: a well-formed one around fuzz text, or raw bytes.
@@ -267,6 +278,11 @@ fn body_for(r: &mut Reader<'_>, content_type: Option<&str>) -> Vec<u8> {
         let state = r.choice(&["active", "idle"]);
         let refresh = r.choice(&["60", "0", "-1", "99999999999999999999"]);
         format!("<?xml version='1.0'?><isComposing xmlns='urn:ietf:params:xml:ns:im-iscomposing'><state>{state}</state><refresh>{refresh}</refresh></isComposing>").into_bytes()
+    } else if ct.starts_with("application/pidf") {
+        let basic = r.choice(&["open", "closed", "x"]);
+        let id = r.choice(&["ID-desk", "t1", ""]);
+        let note = xml_safe(r.text(128));
+        format!("<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' xmlns:rpid='urn:ietf:params:xml:ns:pidf:rpid' entity='sip:carol@127.0.0.1:5080'><tuple id='{id}'><status><basic>{basic}</basic></status><note>{note}</note></tuple><rpid:activities><rpid:busy/></rpid:activities></presence>").into_bytes()
     } else if ct.starts_with("message/imdn") {
         let id = r.choice(&["stox-0000000000000007-1", "m-1", ""]);
         let kind = r.choice(&[
@@ -312,6 +328,20 @@ pub fn sip_request(r: &mut Reader<'_>) -> SipRequest {
             "gzip",
             "Hello",
             "text/plain",
+            "presence",
+            "presence;id=1",
+            "dialog",
+            "3600",
+            "1",
+            "99999999999",
+            "active;expires=60",
+            "pending",
+            "terminated;reason=rejected",
+            "terminated;reason=timeout;retry-after=5",
+            "<sip:carol@127.0.0.1:5080>",
+            "application/pidf+xml",
+            "stox-0000000000000007-3",
+            "<sip:alice@localhost>;tag=stox-0000000000000007-1",
         ]);
         headers.push((name, value));
     }
@@ -743,6 +773,19 @@ pub enum Op {
     },
     /// The link goes down if up, up if down (the link driver alternates them).
     Toggle,
+    /// A presence stanza from an XMPP user to a contact JID.
+    Presence(Element),
+    /// A NOTIFY inside the `n`th SUBSCRIBE dialog stox opened.
+    Notify {
+        /// Which dialog.
+        n: usize,
+        /// `Subscription-State`.
+        state: String,
+        /// The body (empty: none).
+        body: Vec<u8>,
+        /// The notifier's tag.
+        tag: String,
+    },
     /// Time passes.
     Advance(Duration),
 }
@@ -752,7 +795,7 @@ pub fn ops(data: &[u8]) -> Vec<Op> {
     let mut r = Reader::new(data);
     let mut v = Vec::new();
     while !r.is_empty() && v.len() < 64 {
-        let op = match r.byte() % 8 {
+        let op = match r.byte() % 11 {
             0 | 1 => Op::Sip(sip_request(&mut r)),
             2 => match message_stanza(&mut r, None) {
                 Some(s) => Op::Stanza(s),
@@ -775,11 +818,88 @@ pub fn ops(data: &[u8]) -> Vec<Op> {
                 Op::Response { n, code }
             }
             5 => Op::Toggle,
+            8 => match presence_stanza(&mut r) {
+                Some(s) => Op::Presence(s),
+                None => continue,
+            },
+            9 => {
+                let n = usize::from(r.byte());
+                let state = r.choice(&[
+                    "active;expires=600",
+                    "active",
+                    "pending",
+                    "terminated;reason=rejected",
+                    "terminated;reason=deactivated",
+                    "terminated;reason=timeout;retry-after=30",
+                    "bogus",
+                ]);
+                let body = if r.byte() & 1 == 0 {
+                    body_for(&mut r, Some("application/pidf+xml"))
+                } else {
+                    Vec::new()
+                };
+                let tag = r.choice(&["n1", "n1", "n2"]);
+                Op::Notify {
+                    n,
+                    state,
+                    body,
+                    tag,
+                }
+            }
             _ => Op::Advance(Duration::from_millis(u64::from(r.byte()) * 5)),
         };
         v.push(op);
     }
     v
+}
+
+/// A presence stanza from an XMPP user to a contact JID (RFC 6121 types), decoded from fuzz
+/// bytes.
+pub fn presence_stanza(r: &mut Reader<'_>) -> Option<Element> {
+    let kind = r.choice(&[
+        "subscribe",
+        "subscribe",
+        "subscribed",
+        "unsubscribe",
+        "unsubscribed",
+        "probe",
+        "unavailable",
+        "error",
+        "-",
+        "-",
+    ]);
+    let kind = xml_safe(kind);
+    let kind = (kind != "-").then_some(kind);
+    let to = xml_safe(r.choice(JID_TARGETS));
+    let from = xml_safe(r.choice(JID_SENDERS));
+    let mut b = stanza::builder("presence", &from, &to, "", kind.as_deref());
+    if r.byte() & 3 == 0 {
+        b = stanza::with_lang(b, &xml_safe(r.choice(&["en", "fr", ""])));
+    }
+    let mut children = Vec::new();
+    if r.byte() & 1 == 0 {
+        children.push(stanza::text_child(
+            "show",
+            stanza::NS_COMPONENT,
+            &xml_safe(r.choice(&["away", "dnd", "xa", "chat", "bogus"])),
+        ));
+    }
+    if r.byte() & 1 == 0 {
+        children.push(stanza::text_child(
+            "status",
+            stanza::NS_COMPONENT,
+            &xml_safe(r.text(128)),
+        ));
+    }
+    if r.byte() & 3 == 0 {
+        children.push(stanza::text_child(
+            "priority",
+            stanza::NS_COMPONENT,
+            &xml_safe(r.choice(&["1", "-5", "127", "300", "x"])),
+        ));
+    }
+    let built = b.append_all(children).build();
+    stanza::to_string(&built).parse().ok()
 }
 
 /// `gateway_core`: a byte-driven sequence of inputs; see [`run_core`].
@@ -821,7 +941,14 @@ pub fn run_core(ops: Vec<Op>) {
                     Some(code) => Ok(SipResponse {
                         code,
                         reason: "fuzz".into(),
-                        headers: vec![],
+                        // What a notifier's 2xx (and a 423) carry; other requests ignore them.
+                        headers: vec![
+                            ("To".into(), "<sip:x@y>;tag=r1".into()),
+                            ("Contact".into(), "<sip:carol@127.0.0.1:5080>".into()),
+                            ("Expires".into(), (code % 700).to_string()),
+                            ("Min-Expires".into(), "7200".into()),
+                            ("Record-Route".into(), "<sip:p1;lr>, <sip:p2;lr>".into()),
+                        ],
                     }),
                     None => Err(SendFailure::Timeout),
                 };
@@ -834,6 +961,46 @@ pub fn run_core(ops: Vec<Op>) {
                     Input::LinkUp
                 };
                 d.input(i);
+            }
+            Op::Presence(s) => d.input(Input::Stanza(s)),
+            Op::Notify {
+                n,
+                state,
+                body,
+                tag,
+            } => {
+                if d.subscribes.is_empty() {
+                    continue;
+                }
+                let (call_id, stox_tag, stox_uri, target) =
+                    d.subscribes[n % d.subscribes.len()].clone();
+                let mut headers = vec![
+                    (
+                        "Via".to_string(),
+                        "SIP/2.0/UDP 127.0.0.1:5080;branch=z9hG4bKn".to_string(),
+                    ),
+                    ("From".to_string(), format!("<{target}>;tag={tag}")),
+                    ("To".to_string(), format!("<{stox_uri}>;tag={stox_tag}")),
+                    ("Call-ID".to_string(), call_id),
+                    ("CSeq".to_string(), "1 NOTIFY".to_string()),
+                    ("Event".to_string(), "presence".to_string()),
+                    ("Subscription-State".to_string(), state),
+                    ("Contact".to_string(), format!("<{target}>")),
+                ];
+                if !body.is_empty() {
+                    headers.push((
+                        "Content-Type".to_string(),
+                        "application/pidf+xml".to_string(),
+                    ));
+                }
+                d.sip(SipRequest {
+                    method: "NOTIFY".into(),
+                    uri: "sip:stox@127.0.0.1:5060".into(),
+                    headers,
+                    body,
+                    transport: Transport::Udp,
+                    source: None,
+                });
             }
             Op::Advance(by) => {
                 d.now += by;
@@ -863,6 +1030,10 @@ pub struct Driver {
     client_ids: BTreeSet<TxId>,
     /// Messages stox sent: (id, from, to).
     sent: Vec<(String, String, String)>,
+    /// SUBSCRIBE dialogs stox opened: (Call-ID, its tag, its URI, the target).
+    subscribes: Vec<(String, String, String, String)>,
+    /// The last CSeq stox used in each dialog (Call-ID, its tag).
+    cseqs: HashMap<(String, String), u32>,
     /// Incoming INVITEs (io keys) and the dialog actions each got.
     invites: BTreeMap<CallKey, Vec<DialogAction>>,
     /// INVITEs the core sent and the dialog actions each got.
@@ -933,6 +1104,8 @@ impl Driver {
             open: Vec::new(),
             client_ids: BTreeSet::new(),
             sent: Vec::new(),
+            subscribes: Vec::new(),
+            cseqs: HashMap::new(),
             invites: BTreeMap::new(),
             outgoing: BTreeMap::new(),
             call_keys: Vec::new(),
@@ -1008,6 +1181,40 @@ impl Driver {
                         "client transaction id {tx} reused"
                     );
                     check_sip_uri(&req.uri);
+                    if let Some(d) = &req.dialog {
+                        // RFC 3261 §12.2.1.1: a dialog's requests carry its Call-ID and
+                        // tags, and CSeq numbers that only go up.
+                        let call_id = req.call_id.clone().unwrap_or_default();
+                        assert!(
+                            !call_id.is_empty() && !d.from_tag.is_empty(),
+                            "in-dialog {} without Call-ID or tag",
+                            req.method
+                        );
+                        let key = (call_id.clone(), d.from_tag.clone());
+                        if let Some(last) = self.cseqs.insert(key, d.cseq) {
+                            assert!(
+                                d.cseq > last,
+                                "{} CSeq {} after {last} in dialog {call_id}",
+                                req.method,
+                                d.cseq
+                            );
+                        }
+                        if req.method == "SUBSCRIBE" && d.to_tag.is_none() {
+                            self.subscribes.push((
+                                call_id,
+                                d.from_tag.clone(),
+                                req.from.clone(),
+                                req.to.clone(),
+                            ));
+                        }
+                        for (name, value) in &req.headers {
+                            assert!(
+                                !value.contains(['\r', '\n']),
+                                "{name} of a {} breaks the header: {value:?}",
+                                req.method
+                            );
+                        }
+                    }
                     self.open.push(tx);
                 }
                 // Checked by on_call_output.
