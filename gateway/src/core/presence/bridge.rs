@@ -234,6 +234,9 @@ pub(in crate::core) struct PresenceState {
     watchers: HashMap<u64, WatcherEntry>,
     /// (Call-ID, local tag) → watcher.
     watcher_by_dialog: HashMap<(String, String), u64>,
+    /// (Call-ID, the watcher's tag) → watcher: a SUBSCRIBE without To tag that repeats an
+    /// existing dialog's identifiers is that dialog's refresh (some UAs never learn the tag).
+    watcher_by_remote: HashMap<(String, String), u64>,
     /// (presentity, watcher JID) → watchers (XMPP presentities).
     watchers_of: HashMap<(String, String), BTreeSet<u64>>,
     /// local AOR → its SIP watchers.
@@ -870,7 +873,11 @@ impl Gateway {
             let Some(e) = self.presence.watches.get_mut(&id) else {
                 return;
             };
-            let renew = new_dialog || e.dialog.is_none();
+            // A SUBSCRIBE that never made a dialog (423, a timeout, 5xx) is retried with the
+            // same Call-ID and tag and the next CSeq (RFC 3261 §8.1.3.5, as for 401/407):
+            // only a dialog the notifier knew (481) or ended needs a new one.
+            let unestablished = e.dialog.as_ref().is_some_and(|d| d.remote_tag.is_none());
+            let renew = e.dialog.is_none() || (new_dialog && !unestablished);
             if renew {
                 if let Some(old) = e.dialog.take() {
                     self.presence
@@ -1216,6 +1223,19 @@ impl Gateway {
 
     fn on_subscribe(&mut self, now: Instant, tx: TxId, req: &SipRequest) {
         counter!("stox_presence_subscribe_total", "direction" => "in").increment(1);
+        let known = match (req.header("Call-ID"), req.header("From").and_then(tag_of)) {
+            (Some(c), Some(t)) => self
+                .presence
+                .watcher_by_remote
+                .get(&(c.to_owned(), t.to_owned()))
+                .and_then(|id| self.presence.watchers.get(id))
+                .map(|e| e.dialog.local_tag.clone()),
+            _ => None,
+        };
+        if let Some(local_tag) = known {
+            // The same dialog again without our tag: a refresh, answered with the tag.
+            return self.on_resubscribe(now, tx, req, &local_tag);
+        }
         let p = self.settings.presence.clone();
         if let Some(ip) = req.source.map(|s| s.ip()) {
             if !allow(
@@ -1375,6 +1395,10 @@ impl Gateway {
         let st = &mut self.presence;
         st.watcher_by_dialog
             .insert((e.dialog.call_id.clone(), e.dialog.local_tag.clone()), id);
+        if let Some(remote) = &e.dialog.remote_tag {
+            st.watcher_by_remote
+                .insert((e.dialog.call_id.clone(), remote.clone()), id);
+        }
         match &e.presentity {
             Presentity::Xmpp(jid) => {
                 st.watchers_of
@@ -1399,6 +1423,12 @@ impl Gateway {
         };
         st.watcher_by_dialog
             .remove(&(e.dialog.call_id.clone(), e.dialog.local_tag.clone()));
+        if let Some(remote) = &e.dialog.remote_tag {
+            let key = (e.dialog.call_id.clone(), remote.clone());
+            if st.watcher_by_remote.get(&key) == Some(&id) {
+                st.watcher_by_remote.remove(&key);
+            }
+        }
         match &e.presentity {
             Presentity::Xmpp(jid) => {
                 let key = (jid.clone(), e.watcher_jid.clone());
@@ -1488,13 +1518,15 @@ impl Gateway {
         }
         let tcp = e.dialog.tcp;
         let contact = self.own_contact(tcp);
-        self.reply(
+        let untagged = req.header("To").and_then(tag_of).is_none();
+        self.reply_tagged(
             tx,
             200,
             vec![
                 ("Expires".into(), expires.to_string()),
                 ("Contact".into(), contact),
             ],
+            untagged.then(|| to_tag.to_owned()),
         );
         if let Some(e) = self.presence.watchers.get_mut(&id) {
             e.machine.on_subscribe(now, expires);

@@ -390,7 +390,7 @@ fn refusals_retries_and_probes() {
     );
     assert!(h.gw.subscriptions(h.now).is_empty());
 
-    // 423: again with Min-Expires, a new dialog.
+    // 423: again with Min-Expires, same Call-ID and tag, next CSeq.
     let mut h = H::new();
     let outs = h.stanza(&format!(
         "<presence xmlns='jabber:component:accept' type='subscribe' from='alice@localhost' to='{CAROL_JID}'/>"
@@ -399,7 +399,13 @@ fn refusals_retries_and_probes() {
     let outs = h.respond(tx, 423, &[("Min-Expires", "7200")]);
     let s = sends(&outs);
     assert_eq!(header(s[0].1, "Expires"), Some("7200"));
-    assert_ne!(s[0].1.call_id, first.call_id);
+    assert_eq!(s[0].1.call_id, first.call_id);
+    let (d0, d1) = (
+        first.dialog.as_ref().expect("dialog"),
+        s[0].1.dialog.as_ref().expect("dialog"),
+    );
+    assert_eq!((d1.from_tag.as_str(), d1.cseq), (d0.from_tag.as_str(), 2));
+    assert_eq!(d1.to_tag, None);
 
     // No answer (timer F): retried later, nothing said to alice.
     let tx = s[0].0;
@@ -674,6 +680,27 @@ fn watcher_refresh_expiry_fetch_and_errors() {
         s[0].1.uri, "sip:carol@127.0.0.1:5081",
         "the new Contact is the target"
     );
+
+    // A UA that never learnt the tag refreshes without it: the same subscription, and the
+    // answer carries the tag.
+    h.now += Duration::from_secs(1);
+    let untagged = request(
+        "SUBSCRIBE",
+        "sip:alice@localhost",
+        &format!("<{CAROL}>;tag=cw"),
+        "<sip:alice@localhost>",
+        "w2",
+    );
+    let untagged = with(
+        with(untagged, "Expires", "10"),
+        "Contact",
+        "<sip:carol@127.0.0.1:5081>",
+    );
+    let (code, _, answered_tag, outs) = h.sip(untagged);
+    assert_eq!(code, 200);
+    assert_eq!(answered_tag.as_deref(), Some(tag.as_str()));
+    assert_eq!(notifies(&outs).len(), 1);
+    assert_eq!(h.gw.subscriptions(h.now).len(), 1, "still one subscription");
 
     // Not refreshed again: terminated;reason=timeout at expiry.
     let outs = h.at(h.now + Duration::from_secs(10));
