@@ -1,0 +1,386 @@
+//! Self-tests of the presence peers alone (no stox): the SIPp presence scenarios against
+//! each other (RFC 6665 SUBSCRIBE/NOTIFY, RFC 3856 presence, RFC 3903 PUBLISH), two slixmpp
+//! clients subscribing through Prosody with manual approval (RFC 6121 §3), and baresip's
+//! presence module against SIPp. If these fail, a peer or the harness is broken, not the
+//! gateway. Each test asserts what went over the wire.
+//!
+//! ```text
+//! sipp watcher SUBSCRIBE sip:carol@127.0.0.1:P (Expires 60) → sipp notifier 200 (Expires 60)
+//! notifier NOTIFY pending, NOTIFY active + PIDF open "Gone fishing" <rpid:away/>
+//! watcher refresh (in dialog) → 200, NOTIFY active + PIDF closed "back soon" <rpid:busy/>
+//! watcher SUBSCRIBE Expires 0 → 200, NOTIFY terminated;reason=timeout
+//!
+//! alice (manual approval) subscribes to bob → bob gets <presence type='subscribe'>,
+//! approves → alice gets subscribed and bob's presence (show dnd, "in a meeting");
+//! alice's roster: bob subscription='to'
+//! ```
+
+use std::time::Duration;
+
+use stox_tests::pidf::{Pidf, PresenceState};
+use stox_tests::sipp::{NotifierPlan, PublishPlan, SipMessage, Sipp, SippRun, WatcherPlan};
+
+const T: Duration = Duration::from_secs(20);
+
+fn states(run: &SippRun, received: bool) -> Vec<String> {
+    run.subscription_states(received)
+        .into_iter()
+        .map(|s| match s.reason {
+            Some(reason) => format!("{};reason={reason}", s.state),
+            None => s.state,
+        })
+        .collect()
+}
+
+fn statuses(messages: &[&SipMessage]) -> Vec<u16> {
+    messages.iter().filter_map(|m| m.status()).collect()
+}
+
+fn assert_pidf(notify: &SipMessage, entity: &str, state: &PresenceState) {
+    let pidf = notify
+        .pidf()
+        .unwrap_or_else(|| panic!("no PIDF body in\n{}", String::from_utf8_lossy(&notify.raw)));
+    assert_eq!(notify.header("Content-Type"), Some("application/pidf+xml"));
+    assert_eq!(pidf.entity, entity);
+    assert_eq!(pidf.tuple().map(|t| t.id.as_str()), Some("phone"));
+    assert_eq!(pidf.basic(), Some(state.basic.as_str()));
+    assert_eq!(pidf.note(), Some(state.note.as_str()));
+    assert_eq!(pidf.activities, vec![state.activity.clone()]);
+}
+
+fn gone_fishing() -> PresenceState {
+    PresenceState::new("open", "Gone fishing", "away")
+}
+
+fn back_soon() -> PresenceState {
+    PresenceState::new("closed", "back soon", "busy")
+}
+
+#[test]
+fn sipp_watcher_and_notifier_go_pending_active_refreshed_and_unsubscribed() {
+    let plan = NotifierPlan::new(60)
+        .states(gone_fishing(), back_soon())
+        .pending_for(Duration::from_millis(300));
+    let notifier = Sipp::uas_presence_notifier(&plan).spawn().unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::new(60).refreshes(1),
+    );
+    let watcher_contact = format!("sip:carol@127.0.0.1:{};transport=UDP", watcher.local_port());
+    let watcher = watcher.run().unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(watcher.exit_code, Some(0), "{}", watcher.summary());
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+
+    // The notifier saw the subscription, its refresh and its end, all in one dialog.
+    let subscribes = notifier.requests("SUBSCRIBE", true);
+    let expires: Vec<_> = subscribes.iter().map(|m| m.expires()).collect();
+    assert_eq!(expires, vec![Some(60), Some(60), Some(0)]);
+    let first = subscribes[0];
+    assert_eq!(
+        first.request_uri(),
+        Some(format!("sip:carol@{aor}").as_str())
+    );
+    assert_eq!(first.header("Event"), Some("presence"));
+    assert_eq!(first.header("Accept"), Some("application/pidf+xml"));
+    assert_eq!(first.tag("To"), None);
+    let ok = notifier.final_responses("SUBSCRIBE", false);
+    assert_eq!(statuses(&ok), vec![200, 200, 200]);
+    let notifier_tag = ok[0].tag("To").unwrap();
+    let notifier_contact = ok[0].header_uri("Contact").unwrap();
+    for refresh in &subscribes[1..] {
+        assert_eq!(refresh.request_uri(), Some(notifier_contact));
+        assert_eq!(refresh.tag("To"), Some(notifier_tag));
+        assert_eq!(refresh.tag("From"), first.tag("From"));
+        assert_eq!(refresh.header("Call-ID"), first.header("Call-ID"));
+    }
+    let cseqs: Vec<_> = subscribes
+        .iter()
+        .map(|m| m.cseq_number().unwrap())
+        .collect();
+    assert!(cseqs.windows(2).all(|w| w[0] < w[1]), "{cseqs:?}");
+
+    // The watcher got pending, the first state, the second after the refresh, the end.
+    assert_eq!(
+        states(&watcher, true),
+        ["pending", "active", "active", "terminated;reason=timeout"]
+    );
+    assert_eq!(states(&notifier, false), states(&watcher, true));
+    let notifies = watcher.requests("NOTIFY", true);
+    let entity = format!("sip:carol@{aor}");
+    assert!(notifies[0].body.is_empty());
+    assert_pidf(notifies[1], &entity, &gone_fishing());
+    assert_pidf(notifies[2], &entity, &back_soon());
+    assert_eq!(notifies[1].subscription_state().unwrap().expires, Some(60));
+    for notify in &notifies {
+        assert_eq!(notify.request_uri(), Some(watcher_contact.as_str()));
+        assert_eq!(notify.header("Event"), Some("presence"));
+        assert_eq!(notify.tag("From"), Some(notifier_tag));
+        assert_eq!(notify.tag("To"), first.tag("From"));
+    }
+    assert_eq!(
+        statuses(&watcher.final_responses("NOTIFY", false)),
+        [200; 4]
+    );
+}
+
+#[test]
+fn sipp_notifier_changes_state_by_itself_without_a_refresh() {
+    let plan = NotifierPlan::new(60)
+        .states(gone_fishing(), back_soon())
+        .change_after(Duration::from_millis(300));
+    let notifier = Sipp::uas_presence_notifier(&plan).spawn().unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::new(60).then_notifies(1),
+    )
+    .run()
+    .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(watcher.exit_code, Some(0), "{}", watcher.summary());
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+    assert_eq!(
+        states(&watcher, true),
+        ["active", "active", "terminated;reason=timeout"]
+    );
+    let notifies = watcher.requests("NOTIFY", true);
+    let entity = format!("sip:carol@{aor}");
+    assert_pidf(notifies[0], &entity, &gone_fishing());
+    assert_pidf(notifies[1], &entity, &back_soon());
+    // No refresh: the subscription and its end only.
+    let expires: Vec<_> = notifier
+        .requests("SUBSCRIBE", true)
+        .iter()
+        .map(|m| m.expires())
+        .collect();
+    assert_eq!(expires, vec![Some(60), Some(0)]);
+}
+
+#[test]
+fn sipp_notifier_refusing_a_refresh_ends_the_watchers_call() {
+    let plan = NotifierPlan::new(60).refresh_status(481, "Subscription Does Not Exist");
+    let notifier = Sipp::uas_presence_notifier(&plan).spawn().unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::new(60).refreshes(1),
+    )
+    .run()
+    .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+    // The watcher expected 200 to its refresh: a failed call, and the 481 is readable.
+    assert_eq!(watcher.failed, 1, "{}", watcher.summary());
+    assert_eq!(
+        statuses(&watcher.final_responses("SUBSCRIBE", true)),
+        [200, 481]
+    );
+    assert_eq!(states(&watcher, true), ["active"]);
+}
+
+#[test]
+fn sipp_watcher_sees_a_pending_subscription_rejected() {
+    let notifier = Sipp::uas_presence_terminate(60, None, Duration::from_millis(300), "rejected")
+        .spawn()
+        .unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::until_terminated(60),
+    )
+    .run()
+    .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(watcher.exit_code, Some(0), "{}", watcher.summary());
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+    assert_eq!(
+        states(&watcher, true),
+        ["pending", "terminated;reason=rejected"]
+    );
+    // The watcher neither refreshed nor unsubscribed.
+    assert_eq!(notifier.requests("SUBSCRIBE", true).len(), 1);
+}
+
+#[test]
+fn sipp_watcher_sees_an_active_subscription_time_out() {
+    let state = gone_fishing();
+    let notifier = Sipp::uas_presence_terminate(1, Some(&state), Duration::from_secs(1), "timeout")
+        .spawn()
+        .unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::until_terminated(60).quiet(Duration::from_millis(200)),
+    )
+    .run()
+    .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(watcher.exit_code, Some(0), "{}", watcher.summary());
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+    assert_eq!(
+        states(&watcher, true),
+        ["active", "terminated;reason=timeout"]
+    );
+    let ok = watcher.final_responses("SUBSCRIBE", true);
+    assert_eq!(
+        ok[0].expires(),
+        Some(1),
+        "the notifier granted less than asked"
+    );
+    assert_pidf(
+        watcher.requests("NOTIFY", true)[0],
+        &format!("sip:carol@{aor}"),
+        &state,
+    );
+}
+
+#[test]
+fn sipp_notifier_refuses_subscriptions_with_each_status() {
+    for (status, reason, header) in [
+        (403, "Forbidden", None),
+        (489, "Bad Event", Some("Allow-Events: presence")),
+        (603, "Decline", None),
+    ] {
+        let notifier = Sipp::uas_presence_status(status, reason, header)
+            .spawn()
+            .unwrap();
+        let aor = format!("127.0.0.1:{}", notifier.port());
+        let watcher =
+            Sipp::uac_presence_watcher(notifier.addr(), "carol", &aor, &WatcherPlan::new(60))
+                .run()
+                .unwrap();
+        let notifier = notifier.wait(T).unwrap();
+        assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+        assert_eq!(
+            watcher.final_status(),
+            Some(status),
+            "{}",
+            watcher.summary()
+        );
+        assert_eq!(watcher.failed, 1);
+        let refusal = watcher.final_responses("SUBSCRIBE", true)[0];
+        assert_eq!(refusal.reason(), Some(reason));
+        assert_eq!(refusal.header("Allow-Events"), Some("presence"));
+        assert!(watcher.requests("NOTIFY", true).is_empty());
+    }
+}
+
+#[test]
+fn sipp_watcher_retries_a_423_with_min_expires_and_the_notifier_accepts_it() {
+    let state = PresenceState::open("at my desk");
+    let notifier = Sipp::uas_presence_min_expires(60, &state).spawn().unwrap();
+    let aor = format!("127.0.0.1:{}", notifier.port());
+    let watcher = Sipp::uac_presence_watcher(
+        notifier.addr(),
+        "carol",
+        &aor,
+        &WatcherPlan::new(1).refreshes(1),
+    )
+    .run()
+    .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(watcher.exit_code, Some(0), "{}", watcher.summary());
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+
+    let subscribes = notifier.requests("SUBSCRIBE", true);
+    let expires: Vec<_> = subscribes.iter().map(|m| m.expires()).collect();
+    assert_eq!(expires, vec![Some(1), Some(60), Some(60), Some(0)]);
+    let responses = watcher.final_responses("SUBSCRIBE", true);
+    assert_eq!(statuses(&responses), [423, 200, 200, 200]);
+    assert_eq!(responses[0].header("Min-Expires"), Some("60"));
+    // RFC 3261 §8.1.3.5: the retry is a new transaction of the same Call-ID, no To tag.
+    assert_eq!(
+        subscribes[1].header("Call-ID"),
+        subscribes[0].header("Call-ID")
+    );
+    assert!(subscribes[1].cseq_number() > subscribes[0].cseq_number());
+    assert_eq!(subscribes[1].tag("To"), None);
+    assert_eq!(
+        states(&watcher, true),
+        ["active", "active", "terminated;reason=timeout"]
+    );
+    assert_eq!(
+        watcher.requests("NOTIFY", true)[0]
+            .subscription_state()
+            .unwrap()
+            .expires,
+        Some(60)
+    );
+}
+
+#[test]
+fn sipp_publisher_and_compositor_publish_refresh_modify_and_remove() {
+    let compositor = Sipp::uas_publish(120).spawn().unwrap();
+    let plan = PublishPlan::new(60)
+        .states(gone_fishing(), back_soon())
+        .pause(Duration::from_millis(100));
+    let publisher = Sipp::uac_publish(compositor.addr(), "carol", "sip.localhost", &plan)
+        .run()
+        .unwrap();
+    let compositor = compositor.wait(T).unwrap();
+    assert_eq!(publisher.exit_code, Some(0), "{}", publisher.summary());
+    assert_eq!(compositor.exit_code, Some(0), "{}", compositor.summary());
+
+    let publishes = compositor.requests("PUBLISH", true);
+    let answers = compositor.final_responses("PUBLISH", false);
+    assert_eq!(publishes.len(), 4);
+    assert_eq!(statuses(&answers), [200; 4]);
+    for p in &publishes {
+        assert_eq!(p.request_uri(), Some("sip:carol@sip.localhost"));
+        assert_eq!(p.header("Event"), Some("presence"));
+    }
+    let etags: Vec<_> = answers.iter().map(|a| a.header("SIP-ETag")).collect();
+    let if_match: Vec<_> = publishes.iter().map(|p| p.header("SIP-If-Match")).collect();
+    assert_eq!(if_match, [None, etags[0], etags[1], etags[2]]);
+    assert!(etags[..3].iter().all(Option::is_some), "{etags:?}");
+    assert_eq!(etags[3], None, "no ETag for a removal");
+    let expires: Vec<_> = publishes.iter().map(|p| p.expires()).collect();
+    assert_eq!(expires, [Some(60), Some(60), Some(60), Some(0)]);
+    assert_eq!(answers[0].expires(), Some(120));
+
+    let entity = "sip:carol@sip.localhost";
+    let first = Pidf::parse(&publishes[0].body_text()).unwrap();
+    assert_eq!(first.entity, entity);
+    assert_eq!(first.basic(), Some("open"));
+    assert_eq!(first.note(), Some("Gone fishing"));
+    assert!(publishes[1].body.is_empty(), "a refresh has no body");
+    let modified = publishes[2].pidf().unwrap();
+    assert_eq!(modified.basic(), Some("closed"));
+    assert_eq!(modified.activities, ["busy"]);
+    assert!(publishes[3].body.is_empty());
+}
+
+#[test]
+fn sipp_conditional_publish_with_an_unknown_etag_gets_412() {
+    let compositor = Sipp::uas_publish(60).spawn().unwrap();
+    let publisher = Sipp::uac_publish_if_match(
+        compositor.addr(),
+        "carol",
+        "sip.localhost",
+        "no-such-etag",
+        60,
+        412,
+    )
+    .run()
+    .unwrap();
+    let compositor = compositor.stop().unwrap();
+    assert_eq!(publisher.exit_code, Some(0), "{}", publisher.summary());
+    let publish = compositor.requests("PUBLISH", true)[0];
+    assert_eq!(publish.header("SIP-If-Match"), Some("no-such-etag"));
+    assert!(publish.body.is_empty());
+    let answer = compositor.final_responses("PUBLISH", false)[0];
+    assert_eq!(answer.status(), Some(412));
+    assert_eq!(answer.header("SIP-ETag"), None);
+}
