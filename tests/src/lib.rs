@@ -55,7 +55,7 @@ pub use sipp::{
     NotifierPlan, PublishPlan, SipMessage, Sipp, SippCommand, SippRun, Transport, WatcherPlan,
 };
 pub use stox::Stox;
-pub use xmpp::{ClientOptions, Stanza, XmppClient};
+pub use xmpp::{ClientOptions, RosterItem, Stanza, XmppClient};
 
 use std::path::PathBuf;
 

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use stox_tests::pidf::{Pidf, PresenceState};
 use stox_tests::sipp::{NotifierPlan, PublishPlan, SipMessage, Sipp, SippRun, WatcherPlan};
+use stox_tests::{ClientOptions, Prosody, ProsodyOptions, RosterItem, XmppClient, PASSWORD};
 
 const T: Duration = Duration::from_secs(20);
 
@@ -383,4 +384,114 @@ fn sipp_conditional_publish_with_an_unknown_etag_gets_412() {
     let answer = compositor.final_responses("PUBLISH", false)[0];
     assert_eq!(answer.status(), Some(412));
     assert_eq!(answer.header("SIP-ETag"), None);
+}
+
+fn roster_entry<'a>(roster: &'a [RosterItem], jid: &str) -> &'a RosterItem {
+    roster
+        .iter()
+        .find(|i| i.jid == jid)
+        .unwrap_or_else(|| panic!("{jid} not in roster {roster:?}"))
+}
+
+/// alice, bob and carol answer subscription requests themselves (manual), dave is a
+/// default client (slixmpp approves and subscribes back on its own).
+#[test]
+fn slixmpp_subscriptions_through_prosody_approved_denied_and_automatic() {
+    let prosody = Prosody::start(ProsodyOptions::default()).unwrap();
+    let manual = ClientOptions {
+        manual_subscriptions: true,
+        ..ClientOptions::default()
+    };
+    let connect = |user: &str, options: ClientOptions| {
+        XmppClient::connect_with(&prosody, user, PASSWORD, "desk", options).unwrap()
+    };
+    let mut alice = connect("alice", manual.clone());
+    let mut bob = connect("bob", manual.clone());
+    let mut carol = connect("carol", manual);
+    let _dave = connect("dave", ClientOptions::default());
+    bob.set_presence(Some("dnd"), Some("in a meeting"), 5)
+        .unwrap();
+
+    // alice asks bob; bob's client leaves the request to the test.
+    alice.subscribe("bob@localhost").unwrap();
+    let request = bob
+        .expect_presence("alice@localhost", Some("subscribe"), T)
+        .unwrap();
+    assert_eq!(request.to(), Some("bob@localhost"));
+    assert!(alice
+        .expect_presence(
+            "bob@localhost",
+            Some("subscribed"),
+            Duration::from_millis(700)
+        )
+        .is_err());
+    let roster = alice.roster(T).unwrap();
+    let pending = roster_entry(&roster, "bob@localhost");
+    assert_eq!(pending.subscription, "none");
+    assert_eq!(pending.ask.as_deref(), Some("subscribe"));
+
+    // bob approves: alice is subscribed and gets bob's current presence.
+    bob.approve("alice@localhost").unwrap();
+    alice
+        .expect_presence("bob@localhost", Some("subscribed"), T)
+        .unwrap();
+    let presence = alice
+        .expect_presence("bob@localhost/desk", None, T)
+        .unwrap();
+    assert_eq!(presence.show().as_deref(), Some("dnd"));
+    assert_eq!(presence.status().as_deref(), Some("in a meeting"));
+    assert_eq!(presence.priority(), Some(5));
+    let roster = alice.roster(T).unwrap();
+    let item = roster_entry(&roster, "bob@localhost");
+    assert_eq!(
+        (item.subscription.as_str(), item.ask.as_deref()),
+        ("to", None)
+    );
+    assert_eq!(
+        roster_entry(&bob.roster(T).unwrap(), "alice@localhost").subscription,
+        "from",
+        "bob approved but did not subscribe back"
+    );
+
+    // A presence change reaches the subscriber.
+    bob.set_presence(Some("away"), Some("lunch"), 5).unwrap();
+    let presence = alice
+        .expect_presence("bob@localhost/desk", None, T)
+        .unwrap();
+    assert_eq!(presence.show().as_deref(), Some("away"));
+    assert_eq!(presence.status().as_deref(), Some("lunch"));
+
+    // carol refuses.
+    alice.subscribe("carol@localhost").unwrap();
+    carol
+        .expect_presence("alice@localhost", Some("subscribe"), T)
+        .unwrap();
+    carol.deny("alice@localhost").unwrap();
+    alice
+        .expect_presence("carol@localhost", Some("unsubscribed"), T)
+        .unwrap();
+    let roster = alice.roster(T).unwrap();
+    assert!(
+        roster
+            .iter()
+            .filter(|i| i.jid == "carol@localhost")
+            .all(|i| i.subscription == "none" && i.ask.is_none()),
+        "{roster:?}"
+    );
+
+    // dave's client approves by itself and subscribes back (slixmpp's default).
+    alice.subscribe("dave@localhost").unwrap();
+    alice
+        .expect_presence("dave@localhost", Some("subscribed"), T)
+        .unwrap();
+    alice
+        .expect_presence("dave@localhost", Some("subscribe"), T)
+        .unwrap();
+
+    // alice unsubscribes from bob: bob is told, alice's roster item goes back to none.
+    alice.unsubscribe("bob@localhost").unwrap();
+    bob.expect_presence("alice@localhost", Some("unsubscribe"), T)
+        .unwrap();
+    let roster = alice.roster(T).unwrap();
+    assert_eq!(roster_entry(&roster, "bob@localhost").subscription, "none");
 }
