@@ -8,6 +8,48 @@
 //! message aborts the call, counted as failed, but SIPp sends no BYE/CANCEL: a MESSAGE is
 //! not a dialog), `-trace_msg` (read back as
 //! [`SippRun::messages`]), `-trace_err` and `-trace_stat` (call counts).
+//!
+//! # Presence scenarios (RFC 6665, RFC 3856, RFC 3903)
+//!
+//! | scenario | plays | constructor |
+//! |---|---|---|
+//! | `uas_presence_notifier.xml` | a watched SIP contact: 200, NOTIFY (pending,) active + PIDF, a second state on a timer or at the refresh, `terminated` after `Expires: 0` | [`Sipp::uas_presence_notifier`] ([`NotifierPlan`]) |
+//! | `uas_presence_terminate.xml` | a notifier that ends the subscription: `reason=rejected`, `timeout`, ... | [`Sipp::uas_presence_terminate`] |
+//! | `uas_presence_status.xml` | a contact refusing the SUBSCRIBE (403, 489, 603, 481...), or 423 + `Min-Expires` then accepting the retry | [`Sipp::uas_presence_status`], [`Sipp::uas_presence_min_expires`] |
+//! | `uac_presence_watcher.xml` | a SIP watcher: SUBSCRIBE, NOTIFYs until a regex matches, N more, quiet, refreshes, `Expires: 0` or wait for `terminated` | [`Sipp::uac_presence_watcher`] ([`WatcherPlan`]) |
+//! | `uac_publish.xml` | a publisher: initial PUBLISH, refresh, modify, remove, following `SIP-ETag` | [`Sipp::uac_publish`] ([`PublishPlan`]) |
+//! | `uac_publish_if_match.xml` | one conditional PUBLISH expecting a status (412) | [`Sipp::uac_publish_if_match`] |
+//! | `uas_publish.xml` | a compositor: ETags, 412 for unknown ones | [`Sipp::uas_publish`] |
+//!
+//! [`SippRun::requests`], [`SippRun::final_responses`], [`SippRun::subscription_states`],
+//! [`SipMessage::subscription_state`] and [`SipMessage::pidf`] read back what went over the
+//! wire. SIPp limits the scenarios must live with (all seen here with SIPp 3.6.1):
+//!
+//! * SIPp runs one scenario element per main-loop turn and reads its socket in between;
+//!   a message arriving while the scenario stands on a `<nop>` (or any element that is
+//!   not the `<recv>` it matches) is "unexpected" and aborts the call. So the scenarios
+//!   decide right after a `<recv>` (while the peer waits for the answer) and branch with
+//!   `next`/`test` on the `<send>` or `<recv>` itself.
+//! * A call sends nothing while a request sent with `retrans` is unanswered, not even the
+//!   200 to an incoming NOTIFY: the watcher sends its SUBSCRIBEs without retransmission
+//!   (loopback UDP loses nothing), and answers a NOTIFY that arrives where it waits for a
+//!   response (NOTIFY before the 200, a NOTIFY crossing a refresh) in an `_unexp.main`
+//!   handler; such a NOTIFY does not count for `until`/`notifies`, and a NOTIFY and the
+//!   response read in the same socket batch can still abort the call.
+//! * Call variables are kept when a regex does not match, so flags are reset before each
+//!   `<ereg>`; a variable referenced once is a load error; `[last_*]` inside actions are
+//!   the previous message's headers.
+//! * A UAS sends everything of a call to one address: the notifiers `setdest` to the
+//!   subscriber's Contact after the 200 OK (the Contact needs an explicit `host:port`),
+//!   so later responses go there too. A retried SUBSCRIBE after 423 must reuse the
+//!   Call-ID (RFC 3261 §8.1.3.5 SHOULD), otherwise it is a new call.
+//! * The UAS scenarios do not accept requests in the middle of their own sequences (e.g.
+//!   a refresh while a NOTIFY is unanswered, anything during `uas_presence_terminate`'s
+//!   wait).
+//! * Calls are matched by Call-ID (and a finished call swallows later messages with the
+//!   same Call-ID for a while), so the compositor answers all PUBLISHes of one Call-ID in
+//!   one call and keeps the ETag in a global variable; PUBLISHes with new Call-IDs read
+//!   in one socket batch are all checked against the ETag as it was before.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};

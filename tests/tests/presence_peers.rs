@@ -5,6 +5,13 @@
 //! gateway. Each test asserts what went over the wire.
 //!
 //! ```text
+//! baresip b (AOR sip:b@127.0.0.1:E, pubint 60, watching sip:carol@127.0.0.1:N)
+//!   → sipp compositor E: PUBLISH basic "unknown" (no REGISTER, so no status yet)
+//!   → sipp notifier N: SUBSCRIBE Expires 600 (no Accept) ← NOTIFY open: contacts "Online",
+//!     then NOTIFY <rpid:busy/>: "Busy"
+//!   presence_offline → PUBLISH closed, SIP-If-Match; presence_online → PUBLISH open
+//!   quit → PUBLISH Expires 0, SUBSCRIBE Expires 0
+//!
 //! sipp watcher SUBSCRIBE sip:carol@127.0.0.1:P (Expires 60) → sipp notifier 200 (Expires 60)
 //! notifier NOTIFY pending, NOTIFY active + PIDF open "Gone fishing" <rpid:away/>
 //! watcher refresh (in dialog) → 200, NOTIFY active + PIDF closed "back soon" <rpid:busy/>
@@ -17,6 +24,7 @@
 
 use std::time::Duration;
 
+use stox_tests::baresip::{Baresip, BaresipOptions, ContactStatus};
 use stox_tests::pidf::{Pidf, PresenceState};
 use stox_tests::sipp::{NotifierPlan, PublishPlan, SipMessage, Sipp, SippRun, WatcherPlan};
 use stox_tests::{ClientOptions, Prosody, ProsodyOptions, RosterItem, XmppClient, PASSWORD};
@@ -494,4 +502,218 @@ fn slixmpp_subscriptions_through_prosody_approved_denied_and_automatic() {
         .unwrap();
     let roster = alice.roster(T).unwrap();
     assert_eq!(roster_entry(&roster, "bob@localhost").subscription, "none");
+}
+
+/// The two baresip tests ask for its SIP trace and presence modules.
+fn baresip(options: BaresipOptions) -> Baresip {
+    Baresip::start(options.sip_trace(true)).unwrap()
+}
+
+#[test]
+fn baresip_publishes_its_status_and_watches_a_sipp_contact() {
+    let compositor = Sipp::uas_publish(60).calls(100).spawn().unwrap();
+    let plan = NotifierPlan::new(60)
+        .states(
+            PresenceState::open("at my desk"),
+            PresenceState::new("open", "on a call", "busy"),
+        )
+        .change_after(Duration::from_millis(1500));
+    let notifier = Sipp::uas_presence_notifier(&plan).spawn().unwrap();
+    let carol = format!("sip:carol@127.0.0.1:{}", notifier.port());
+    let aor_domain = format!("127.0.0.1:{}", compositor.port());
+    let mut b = baresip(
+        BaresipOptions::new("b", 440.0)
+            .domain(&aor_domain)
+            .publish_every(60)
+            .watch(&carol),
+    );
+    let aor = b.uri();
+    assert_eq!(aor, format!("sip:b@{aor_domain}"));
+
+    // NOTIFY open → Online; 1.5 s later NOTIFY <rpid:busy/> → Busy.
+    b.expect_contact_status(&carol, ContactStatus::Online, T)
+        .unwrap();
+    b.expect_contact_status(&carol, ContactStatus::Busy, T)
+        .unwrap();
+    assert!(b.log_contains(&format!("<{carol}> changed status from Online to Busy")));
+
+    // One status change at a time: baresip sends a PUBLISH at once, with the ETag of the
+    // last 200 it has seen, even while an earlier PUBLISH is unanswered.
+    b.expect_final_responses("PUBLISH", 1, T).unwrap();
+    b.set_presence(false).unwrap();
+    b.expect_final_responses("PUBLISH", 2, T).unwrap();
+    b.set_presence(true).unwrap();
+    b.expect_final_responses("PUBLISH", 3, T).unwrap();
+    b.quit().unwrap();
+    let compositor = compositor.stop().unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+
+    // What baresip published: unknown (it has not registered), closed, open, removal;
+    // each PUBLISH a new Call-ID, the ETag of the last 200 in SIP-If-Match.
+    let publishes = compositor.requests("PUBLISH", true);
+    let answers = compositor.final_responses("PUBLISH", false);
+    assert_eq!(publishes.len(), 4, "{}", compositor.summary());
+    assert_eq!(statuses(&answers), [200; 4]);
+    let basics: Vec<_> = publishes
+        .iter()
+        .map(|p| p.pidf().and_then(|d| d.basic().map(str::to_string)))
+        .collect();
+    assert_eq!(
+        basics,
+        [
+            Some("unknown".to_string()),
+            Some("closed".into()),
+            Some("open".into()),
+            None
+        ]
+    );
+    let if_match: Vec<_> = publishes.iter().map(|p| p.header("SIP-If-Match")).collect();
+    let etags: Vec<_> = answers.iter().map(|a| a.header("SIP-ETag")).collect();
+    assert_eq!(if_match, [None, etags[0], etags[1], etags[2]]);
+    let expires: Vec<_> = publishes.iter().map(|p| p.expires()).collect();
+    assert_eq!(expires, [Some(60), Some(60), Some(60), Some(0)]);
+    let mut call_ids: Vec<_> = publishes.iter().map(|p| p.header("Call-ID")).collect();
+    call_ids.dedup();
+    assert_eq!(call_ids.len(), 4, "a new Call-ID per PUBLISH");
+    for p in &publishes[..3] {
+        assert_eq!(p.request_uri(), Some(aor.as_str()));
+        assert_eq!(p.header_uri("From"), Some(aor.as_str()));
+        assert_eq!(p.header_uri("To"), Some(aor.as_str()));
+        assert_eq!(p.header("Event"), Some("presence"));
+        assert_eq!(p.header("Content-Type"), Some("application/pidf+xml"));
+        assert_eq!(p.header("Contact"), None);
+        let pidf = p.pidf().unwrap();
+        assert_eq!(pidf.entity, aor);
+        assert_eq!(pidf.tuple().map(|t| t.id.as_str()), Some("t4109"));
+        assert!(pidf.activities.is_empty(), "an empty <rpid:activities/>");
+    }
+    assert!(publishes[3].body.is_empty());
+    assert_eq!(publishes[3].header("Content-Type"), None);
+
+    // What baresip subscribed: Expires 600, no Accept, then Expires 0 in the dialog.
+    let subscribes = notifier.requests("SUBSCRIBE", true);
+    assert_eq!(subscribes.len(), 2, "{}", notifier.summary());
+    let first = subscribes[0];
+    assert_eq!(first.request_uri(), Some(carol.as_str()));
+    assert_eq!(first.header_uri("From"), Some(aor.as_str()));
+    assert_eq!(first.header("Event"), Some("presence"));
+    assert_eq!(first.expires(), Some(600));
+    assert_eq!(first.header("Accept"), None);
+    assert_eq!(first.header("Route"), None);
+    assert_eq!(subscribes[1].expires(), Some(0));
+    assert_eq!(
+        states(&notifier, false),
+        ["active", "active", "terminated;reason=timeout"]
+    );
+    assert_eq!(
+        statuses(&notifier.final_responses("NOTIFY", true)),
+        [200; 3]
+    );
+}
+
+#[test]
+fn baresip_routes_subscribe_and_publish_through_its_outbound_proxy() {
+    // SUBSCRIBE through the proxy; the notifier then ends it with reason=rejected.
+    let state = PresenceState::open("hello");
+    let notifier =
+        Sipp::uas_presence_terminate(60, Some(&state), Duration::from_millis(800), "rejected")
+            .spawn()
+            .unwrap();
+    let proxy = notifier.addr();
+    let mut b = baresip(
+        BaresipOptions::new("b", 440.0)
+            .domain("sip.localhost")
+            .outbound(proxy)
+            .watch("sip:alice@localhost"),
+    );
+    b.expect_contact_status("sip:alice@localhost", ContactStatus::Online, T)
+        .unwrap();
+    let notifier = notifier.wait(T).unwrap();
+    assert_eq!(notifier.exit_code, Some(0), "{}", notifier.summary());
+    b.expect_contact_status("sip:alice@localhost", ContactStatus::Unknown, T)
+        .unwrap();
+    assert!(
+        b.log_contains(
+            "presence: subscriber closed <sip:alice@localhost>: rejected; will retry in 3600 secs"
+        ),
+        "{}",
+        b.context()
+    );
+    let subscribe = notifier.requests("SUBSCRIBE", true)[0];
+    assert_eq!(subscribe.request_uri(), Some("sip:alice@localhost"));
+    assert_eq!(
+        subscribe.header("Route"),
+        Some(format!("<sip:{proxy};lr>").as_str())
+    );
+    assert_eq!(subscribe.header_uri("From"), Some("sip:b@sip.localhost"));
+    assert_eq!(subscribe.header_uri("To"), Some("sip:alice@localhost"));
+    let contact = subscribe.header_uri("Contact").unwrap();
+    assert!(
+        contact.starts_with("sip:b-") && contact.ends_with(&format!("@127.0.0.1:{}", b.sip_port())),
+        "{contact}"
+    );
+    b.quit().unwrap();
+
+    // PUBLISH through the proxy, refreshed at 90 % of pubint=2 without a body; a
+    // compositor that lost the ETag (restarted) answers the refresh 412, and baresip
+    // publishes its whole state again.
+    let compositor = Sipp::uas_publish(2).calls(100).spawn().unwrap();
+    let port = compositor.port();
+    let route = format!("<sip:{};lr>", compositor.addr());
+    let mut c = baresip(
+        BaresipOptions::new("carol", 440.0)
+            .domain("sip.localhost")
+            .outbound(compositor.addr())
+            .publish_every(2),
+    );
+    c.expect_final_responses("PUBLISH", 2, T).unwrap();
+    let before = compositor.stop().unwrap();
+    let compositor = Sipp::uas_publish(2).calls(100).port(port).spawn().unwrap();
+    c.expect_final_responses("PUBLISH", 4, T).unwrap();
+    c.quit().unwrap();
+    let after = compositor.stop().unwrap();
+
+    let publishes = before.requests("PUBLISH", true);
+    let answers = before.final_responses("PUBLISH", false);
+    assert_eq!(statuses(&answers[..2]), [200, 200], "{}", before.summary());
+    for p in publishes
+        .iter()
+        .chain(after.requests("PUBLISH", true).iter())
+    {
+        assert_eq!(p.request_uri(), Some("sip:carol@sip.localhost"));
+        assert_eq!(p.header("Route"), Some(route.as_str()));
+    }
+    let (initial, refresh) = (publishes[0], publishes[1]);
+    assert_eq!(initial.header("SIP-If-Match"), None);
+    assert!(initial.pidf().is_some());
+    assert!(refresh.body.is_empty(), "a refresh has no body");
+    assert_eq!(
+        refresh.header("Content-Type"),
+        Some("application/pidf+xml"),
+        "but keeps its Content-Type"
+    );
+    assert_eq!(refresh.header("Content-Length"), Some("0"));
+    assert_eq!(
+        refresh.header("SIP-If-Match"),
+        answers[0].header("SIP-ETag")
+    );
+
+    let publishes = after.requests("PUBLISH", true);
+    let answers = after.final_responses("PUBLISH", false);
+    assert_eq!(statuses(&answers[..2]), [412, 200], "{}", after.summary());
+    assert_eq!(
+        publishes[0].header("SIP-If-Match"),
+        before.final_responses("PUBLISH", false)[1].header("SIP-ETag"),
+        "the refresh names the ETag the first compositor gave"
+    );
+    assert_eq!(publishes[1].header("SIP-If-Match"), None);
+    assert_eq!(
+        publishes[1]
+            .pidf()
+            .and_then(|p| p.basic().map(str::to_string)),
+        Some("unknown".to_string())
+    );
+    let last = publishes[publishes.len() - 1];
+    assert_eq!(last.expires(), Some(0), "quit removes the publication");
 }
