@@ -959,11 +959,13 @@ pub struct SipMessage {
     pub raw: Vec<u8>,
 }
 
-/// RFC 3261 §7.3.3 compact header forms.
+/// RFC 3261 §7.3.3 compact header forms (and RFC 6665 §8.2's `o` and `u`).
 fn expand_compact(name: &str) -> &str {
     match name.to_ascii_lowercase().as_str() {
         "i" => "call-id",
         "m" => "contact",
+        "o" => "event",
+        "u" => "allow-events",
         "e" => "content-encoding",
         "l" => "content-length",
         "c" => "content-type",
