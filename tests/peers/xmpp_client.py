@@ -20,8 +20,13 @@ for while offline are sent after the new session starts.
 Every received <message/>, <presence/> and <iq/> is reported, including the
 ones slixmpp answers itself (disco, ping), so a test sees exactly what arrived.
 
+By default slixmpp answers a subscription request (RFC 6121 §3.1) by itself: it
+approves it (roster auto_authorize) and subscribes back (auto_subscribe). With
+--manual-subscriptions it does neither, so the test decides: it sends
+<presence type='subscribed'/> or 'unsubscribed' itself.
+
 Usage: xmpp_client.py --jid alice@localhost/res --password pw --host 127.0.0.1 --port 5222
-                     [--priority N] [--reconnect] [--debug]
+                     [--priority N] [--reconnect] [--manual-subscriptions] [--debug]
 """
 
 import argparse
@@ -45,8 +50,13 @@ def emit(obj):
 
 
 class Client(slixmpp.ClientXMPP):
-    def __init__(self, jid, password, priority, reconnect):
+    def __init__(self, jid, password, priority, reconnect, manual_subscriptions):
         super().__init__(jid, password)
+        if manual_subscriptions:
+            # None (not False, which would refuse every request): leave subscription
+            # requests to the test; and never subscribe back on our own.
+            self.auto_authorize = None
+            self.auto_subscribe = False
         self.priority = priority
         self.reconnect_on_loss = reconnect
         self.quitting = False
@@ -159,6 +169,7 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--priority", type=int, default=0)
     parser.add_argument("--reconnect", action="store_true")
+    parser.add_argument("--manual-subscriptions", action="store_true")
     parser.add_argument("--debug", action="store_true")
     args = parser.parse_args()
     logging.basicConfig(
@@ -168,7 +179,9 @@ def main():
     )
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    client = Client(args.jid, args.password, args.priority, args.reconnect)
+    client = Client(
+        args.jid, args.password, args.priority, args.reconnect, args.manual_subscriptions
+    )
     client.server_address = (args.host, args.port)
     client.connect_plain()
     threading.Thread(target=read_commands, args=(client,), daemon=True).start()

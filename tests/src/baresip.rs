@@ -21,6 +21,72 @@
 //!   (`audio_codecs=`), no audio device modules, `net_interface 127.0.0.1` so the SDP says
 //!   127.0.0.1 (`net_interface lo` fails in containers: "could not get IPv4 address").
 //!
+//! # Presence (the `presence` module, RFC 3856 / RFC 6665 / RFC 3903)
+//!
+//! [`BaresipOptions::watch`] and [`BaresipOptions::publish_every`] load `contact.so` and
+//! `presence.so` and write a `contacts` file (`<URI>;presence=p2p` per watched URI) and
+//! the account's `pubint`. What baresip 1.0 really does: seen on the wire against SIPp
+//! (`tests/tests/presence_peers.rs`), and, where marked *(source)*, read in baresip's
+//! `modules/presence/*.c` and libre's `src/sipevent/` at v1.0.0 but not exercised:
+//!
+//! * **Commands** (ctrl_tcp long names): `presence_online` and `presence_offline` set the
+//!   UA's own status ([`Baresip::set_presence`]); there is no away/busy/note.
+//!   `contacts` lists each contact as `STATUS NAME <URI>` with STATUS one of `Unknown`,
+//!   `Online`, `Offline`, `Busy` ([`Baresip::contacts`], [`ContactStatus`] says how a
+//!   NOTIFY maps to it). The log says `<URI> changed status from Online to Busy` (not
+//!   from `Unknown`) and `presence: subscriber closed <URI>: rejected; will retry in
+//!   3600 secs`.
+//! * **SUBSCRIBE** (subscriber.c, libre sipevent), about 1 s after start, to each
+//!   contact: Request-URI and To = the contact URI, From = the account AOR (with a tag),
+//!   `Contact: <sip:USER-0x55d1...@127.0.0.1:PORT>` (a per-run user part: NOTIFYs must go
+//!   to the Contact as given), `Event: presence`, `Expires: 600` (fixed), `Supported:
+//!   gruu`, **no `Accept`** (RFC 3856 §6: then PIDF is meant), no body. With `outbound`
+//!   it carries `Route: <sip:PROXY;lr>` (the Request-URI stays the contact); requests in
+//!   the dialog (refresh, `Expires: 0` at quit) go to the notifier's Contact without
+//!   Route. `terminated;reason=rejected` → `Unknown`, SUBSCRIBE again in 3600 s.
+//!   *(source)* Refresh at 90 % of the 200 OK's `Expires`, rescheduled to 90 % of
+//!   `expires=` of every NOTIFY `active`/`pending`. A 423 is retried with its
+//!   `Min-Expires`; 403, 489, 603... close it (retry in 30 s, then 300 s, 3600 s). A
+//!   NOTIFY `terminated;reason=timeout|deactivated` → SUBSCRIBE again in 5 s;
+//!   `noresource` → 3600 s; others 300 s (or `retry-after`). NOTIFYs are answered 200;
+//!   no `Event` → 489, no/bad `Subscription-State` → 400, CSeq not increasing → 500 "Bad
+//!   Sequence", unknown dialog → 481, a Content-Type other than application/pidf+xml →
+//!   415; a NOTIFY with neither Content-Type nor Content-Length dereferences NULL in
+//!   subscriber.c: always send `Content-Length: 0` on a bodyless NOTIFY.
+//! * **PUBLISH** (publisher.c) to the account AOR (Request-URI, From and To; `Route` with
+//!   `outbound`), 10 ms after start, each PUBLISH with a new Call-ID and a random CSeq,
+//!   no Contact: `Event: presence`, `Expires: <pubint>`, `Content-Type:
+//!   application/pidf+xml` and this body, `<basic>` `open`/`closed`, and **`unknown`**
+//!   until the status is set (by a command, or by a REGISTER 200, which sets `open`):
+//!
+//!   ```text
+//!   <?xml version="1.0" encoding="UTF-8" standalone="no"?>
+//!   <presence xmlns="urn:ietf:params:xml:ns:pidf"
+//!       xmlns:dm="urn:ietf:params:xml:ns:pidf:data-model"
+//!       xmlns:rpid="urn:ietf:params:xml:ns:pidf:rpid"
+//!       entity="sip:carol@sip.localhost">
+//!     <dm:person id="p4159"><rpid:activities/></dm:person>
+//!     <tuple id="t4109">
+//!       <status>
+//!         <basic>unknown</basic>
+//!       </status>
+//!       <contact>sip:carol@sip.localhost</contact>
+//!     </tuple>
+//!   </presence>
+//!   ```
+//!
+//!   The refresh, at 90 % of pubint, has `SIP-If-Match: <last SIP-ETag>`, no body but
+//!   still `Content-Type: application/pidf+xml` (`Content-Length: 0`). A status change is
+//!   a PUBLISH with `SIP-If-Match` and the whole body, sent at once even while an earlier
+//!   PUBLISH is unanswered (so with a stale ETag). On 412 it forgets the ETag and
+//!   publishes the whole state again, at once. At quit: `Expires: 0`, `SIP-If-Match`, no
+//!   body, no Content-Type. *(source)* Other errors are only logged (no retry until the
+//!   next status change); a 200 without `SIP-ETag` stops the refreshes.
+//! * *(source)* **Its own notifier**: a SUBSCRIBE to its AOR gets 200 and NOTIFYs of the
+//!   same PIDF (`Expires: 600`); not used by the gateway tests.
+//! * The TLS transport listens on the SIP port + 1 (`tls: accept error` in the log when
+//!   something else connects there).
+//!
 //! ```no_run
 //! use std::time::Duration;
 //! use stox_tests::baresip::{Baresip, BaresipOptions};
@@ -112,6 +178,15 @@ pub struct BaresipOptions {
     pub sip_trace: bool,
     /// Extra `config` lines appended as they are.
     pub extra_config: Vec<String>,
+    /// Load the `contact` and `presence` modules (set by [`BaresipOptions::watch`] and
+    /// [`BaresipOptions::publish_every`]). See the module doc for what they send.
+    pub presence: bool,
+    /// The account's `pubint` (seconds): PUBLISH its own status (RFC 3903) with this
+    /// `Expires`, refreshed at 90 %; 0 (default) publishes nothing.
+    pub publish_interval: u32,
+    /// SIP URIs written to the `contacts` file with `;presence=p2p`: baresip SUBSCRIBEs to
+    /// each (RFC 6665, `Event: presence`, `Expires: 600`) about 1 s after start.
+    pub watched: Vec<String>,
 }
 
 impl BaresipOptions {
@@ -132,7 +207,38 @@ impl BaresipOptions {
             auto_answer: false,
             sip_trace: false,
             extra_config: Vec::new(),
+            presence: false,
+            publish_interval: 0,
+            watched: Vec::new(),
         }
+    }
+
+    /// Sets the AOR domain (host\[:port\]).
+    pub fn domain(mut self, domain: &str) -> Self {
+        self.domain = Some(domain.to_string());
+        self
+    }
+
+    /// Sends every request through `proxy` (the account's `outbound`, added as a
+    /// `Route: <sip:HOST:PORT;lr>` to out-of-dialog requests).
+    pub fn outbound(mut self, proxy: SocketAddr) -> Self {
+        self.outbound_proxy = Some(proxy);
+        self
+    }
+
+    /// Watches `uri` (a `;presence=p2p` contact), and loads the presence modules.
+    pub fn watch(mut self, uri: &str) -> Self {
+        self.watched.push(uri.to_string());
+        self.presence = true;
+        self
+    }
+
+    /// Publishes its own status every `seconds` (`pubint`), and loads the presence
+    /// modules.
+    pub fn publish_every(mut self, seconds: u32) -> Self {
+        self.publish_interval = seconds;
+        self.presence = true;
+        self
     }
 
     /// Sets the codec preference.
@@ -245,6 +351,11 @@ impl Baresip {
             dir.path().join("accounts"),
             format!("{}\n", account_line(&options, &aor)),
         )?;
+        if options.presence {
+            // Always written: without it the contact module writes a template that
+            // subscribes to <sip:USER@DOMAIN-of-the-machine>.
+            fs::write(dir.path().join("contacts"), contacts_text(&options))?;
+        }
         let log = dir.path().join("baresip.log");
         let mut cmd = Command::new("baresip");
         cmd.arg("-f").arg(dir.path());
@@ -384,6 +495,142 @@ impl Baresip {
     /// current call (baresip sends SIP INFO instead when telephone-event was not negotiated).
     pub fn send_dtmf(&mut self, digits: &str) -> Result<()> {
         self.command_ok("sndcode", Some(digits)).map(drop)
+    }
+
+    /// `presence_online` / `presence_offline` (the presence module): sets this UA's own
+    /// status, which baresip PUBLISHes at once (`<basic>open</basic>` / `closed`, with
+    /// `SIP-If-Match` of the last ETag) and NOTIFYs to its own watchers. Only open and
+    /// closed exist; no note, no activity.
+    pub fn set_presence(&mut self, online: bool) -> Result<()> {
+        let command = if online {
+            "presence_online"
+        } else {
+            "presence_offline"
+        };
+        self.command_ok(command, None).map(drop)
+    }
+
+    /// `contacts`: each contact and the presence status baresip shows for it (what the
+    /// last NOTIFY said, see [`ContactStatus`]).
+    pub fn contacts(&mut self) -> Result<Vec<ContactPresence>> {
+        let response = self.command_ok("contacts", None)?;
+        Ok(parse_contacts(&response.data))
+    }
+
+    /// Polls `contacts` every 100 ms until the contact `uri` shows `status`.
+    pub fn expect_contact_status(
+        &mut self,
+        uri: &str,
+        status: ContactStatus,
+        timeout: Duration,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let contacts = self.contacts()?;
+            if contacts.iter().any(|c| c.uri == uri && c.status == status) {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{uri} is not {status:?} after {timeout:?}: {contacts:?}\n{}",
+                    self.context()
+                );
+            }
+            thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The SIP requests with `method` that baresip sent (retransmissions removed), in
+    /// order (only with [`BaresipOptions::sip_trace`]).
+    pub fn sent_requests(&self, method: &str) -> Vec<SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.sip_trace()
+            .into_iter()
+            .filter(|t| !t.received && t.message.method() == Some(method))
+            .filter(|t| {
+                seen.insert((
+                    t.message.header("Call-ID").map(str::to_string),
+                    t.message.header("CSeq").map(str::to_string),
+                ))
+            })
+            .map(|t| t.message)
+            .collect()
+    }
+
+    /// Waits until baresip has sent `n` requests with `method` (only with
+    /// [`BaresipOptions::sip_trace`]), and returns them.
+    pub fn expect_sent_requests(
+        &self,
+        method: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<SipMessage>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let sent = self.sent_requests(method);
+            if sent.len() >= n {
+                return Ok(sent);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} {method} sent after {timeout:?}, expected {n}\n{}",
+                    sent.len(),
+                    self.context()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The final (≥ 200) responses baresip received to its requests with `method` (by
+    /// CSeq; retransmissions removed), in order (only with [`BaresipOptions::sip_trace`]).
+    pub fn received_final_responses(&self, method: &str) -> Vec<SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.sip_trace()
+            .into_iter()
+            .filter(|t| t.received && t.message.status().is_some_and(|s| s >= 200))
+            .filter(|t| t.message.cseq_method() == Some(method))
+            .filter(|t| {
+                seen.insert((
+                    t.message.header("Call-ID").map(str::to_string),
+                    t.message.header("CSeq").map(str::to_string),
+                ))
+            })
+            .map(|t| t.message)
+            .collect()
+    }
+
+    /// Waits until baresip has received `n` final responses to its requests with
+    /// `method` (only with [`BaresipOptions::sip_trace`]), and returns them.
+    pub fn expect_final_responses(
+        &self,
+        method: &str,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<Vec<SipMessage>> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let got = self.received_final_responses(method);
+            if got.len() >= n {
+                return Ok(got);
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "{} answers to {method} after {timeout:?}, expected {n}\n{}",
+                    got.len(),
+                    self.context()
+                );
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Whether baresip's log has a line containing `text` (ANSI colours removed).
+    pub fn log_contains(&self, text: &str) -> bool {
+        strip_ansi(&String::from_utf8_lossy(
+            &fs::read(&self.log).unwrap_or_default(),
+        ))
+        .contains(text)
     }
 
     /// `quit`, then waits up to 5 s for the process to exit.
@@ -571,6 +818,80 @@ impl Drop for Baresip {
     }
 }
 
+/// A contact's presence as baresip 1.0 shows it (`contact_presence_str`), from the last
+/// NOTIFY (modules/presence/subscriber.c): a body with `<basic>open</basic>` is
+/// `Online`, any other `<basic>` `Offline`; then `<rpid:away/>` makes it `Offline`,
+/// `<rpid:busy/>` or `<rpid:on-the-phone/>` `Busy` (matched as text, with that `rpid:`
+/// prefix). A NOTIFY without Content-Type and with `Content-Length: 0` (pending) is
+/// `Unknown`, and so is the contact once the subscription is closed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ContactStatus {
+    /// No state yet, or the subscription ended.
+    Unknown,
+    /// `<basic>open</basic>`, no away/busy activity.
+    Online,
+    /// `<basic>closed</basic>`, or `<rpid:away/>`.
+    Offline,
+    /// `<rpid:busy/>` or `<rpid:on-the-phone/>`.
+    Busy,
+}
+
+/// One line of the `contacts` command.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ContactPresence {
+    /// The display name (may be empty).
+    pub name: String,
+    /// The contact's URI.
+    pub uri: String,
+    /// Its presence.
+    pub status: ContactStatus,
+}
+
+/// Removes ANSI escape sequences (`ESC [ ... letter`).
+fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' && chars.peek() == Some(&'[') {
+            chars.next();
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Parses the `contacts` output: `--- Contacts (N) ---`, then per contact
+/// `> STATUS NAME <URI>` (`>` marks the current one, STATUS is coloured).
+pub fn parse_contacts(data: &str) -> Vec<ContactPresence> {
+    strip_ansi(data)
+        .lines()
+        .filter_map(|line| {
+            let line = line.trim_start_matches('>').trim();
+            let (status, rest) = line.split_once(' ')?;
+            let status = match status {
+                "Unknown" => ContactStatus::Unknown,
+                "Online" => ContactStatus::Online,
+                "Offline" => ContactStatus::Offline,
+                "Busy" => ContactStatus::Busy,
+                _ => return None,
+            };
+            let start = rest.rfind('<')?;
+            let end = rest[start..].find('>')? + start;
+            Some(ContactPresence {
+                name: rest[..start].trim().to_string(),
+                uri: rest[start + 1..end].to_string(),
+                status,
+            })
+        })
+        .collect()
+}
+
 /// One SIP message from baresip's `-s` trace.
 #[derive(Clone, Debug)]
 pub struct TracedSip {
@@ -722,11 +1043,22 @@ ringback_disabled yes
         rate = o.tone_rate,
         rec = rec.display(),
     );
+    if o.presence {
+        // contact before presence: the presence module reads the contacts at load time.
+        c.push_str("module_app contact.so\nmodule_app presence.so\n");
+    }
     for line in &o.extra_config {
         c.push_str(line);
         c.push('\n');
     }
     c
+}
+
+fn contacts_text(o: &BaresipOptions) -> String {
+    o.watched
+        .iter()
+        .map(|uri| format!("<{uri}>;presence=p2p\n"))
+        .collect()
 }
 
 fn account_line(o: &BaresipOptions, aor: &str) -> String {
@@ -742,6 +1074,9 @@ fn account_line(o: &BaresipOptions, aor: &str) -> String {
     }
     if let Some(password) = &o.password {
         let _ = write!(line, ";auth_pass={password}");
+    }
+    if o.publish_interval > 0 {
+        let _ = write!(line, ";pubint={}", o.publish_interval);
     }
     line
 }
@@ -847,6 +1182,51 @@ SIP/2.0 200 OK\r\nContent-Length: 0\r\n\r\n\x1b[;m\n";
         assert!(!trace[0].received);
         assert!(trace[1].received);
         assert_eq!(trace[1].transport, "TCP");
+    }
+
+    #[test]
+    fn contacts_output_gives_uri_and_status() {
+        let data = "\n--- Contacts (3) ---\n>     \u{1b}[31mOffline\u{1b}[;m Carol <sip:carol@127.0.0.1:16001>\n\
+                      \u{1b}[32mUnknown\u{1b}[;m  <sip:alice@localhost>\n\
+                       \u{1b}[31mBusy\u{1b}[;m \"Bob B\" <sip:bob@x>\n\n";
+        let contacts = parse_contacts(data);
+        assert_eq!(
+            contacts,
+            vec![
+                ContactPresence {
+                    name: "Carol".into(),
+                    uri: "sip:carol@127.0.0.1:16001".into(),
+                    status: ContactStatus::Offline
+                },
+                ContactPresence {
+                    name: "".into(),
+                    uri: "sip:alice@localhost".into(),
+                    status: ContactStatus::Unknown
+                },
+                ContactPresence {
+                    name: "\"Bob B\"".into(),
+                    uri: "sip:bob@x".into(),
+                    status: ContactStatus::Busy
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn presence_options_write_pubint_and_contacts() {
+        let o = BaresipOptions::new("b", 440.0)
+            .publish_every(60)
+            .watch("sip:carol@127.0.0.1:5070")
+            .outbound("127.0.0.1:5060".parse().unwrap());
+        assert!(o.presence);
+        assert!(account_line(&o, "sip:b@sip.localhost")
+            .ends_with(";outbound=\"sip:127.0.0.1:5060\";pubint=60"));
+        assert_eq!(
+            contacts_text(&o),
+            "<sip:carol@127.0.0.1:5070>;presence=p2p\n"
+        );
+        let config = config_text(&o, 1, 2, Path::new("/t.wav"), Path::new("/rec"));
+        assert!(config.contains("module_app contact.so\nmodule_app presence.so\n"));
     }
 
     #[test]

@@ -9,6 +9,7 @@
 //!   Prosody over c2s.
 //! * [`Sipp`]: SIPp scenarios from `tests/sipp/` as SIP UAC or UAS (RFC 3261 / RFC 3428).
 //! * [`sip_raw`]: hand-written SIP datagrams and TCP segments for malformed-input tests.
+//! * [`pidf`]: presence documents (RFC 3863 PIDF, RPID, RFC 8048) and `Subscription-State`.
 //!
 //! Each one picks its own free loopback ports ([`ports`]), owns its temp dir and stops its
 //! processes by PID, also when the test panics (`Drop`). Tests do not depend on each other and
@@ -38,6 +39,7 @@
 pub mod audio;
 pub mod baresip;
 pub mod jingle_peer;
+pub mod pidf;
 pub mod ports;
 pub mod process;
 pub mod prosody;
@@ -47,10 +49,13 @@ pub mod sipp;
 pub mod stox;
 pub mod xmpp;
 
+pub use pidf::{Pidf, PresenceState, SubscriptionState};
 pub use prosody::{Prosody, ProsodyOptions};
-pub use sipp::{SipMessage, Sipp, SippCommand, SippRun, Transport};
+pub use sipp::{
+    NotifierPlan, PublishPlan, SipMessage, Sipp, SippCommand, SippRun, Transport, WatcherPlan,
+};
 pub use stox::Stox;
-pub use xmpp::{ClientOptions, Stanza, XmppClient};
+pub use xmpp::{ClientOptions, RosterItem, Stanza, XmppClient};
 
 use std::path::PathBuf;
 

@@ -8,6 +8,48 @@
 //! message aborts the call, counted as failed, but SIPp sends no BYE/CANCEL: a MESSAGE is
 //! not a dialog), `-trace_msg` (read back as
 //! [`SippRun::messages`]), `-trace_err` and `-trace_stat` (call counts).
+//!
+//! # Presence scenarios (RFC 6665, RFC 3856, RFC 3903)
+//!
+//! | scenario | plays | constructor |
+//! |---|---|---|
+//! | `uas_presence_notifier.xml` | a watched SIP contact: 200, NOTIFY (pending,) active + PIDF, a second state on a timer or at the refresh, `terminated` after `Expires: 0` | [`Sipp::uas_presence_notifier`] ([`NotifierPlan`]) |
+//! | `uas_presence_terminate.xml` | a notifier that ends the subscription: `reason=rejected`, `timeout`, ... | [`Sipp::uas_presence_terminate`] |
+//! | `uas_presence_status.xml` | a contact refusing the SUBSCRIBE (403, 489, 603, 481...), or 423 + `Min-Expires` then accepting the retry | [`Sipp::uas_presence_status`], [`Sipp::uas_presence_min_expires`] |
+//! | `uac_presence_watcher.xml` | a SIP watcher: SUBSCRIBE, NOTIFYs until a regex matches, N more, quiet, refreshes, `Expires: 0` or wait for `terminated` | [`Sipp::uac_presence_watcher`] ([`WatcherPlan`]) |
+//! | `uac_publish.xml` | a publisher: initial PUBLISH, refresh, modify, remove, following `SIP-ETag` | [`Sipp::uac_publish`] ([`PublishPlan`]) |
+//! | `uac_publish_if_match.xml` | one conditional PUBLISH expecting a status (412) | [`Sipp::uac_publish_if_match`] |
+//! | `uas_publish.xml` | a compositor: ETags, 412 for unknown ones | [`Sipp::uas_publish`] |
+//!
+//! [`SippRun::requests`], [`SippRun::final_responses`], [`SippRun::subscription_states`],
+//! [`SipMessage::subscription_state`] and [`SipMessage::pidf`] read back what went over the
+//! wire. SIPp limits the scenarios must live with (all seen here with SIPp 3.6.1):
+//!
+//! * SIPp runs one scenario element per main-loop turn and reads its socket in between;
+//!   a message arriving while the scenario stands on a `<nop>` (or any element that is
+//!   not the `<recv>` it matches) is "unexpected" and aborts the call. So the scenarios
+//!   decide right after a `<recv>` (while the peer waits for the answer) and branch with
+//!   `next`/`test` on the `<send>` or `<recv>` itself.
+//! * A call sends nothing while a request sent with `retrans` is unanswered, not even the
+//!   200 to an incoming NOTIFY: the watcher sends its SUBSCRIBEs without retransmission
+//!   (loopback UDP loses nothing), and answers a NOTIFY that arrives where it waits for a
+//!   response (NOTIFY before the 200, a NOTIFY crossing a refresh) in an `_unexp.main`
+//!   handler; such a NOTIFY does not count for `until`/`notifies`, and a NOTIFY and the
+//!   response read in the same socket batch can still abort the call.
+//! * Call variables are kept when a regex does not match, so flags are reset before each
+//!   `<ereg>`; a variable referenced once is a load error; `[last_*]` inside actions are
+//!   the previous message's headers.
+//! * A UAS sends everything of a call to one address: the notifiers `setdest` to the
+//!   subscriber's Contact after the 200 OK (the Contact needs an explicit `host:port`),
+//!   so later responses go there too. A retried SUBSCRIBE after 423 must reuse the
+//!   Call-ID (RFC 3261 §8.1.3.5 SHOULD), otherwise it is a new call.
+//! * The UAS scenarios do not accept requests in the middle of their own sequences (e.g.
+//!   a refresh while a NOTIFY is unanswered, anything during `uas_presence_terminate`'s
+//!   wait).
+//! * Calls are matched by Call-ID (and a finished call swallows later messages with the
+//!   same Call-ID for a while), so the compositor answers all PUBLISHes of one Call-ID in
+//!   one call and keeps the ETag in a global variable; PUBLISHes with new Call-IDs read
+//!   in one socket batch are all checked against the ETag as it was before.
 
 use std::fs;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -18,6 +60,7 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 
 use crate::crate_path;
+use crate::pidf::{Pidf, PresenceState, SubscriptionState};
 use crate::ports::free_port;
 use crate::process::{tail, temp_dir, Process};
 
@@ -123,6 +166,14 @@ impl SippCommand {
         self
     }
 
+    /// The keys `basic{suffix}`, `note{suffix}`, `activity{suffix}` of the presence
+    /// scenarios, from `state`.
+    pub fn presence_keys(self, suffix: &str, state: &PresenceState) -> Self {
+        self.key(&format!("basic{suffix}"), &state.basic)
+            .key(&format!("note{suffix}"), &state.note)
+            .key(&format!("activity{suffix}"), &state.activity)
+    }
+
     /// Starts SIPp in the background. For a UAS, its port is listening when this returns.
     pub fn spawn(self) -> Result<Sipp> {
         let dir = temp_dir("sipp")?;
@@ -189,6 +240,194 @@ impl SippCommand {
     pub fn run(self) -> Result<SippRun> {
         let wait = self.timeout + Duration::from_secs(10);
         self.spawn()?.wait(wait)
+    }
+}
+
+fn millis(d: Duration) -> String {
+    d.as_millis().to_string()
+}
+
+/// What [`Sipp::uas_presence_notifier`] does.
+#[derive(Clone, Debug)]
+pub struct NotifierPlan {
+    /// `Expires` granted in every 200 OK, and `expires=` of the active NOTIFYs.
+    pub expires: u32,
+    /// The PIDF `<tuple id>` (the resource of the contact's XMPP presence).
+    pub tuple: String,
+    /// The state of the first active NOTIFY.
+    pub first: PresenceState,
+    /// The state after the change.
+    pub second: PresenceState,
+    /// `Some(d)`: NOTIFY `pending` first, active after `d`.
+    pub pending: Option<Duration>,
+    /// `Some(d)`: NOTIFY `second` `d` after the first active NOTIFY, without waiting for
+    /// a refresh.
+    pub change_after: Option<Duration>,
+    /// The answer to a refresh: `(200, "OK")`, or e.g. `(481, "Subscription Does Not
+    /// Exist")`, after which the call ends.
+    pub refresh_status: (u16, String),
+}
+
+impl NotifierPlan {
+    /// Grants `expires`, tuple `phone`, first `open` "available", second `closed`
+    /// "offline" (activity `unknown` both), no pending phase, the second state at the
+    /// first refresh, refreshes answered 200.
+    pub fn new(expires: u32) -> NotifierPlan {
+        NotifierPlan {
+            expires,
+            tuple: "phone".to_string(),
+            first: PresenceState::open("available"),
+            second: PresenceState::closed("offline"),
+            pending: None,
+            change_after: None,
+            refresh_status: (200, "OK".to_string()),
+        }
+    }
+
+    /// Sets the two states.
+    pub fn states(mut self, first: PresenceState, second: PresenceState) -> Self {
+        self.first = first;
+        self.second = second;
+        self
+    }
+
+    /// Sets `pending`.
+    pub fn pending_for(mut self, d: Duration) -> Self {
+        self.pending = Some(d);
+        self
+    }
+
+    /// Sets `change_after`.
+    pub fn change_after(mut self, d: Duration) -> Self {
+        self.change_after = Some(d);
+        self
+    }
+
+    /// Sets `refresh_status`.
+    pub fn refresh_status(mut self, status: u16, reason: &str) -> Self {
+        self.refresh_status = (status, reason.to_string());
+        self
+    }
+}
+
+/// What [`Sipp::uac_presence_watcher`] does, step by step.
+#[derive(Clone, Debug)]
+pub struct WatcherPlan {
+    /// `Expires` of the SUBSCRIBE and of each refresh.
+    pub expires: u32,
+    /// A POSIX extended regular expression: NOTIFYs are answered until one (the whole
+    /// message) matches it.
+    pub until: String,
+    /// How many more NOTIFYs must then arrive.
+    pub notifies: u32,
+    /// Then NOTIFYs are answered until none came for this long.
+    pub quiet: Duration,
+    /// Refreshes (in-dialog SUBSCRIBE, 200, a NOTIFY, then quiet again).
+    pub refreshes: u32,
+    /// `true`: end with SUBSCRIBE `Expires: 0` and wait for NOTIFY `terminated`; `false`:
+    /// wait for the notifier to send NOTIFY `terminated` by itself (expiry, rejection).
+    pub unsubscribe: bool,
+}
+
+impl WatcherPlan {
+    /// The ERE matching a NOTIFY of an active subscription.
+    pub const ACTIVE: &'static str = "Subscription-State:[[:space:]]*active";
+
+    /// Until the first active NOTIFY, no more, quiet for 300 ms, no refresh, unsubscribe.
+    pub fn new(expires: u32) -> WatcherPlan {
+        WatcherPlan {
+            expires,
+            until: WatcherPlan::ACTIVE.to_string(),
+            notifies: 0,
+            quiet: Duration::from_millis(300),
+            refreshes: 0,
+            unsubscribe: true,
+        }
+    }
+
+    /// Like [`WatcherPlan::new`], but it never unsubscribes: it answers NOTIFYs until the
+    /// notifier ends the subscription (`terminated;reason=rejected` before or after going
+    /// active, `timeout` at expiry).
+    pub fn until_terminated(expires: u32) -> WatcherPlan {
+        WatcherPlan {
+            unsubscribe: false,
+            ..WatcherPlan::new(expires)
+        }
+    }
+
+    /// Sets `until`.
+    pub fn until(mut self, regex: &str) -> Self {
+        self.until = regex.to_string();
+        self
+    }
+
+    /// Sets `notifies`.
+    pub fn then_notifies(mut self, n: u32) -> Self {
+        self.notifies = n;
+        self
+    }
+
+    /// Sets `quiet`.
+    pub fn quiet(mut self, d: Duration) -> Self {
+        self.quiet = d;
+        self
+    }
+
+    /// Sets `refreshes`.
+    pub fn refreshes(mut self, n: u32) -> Self {
+        self.refreshes = n;
+        self
+    }
+}
+
+/// What [`Sipp::uac_publish`] does.
+#[derive(Clone, Debug)]
+pub struct PublishPlan {
+    /// `Expires` of the initial PUBLISH, the refresh and the modification.
+    pub expires: u32,
+    /// The PIDF `<tuple id>`.
+    pub tuple: String,
+    /// The initial state.
+    pub first: PresenceState,
+    /// The state of the modification.
+    pub second: PresenceState,
+    /// The wait before each PUBLISH after the first.
+    pub pause: Duration,
+    /// Whether to end with the removal (`Expires: 0`).
+    pub remove: bool,
+}
+
+impl PublishPlan {
+    /// Tuple `phone`, open "available" then closed "offline", 300 ms between steps, and
+    /// the removal at the end.
+    pub fn new(expires: u32) -> PublishPlan {
+        PublishPlan {
+            expires,
+            tuple: "phone".to_string(),
+            first: PresenceState::open("available"),
+            second: PresenceState::closed("offline"),
+            pause: Duration::from_millis(300),
+            remove: true,
+        }
+    }
+
+    /// Sets the two states.
+    pub fn states(mut self, first: PresenceState, second: PresenceState) -> Self {
+        self.first = first;
+        self.second = second;
+        self
+    }
+
+    /// Sets `pause`.
+    pub fn pause(mut self, d: Duration) -> Self {
+        self.pause = d;
+        self
+    }
+
+    /// Sets `remove`.
+    pub fn remove(mut self, yes: bool) -> Self {
+        self.remove = yes;
+        self
     }
 }
 
@@ -315,6 +554,185 @@ impl Sipp {
             .arg("127.0.0.1")
             .arg("-mp")
             .arg(&free_port().to_string())
+    }
+
+    /// The watched SIP contact (`tests/sipp/uas_presence_notifier.xml`, RFC 6665 notifier,
+    /// RFC 3856): answers one SUBSCRIBE 200 (To tag, Contact, `Expires` =
+    /// `plan.expires`), optionally NOTIFY `pending` first, then NOTIFY `active` with a PIDF
+    /// of `plan.first`; `plan.second` becomes the state after `plan.change_after` or at
+    /// the first refresh (each refresh: 200 + NOTIFY of the current state); an in-dialog
+    /// SUBSCRIBE `Expires: 0` gets 200 and NOTIFY `terminated;reason=timeout`, and the
+    /// call ends. NOTIFYs go to the subscriber's Contact (host:port must be explicit).
+    /// Adjust with the builder, then `.spawn()`.
+    pub fn uas_presence_notifier(plan: &NotifierPlan) -> SippCommand {
+        let (refresh_status, refresh_reason) = &plan.refresh_status;
+        SippCommand::new("uas_presence_notifier.xml")
+            .template("PENDING", if plan.pending.is_some() { "1" } else { "0" })
+            .template(
+                "PENDING_MS",
+                &millis(plan.pending.unwrap_or(Duration::from_millis(1))),
+            )
+            .template(
+                "CHANGE_AFTER_MS",
+                &plan.change_after.map(millis).unwrap_or_else(|| "0".into()),
+            )
+            .template("REFRESH_STATUS", &refresh_status.to_string())
+            .template("REFRESH_REASON", refresh_reason)
+            .key("expires", &plan.expires.to_string())
+            .key("tuple", &plan.tuple)
+            .presence_keys("", &plan.first)
+            .presence_keys("2", &plan.second)
+    }
+
+    /// A notifier that ends the subscription itself
+    /// (`tests/sipp/uas_presence_terminate.xml`): answers one SUBSCRIBE 200 (`Expires`),
+    /// sends NOTIFY `active` with a PIDF of `state` (or `pending` without body when `state`
+    /// is `None`), waits `after`, then sends NOTIFY `terminated;reason=REASON`. Nothing may
+    /// arrive meanwhile. Adjust with the builder, then `.spawn()`.
+    pub fn uas_presence_terminate(
+        expires: u32,
+        state: Option<&PresenceState>,
+        after: Duration,
+        reason: &str,
+    ) -> SippCommand {
+        let shown = state
+            .cloned()
+            .unwrap_or_else(|| PresenceState::closed("pending"));
+        SippCommand::new("uas_presence_terminate.xml")
+            .template("ACTIVE", if state.is_some() { "1" } else { "0" })
+            .template("AFTER_MS", &millis(after))
+            .key("expires", &expires.to_string())
+            .key("reason", reason)
+            .key("tuple", "phone")
+            .presence_keys("", &shown)
+    }
+
+    /// A SIP contact refusing a presence subscription (`tests/sipp/uas_presence_status.xml`):
+    /// answers one SUBSCRIBE `status reason` with the header line `extra_header` (default
+    /// `Allow-Events: presence`, which RFC 6665 §8.2.2 wants in a 489), and the call ends.
+    /// For 423 use [`Sipp::uas_presence_min_expires`]. Adjust with the builder, then
+    /// `.spawn()`.
+    pub fn uas_presence_status(
+        status: u16,
+        reason: &str,
+        extra_header: Option<&str>,
+    ) -> SippCommand {
+        SippCommand::new("uas_presence_status.xml")
+            .template("STATUS", &status.to_string())
+            .template("REASON", reason)
+            .template(
+                "EXTRA_HEADER",
+                extra_header.unwrap_or("Allow-Events: presence"),
+            )
+            .template("MIN_EXPIRES", "0")
+            .key("tuple", "phone")
+            .presence_keys("", &PresenceState::open("unused"))
+    }
+
+    /// A SIP contact whose notifier wants longer subscriptions
+    /// (`tests/sipp/uas_presence_status.xml` with 423): answers the first SUBSCRIBE
+    /// `423 Interval Too Brief` with `Min-Expires: min_expires`, then accepts the retried
+    /// SUBSCRIBE (same Call-ID; its `Expires` must be at least `min_expires`, else the call
+    /// counts as failed) with 200 and that `Expires`, sends NOTIFY `active` with a PIDF of
+    /// `state`; every in-dialog SUBSCRIBE then gets 200 and a NOTIFY of the same state,
+    /// `Expires: 0` gets 200 and NOTIFY `terminated;reason=timeout`. Adjust with the
+    /// builder, then `.spawn()`.
+    pub fn uas_presence_min_expires(min_expires: u32, state: &PresenceState) -> SippCommand {
+        SippCommand::new("uas_presence_status.xml")
+            .template("STATUS", "423")
+            .template("REASON", "Interval Too Brief")
+            .template("EXTRA_HEADER", &format!("Min-Expires: {min_expires}"))
+            .template("MIN_EXPIRES", &min_expires.to_string())
+            .key("tuple", "phone")
+            .presence_keys("", state)
+    }
+
+    /// A SIP user watching `sip:user@domain` through `target`
+    /// (`tests/sipp/uac_presence_watcher.xml`, RFC 6665 subscriber) from
+    /// `sip:carol@127.0.0.1:PORT`, following `plan` (see [`WatcherPlan`]): SUBSCRIBE, 200
+    /// (a 423 is retried with its Min-Expires), NOTIFYs until one matches `plan.until`,
+    /// `plan.notifies` more, quiet for `plan.quiet`, `plan.refreshes` refreshes, then
+    /// unsubscribe (`Expires: 0`) or wait for the notifier's NOTIFY `terminated`. A NOTIFY
+    /// `terminated` ends the call at any step. Adjust with the builder, then `.spawn()` or
+    /// `.run()`.
+    pub fn uac_presence_watcher(
+        target: SocketAddr,
+        user: &str,
+        domain: &str,
+        plan: &WatcherPlan,
+    ) -> SippCommand {
+        SippCommand::new("uac_presence_watcher.xml")
+            .remote(target)
+            .key("user", user)
+            .key("domain", domain)
+            .key("from_user", "carol")
+            .key("expires", &plan.expires.to_string())
+            .template("UNTIL", &plan.until)
+            .template("NOTIFIES", &plan.notifies.to_string())
+            .template(
+                "QUIET_MS",
+                &millis(plan.quiet.max(Duration::from_millis(1))),
+            )
+            .template("REFRESHES", &plan.refreshes.to_string())
+            .template("UNSUBSCRIBE", if plan.unsubscribe { "1" } else { "0" })
+    }
+
+    /// A presence user agent publishing for `sip:user@domain` through `target`
+    /// (`tests/sipp/uac_publish.xml`, RFC 3903): PUBLISH with a PIDF of `plan.first`
+    /// (200 with `SIP-ETag` required), then after `plan.pause` a refresh (`SIP-If-Match`,
+    /// no body), a modification to `plan.second`, and (`plan.remove`) the removal
+    /// (`Expires: 0`), each answered 200 with a new ETag. Adjust with the builder, then
+    /// `.spawn()` or `.run()`.
+    pub fn uac_publish(
+        target: SocketAddr,
+        user: &str,
+        domain: &str,
+        plan: &PublishPlan,
+    ) -> SippCommand {
+        SippCommand::new("uac_publish.xml")
+            .remote(target)
+            .key("user", user)
+            .key("domain", domain)
+            .key("expires", &plan.expires.to_string())
+            .key("tuple", &plan.tuple)
+            .presence_keys("", &plan.first)
+            .presence_keys("2", &plan.second)
+            .template(
+                "PAUSE_MS",
+                &millis(plan.pause.max(Duration::from_millis(1))),
+            )
+            .template("REMOVE", if plan.remove { "1" } else { "0" })
+    }
+
+    /// One conditional PUBLISH for `sip:user@domain` through `target`
+    /// (`tests/sipp/uac_publish_if_match.xml`): `SIP-If-Match: etag`, `Expires: expires`,
+    /// no body, expecting `status` (412 for an unknown ETag). Adjust with the builder,
+    /// then `.run()`.
+    pub fn uac_publish_if_match(
+        target: SocketAddr,
+        user: &str,
+        domain: &str,
+        etag: &str,
+        expires: u32,
+        status: u16,
+    ) -> SippCommand {
+        SippCommand::new("uac_publish_if_match.xml")
+            .remote(target)
+            .key("user", user)
+            .key("domain", domain)
+            .key("etag", etag)
+            .key("expires", &expires.to_string())
+            .template("STATUS", &status.to_string())
+    }
+
+    /// A presence compositor (`tests/sipp/uas_publish.xml`, RFC 3903) granting `expires`:
+    /// initial PUBLISH → 200 with a new `SIP-ETag`; `SIP-If-Match` of the current ETag →
+    /// 200 and a new ETag (refresh, modification) or 200 `Expires: 0` (removal, which ends
+    /// the call); any other `SIP-If-Match` → 412. One call per Call-ID: a client that uses
+    /// a new Call-ID per PUBLISH (baresip) leaves calls open, so stop it with
+    /// [`Sipp::stop`]. Adjust with the builder, then `.spawn()`.
+    pub fn uas_publish(expires: u32) -> SippCommand {
+        SippCommand::new("uas_publish.xml").key("expires", &expires.to_string())
     }
 
     fn wait_listening(&mut self) -> Result<()> {
@@ -466,6 +884,45 @@ impl SippRun {
         out
     }
 
+    /// The requests with `method` that SIPp received (`received`) or sent, one per
+    /// Call-ID + CSeq (retransmissions removed), in order.
+    pub fn requests(&self, method: &str, received: bool) -> Vec<&SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.messages
+            .iter()
+            .filter(|m| m.received == received && m.method() == Some(method))
+            .filter(|m| seen.insert((m.header("Call-ID"), m.header("CSeq"))))
+            .collect()
+    }
+
+    /// The final (≥ 200) responses to requests with `method` (by their CSeq) that SIPp
+    /// received (`received`) or sent, one per Call-ID + CSeq, in order.
+    pub fn final_responses(&self, method: &str, received: bool) -> Vec<&SipMessage> {
+        let mut seen = std::collections::HashSet::new();
+        self.messages
+            .iter()
+            .filter(|m| m.received == received && m.status().is_some_and(|s| s >= 200))
+            .filter(|m| m.cseq_method() == Some(method))
+            .filter(|m| seen.insert((m.header("Call-ID"), m.header("CSeq"))))
+            .collect()
+    }
+
+    /// The `Subscription-State` of every NOTIFY SIPp received (`received`) or sent, in
+    /// order (retransmissions removed); a NOTIFY without one counts as `missing`.
+    pub fn subscription_states(&self, received: bool) -> Vec<SubscriptionState> {
+        self.requests("NOTIFY", received)
+            .into_iter()
+            .map(|m| {
+                m.subscription_state().unwrap_or(SubscriptionState {
+                    state: "missing".into(),
+                    expires: None,
+                    reason: None,
+                    retry_after: None,
+                })
+            })
+            .collect()
+    }
+
     /// The first received final (≥ 200) status.
     pub fn final_status(&self) -> Option<u16> {
         self.received_statuses().into_iter().find(|s| *s >= 200)
@@ -502,11 +959,13 @@ pub struct SipMessage {
     pub raw: Vec<u8>,
 }
 
-/// RFC 3261 §7.3.3 compact header forms.
+/// RFC 3261 §7.3.3 compact header forms (and RFC 6665 §8.2's `o` and `u`).
 fn expand_compact(name: &str) -> &str {
     match name.to_ascii_lowercase().as_str() {
         "i" => "call-id",
         "m" => "contact",
+        "o" => "event",
+        "u" => "allow-events",
         "e" => "content-encoding",
         "l" => "content-length",
         "c" => "content-type",
@@ -626,6 +1085,45 @@ impl SipMessage {
     /// The body as UTF-8 (lossy).
     pub fn body_text(&self) -> String {
         String::from_utf8_lossy(&self.body).to_string()
+    }
+
+    /// The method in `CSeq` (`SUBSCRIBE` for a response to one).
+    pub fn cseq_method(&self) -> Option<&str> {
+        self.header("CSeq")?.split_whitespace().nth(1)
+    }
+
+    /// The number in `CSeq`.
+    pub fn cseq_number(&self) -> Option<u32> {
+        self.header("CSeq")?.split_whitespace().next()?.parse().ok()
+    }
+
+    /// `Expires` as a number.
+    pub fn expires(&self) -> Option<u32> {
+        self.header("Expires")?.trim().parse().ok()
+    }
+
+    /// The `tag` parameter of header `name` (`From`, `To`).
+    pub fn tag(&self, name: &str) -> Option<&str> {
+        let value = self.header(name)?;
+        let params = match value.find('>') {
+            Some(end) => &value[end + 1..],
+            None => value,
+        };
+        params
+            .split(';')
+            .filter_map(|p| p.trim().split_once('='))
+            .find(|(n, _)| n.trim().eq_ignore_ascii_case("tag"))
+            .map(|(_, v)| v.trim())
+    }
+
+    /// `Subscription-State` (RFC 6665 §8.2.3), parsed.
+    pub fn subscription_state(&self) -> Option<SubscriptionState> {
+        SubscriptionState::parse(self.header("Subscription-State")?)
+    }
+
+    /// The body as PIDF (RFC 3863), when it is one.
+    pub fn pidf(&self) -> Option<Pidf> {
+        Pidf::parse(&self.body_text())
     }
 }
 

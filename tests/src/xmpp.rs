@@ -129,6 +129,26 @@ impl Stanza {
         self.child("thread").map(Element::text)
     }
 
+    /// Whether this is a `<presence/>`.
+    pub fn is_presence(&self) -> bool {
+        self.name() == "presence"
+    }
+
+    /// RFC 6121 §4.7.2.1: the text of `<show/>` (away, chat, dnd, xa).
+    pub fn show(&self) -> Option<String> {
+        self.child("show").map(Element::text)
+    }
+
+    /// RFC 6121 §4.7.2.2: the text of `<status/>`.
+    pub fn status(&self) -> Option<String> {
+        self.child("status").map(Element::text)
+    }
+
+    /// RFC 6121 §4.7.2.3: `<priority/>`.
+    pub fn priority(&self) -> Option<i8> {
+        self.child("priority")?.text().trim().parse().ok()
+    }
+
     /// RFC 6120 §8.3: the defined condition of `<error/>` (e.g. `item-not-found`).
     pub fn error_condition(&self) -> Option<String> {
         self.child("error")?
@@ -166,11 +186,33 @@ pub struct ClientOptions {
     pub reconnect: bool,
     /// The priority of the initial presence (RFC 6121 §4.7.2.3), default 0.
     pub priority: i8,
+    /// Leave subscription requests to the test (RFC 6121 §3.1): slixmpp neither approves
+    /// them (roster `auto_authorize`) nor subscribes back (`auto_subscribe`), which it does
+    /// by default. Answer with [`XmppClient::approve`] or [`XmppClient::deny`].
+    pub manual_subscriptions: bool,
+}
+
+/// `jabber:iq:roster`.
+pub const NS_ROSTER: &str = "jabber:iq:roster";
+
+/// One roster item (RFC 6121 §2.1.2).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RosterItem {
+    /// `jid`.
+    pub jid: String,
+    /// `subscription`: `none`, `to`, `from` or `both` (`none` when absent).
+    pub subscription: String,
+    /// `ask='subscribe'` while a subscription request is pending.
+    pub ask: Option<String>,
+    /// `name`.
+    pub name: Option<String>,
 }
 
 /// A logged-in XMPP client. `Drop` kills the helper by PID.
 pub struct XmppClient {
     jid: String,
+    /// Counter for the ids of the iqs this harness sends.
+    next_iq: u64,
     /// Sessions started so far (1 after `connect`; more after reconnects).
     sessions: usize,
     /// Stream closures seen so far.
@@ -227,6 +269,9 @@ impl XmppClient {
         if options.reconnect {
             cmd.arg("--reconnect");
         }
+        if options.manual_subscriptions {
+            cmd.arg("--manual-subscriptions");
+        }
         if std::env::var_os("STOX_TEST_XMPP_DEBUG").is_some() {
             cmd.arg("--debug");
         }
@@ -259,6 +304,7 @@ impl XmppClient {
         });
         let mut client = XmppClient {
             jid,
+            next_iq: 0,
             sessions: 0,
             closures: 0,
             stdin,
@@ -284,9 +330,11 @@ impl XmppClient {
                 // Messages can arrive before "online": offline storage is
                 // flushed as soon as the initial presence is processed, and
                 // the helper reports "online" only after a ping round trip.
-                // Keep them; the bind and roster results are not part of any test.
+                // So can presences (subscription requests kept while offline,
+                // RFC 6121 §3.1.3). Keep both; the bind and roster results are
+                // not part of any test.
                 Ok(Event::Stanza(stanza)) => {
-                    if stanza.name() == "message" {
+                    if matches!(stanza.name(), "message" | "presence") {
                         self.backlog.push_back(stanza);
                     }
                 }
@@ -383,6 +431,109 @@ impl XmppClient {
             xml_escape(to),
             xml_escape(body)
         ))
+    }
+
+    fn send_presence_type(&mut self, to: &str, kind: &str) -> Result<()> {
+        self.send_raw(&format!(
+            "<presence to='{}' type='{kind}'/>",
+            xml_escape(to)
+        ))
+    }
+
+    /// RFC 6121 §3.1.1: asks `jid` for a subscription to its presence
+    /// (`<presence type='subscribe'/>`).
+    pub fn subscribe(&mut self, jid: &str) -> Result<()> {
+        self.send_presence_type(jid, "subscribe")
+    }
+
+    /// RFC 6121 §3.1.4: approves `jid`'s subscription request (`type='subscribed'`).
+    pub fn approve(&mut self, jid: &str) -> Result<()> {
+        self.send_presence_type(jid, "subscribed")
+    }
+
+    /// RFC 6121 §3.1.4 / §3.2: refuses `jid`'s subscription request, or cancels the
+    /// subscription `jid` has (`type='unsubscribed'`).
+    pub fn deny(&mut self, jid: &str) -> Result<()> {
+        self.send_presence_type(jid, "unsubscribed")
+    }
+
+    /// RFC 6121 §3.3: ends this user's subscription to `jid` (`type='unsubscribe'`).
+    pub fn unsubscribe(&mut self, jid: &str) -> Result<()> {
+        self.send_presence_type(jid, "unsubscribe")
+    }
+
+    /// RFC 6121 §4.4: broadcasts available presence with `show` (away, chat, dnd, xa),
+    /// `status` and `priority`.
+    pub fn set_presence(
+        &mut self,
+        show: Option<&str>,
+        status: Option<&str>,
+        priority: i8,
+    ) -> Result<()> {
+        let mut xml = String::from("<presence>");
+        if let Some(show) = show {
+            xml.push_str(&format!("<show>{}</show>", xml_escape(show)));
+        }
+        if let Some(status) = status {
+            xml.push_str(&format!("<status>{}</status>", xml_escape(status)));
+        }
+        xml.push_str(&format!("<priority>{priority}</priority></presence>"));
+        self.send_raw(&xml)
+    }
+
+    /// RFC 6121 §4.5: broadcasts unavailable presence (the session stays open).
+    pub fn set_unavailable(&mut self, status: Option<&str>) -> Result<()> {
+        match status {
+            Some(status) => self.send_raw(&format!(
+                "<presence type='unavailable'><status>{}</status></presence>",
+                xml_escape(status)
+            )),
+            None => self.send_raw("<presence type='unavailable'/>"),
+        }
+    }
+
+    /// The first `<presence/>` (queued or new, within `timeout`) whose `from` starts with
+    /// `from_prefix` (a bare JID matches all its resources) and whose `type` is `kind`
+    /// (`None`: available presence, which has no `type`; else `subscribe`, `subscribed`,
+    /// `unavailable`, `unsubscribed`, `error`, ...).
+    pub fn expect_presence(
+        &mut self,
+        from_prefix: &str,
+        kind: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Stanza> {
+        self.expect(timeout, |s| {
+            s.is_presence()
+                && s.from().is_some_and(|f| f.starts_with(from_prefix))
+                && s.kind() == kind
+        })
+        .with_context(|| format!("waiting for presence {kind:?} from {from_prefix}"))
+    }
+
+    /// RFC 6121 §2.2: the roster (`<iq type='get'><query xmlns='jabber:iq:roster'/>`).
+    pub fn roster(&mut self, timeout: Duration) -> Result<Vec<RosterItem>> {
+        self.next_iq += 1;
+        let id = format!("roster-{}", self.next_iq);
+        self.send_raw(&format!(
+            "<iq type='get' id='{id}'><query xmlns='{NS_ROSTER}'/></iq>"
+        ))?;
+        let result = self.expect(timeout, |s| s.name() == "iq" && s.id() == Some(&id))?;
+        if result.kind() != Some("result") {
+            bail!("roster query refused: {}", result.xml());
+        }
+        let Some(query) = result.child("query") else {
+            return Ok(Vec::new());
+        };
+        Ok(query
+            .children()
+            .filter(|c| c.name() == "item")
+            .map(|item| RosterItem {
+                jid: item.attr("jid").unwrap_or_default().to_string(),
+                subscription: item.attr("subscription").unwrap_or("none").to_string(),
+                ask: item.attr("ask").map(str::to_string),
+                name: item.attr("name").map(str::to_string),
+            })
+            .collect())
     }
 
     fn next_event_until(&mut self, deadline: Instant) -> Option<Stanza> {
