@@ -52,6 +52,17 @@ pub const ACTIVITY_TO_SHOW: &[(Activity, Show)] = &[
     (Activity::Sleeping, Show::Xa),
 ];
 
+/// `<show/>` → RPID activities (RFC 4480 §3.2), written beside the embedded `<show/>` that
+/// RFC 8048 recommends: SIP phones do not read `jabber:client` inside a PIDF, but many read
+/// RPID (baresip shows `busy` as busy; Linphone's model is RPID). Not in RFC 8048; chosen to
+/// read back through [`ACTIVITY_TO_SHOW`] to the same `<show/>` except `xa` (RPID has no
+/// "extended away"; the embedded `<show/>` keeps it for XMPP readers).
+pub const SHOW_TO_ACTIVITY: &[(Show, Activity)] = &[
+    (Show::Away, Activity::Away),
+    (Show::Xa, Activity::Away),
+    (Show::Dnd, Activity::Busy),
+];
+
 /// RFC 8048 Table 1: the tuple id prefix ("ID-", because an `xs:ID` may not start with a
 /// digit, and resources often do).
 pub const TUPLE_ID_PREFIX: &str = "ID-";
@@ -202,7 +213,8 @@ fn from_resource(stanza: &Element) -> String {
 /// (subscription management, probes, errors) and stanzas that are not `<presence/>`.
 /// `contact_uri` (e.g. the GRUU or `xmpp:` URI of that resource) becomes `<contact>`, carrying
 /// the priority; without it the priority is not mapped. `<show/>` is embedded in `<status>` as
-/// RFC 8048 recommends (available presence only); each `<status/>` is a `<note>` with its own
+/// RFC 8048 recommends (available presence only), and written as an RPID activity too
+/// ([`SHOW_TO_ACTIVITY`]); each `<status/>` is a `<note>` with its own
 /// `xml:lang`; the stanza's `xml:lang` is returned for `Content-Language`.
 pub fn stanza_to_tuple(presence: &Element, contact_uri: Option<&str>) -> Option<PidfTuple> {
     if !presence.is("presence", NS_STANZA) {
@@ -249,7 +261,15 @@ pub fn stanza_to_tuple(presence: &Element, contact_uri: Option<&str>) -> Option<
             id: tuple_id(&from_resource(presence)),
             basic: Some(basic),
             show,
-            activities: Vec::new(),
+            activities: show
+                .and_then(|s| {
+                    SHOW_TO_ACTIVITY
+                        .iter()
+                        .find(|(row, _)| *row == s)
+                        .map(|(_, a)| a.clone())
+                })
+                .into_iter()
+                .collect(),
             contact,
             notes,
             timestamp: None,
@@ -482,7 +502,10 @@ mod tests {
         );
         // The stanza's own xml:lang is Content-Language; the note written in the vector
         // carries it explicitly, so compare with the status' language set.
+        // The RPID activity stox adds for SIP phones (SHOW_TO_ACTIVITY) is not in the vector.
+        assert_eq!(t.tuple.activities, vec![Activity::Away]);
         let mut tuple = t.tuple.clone();
+        tuple.activities.clear();
         tuple.notes[0].lang = Some("en".into());
         let doc = document("pres:juliet@example.com", vec![tuple]);
         let expected = pidf::parse(&vector("stox-rfc8048-away.xml")).expect("vector");
@@ -712,6 +735,36 @@ mod tests {
             Some(Show::Xa)
         );
         assert_eq!(show_for_activities(&[]), None);
+    }
+
+    #[test]
+    fn show_to_activity_rows() {
+        // Every row, through a real stanza: the embedded <show/> and the activity, and what
+        // a reader of the activity alone gets back.
+        for (show, activity) in SHOW_TO_ACTIVITY {
+            let p = juliet("", &format!("<show>{}</show>", show.as_str()));
+            let t = stanza_to_tuple(&p, None).expect("maps").tuple;
+            assert_eq!(t.show, Some(*show));
+            assert_eq!(t.activities, vec![activity.clone()]);
+            let read_back = show_for_activities(&t.activities);
+            let want = if *show == Show::Xa { Show::Away } else { *show };
+            assert_eq!(read_back, Some(want), "{show:?}");
+        }
+        // No row: chat and plain available carry no activity; unavailable none either.
+        for children in ["<show>chat</show>", ""] {
+            let t = stanza_to_tuple(&juliet("", children), None).expect("maps").tuple;
+            assert!(t.activities.is_empty(), "{children}");
+        }
+        let t = stanza_to_tuple(&juliet("type='unavailable'", "<show>dnd</show>"), None)
+            .expect("maps")
+            .tuple;
+        assert!(t.activities.is_empty() && t.show.is_none());
+        // Written and read back: RPID declared, both forms present.
+        let p = juliet("", "<show>dnd</show>");
+        let t = stanza_to_tuple(&p, None).expect("maps").tuple;
+        let text = pidf::write(&document("sip:juliet@example.com", vec![t]));
+        assert!(text.contains("<rpid:busy/>"), "{text}");
+        assert!(text.contains("dnd</show>"), "{text}");
     }
 
     #[test]
