@@ -752,7 +752,9 @@ mod tests {
         }
         // No row: chat and plain available carry no activity; unavailable none either.
         for children in ["<show>chat</show>", ""] {
-            let t = stanza_to_tuple(&juliet("", children), None).expect("maps").tuple;
+            let t = stanza_to_tuple(&juliet("", children), None)
+                .expect("maps")
+                .tuple;
             assert!(t.activities.is_empty(), "{children}");
         }
         let t = stanza_to_tuple(&juliet("type='unavailable'", "<show>dnd</show>"), None)

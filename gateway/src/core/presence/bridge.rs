@@ -100,6 +100,8 @@ const MAX_HELD: usize = 50_000;
 const ASK_DEDUP: Duration = Duration::from_secs(1);
 /// Resources of an XMPP user remembered per watcher JID.
 const MAX_RESOURCES: usize = 32;
+/// How long the dialog of an ended watch still gets 200 for a NOTIFY (64·T1).
+const CLOSING_FOR: Duration = Duration::from_secs(32);
 
 /// `[presence]` settings the core uses.
 #[derive(Debug, Clone)]
@@ -229,6 +231,9 @@ pub(in crate::core) struct PresenceState {
     watch_by_pair: HashMap<(String, String), u64>,
     /// (Call-ID, local tag) → watch.
     watch_by_dialog: HashMap<(String, String), u64>,
+    /// Dialogs of watches that ended while the notifier may still send its final NOTIFY
+    /// (RFC 6665 §4.1.2.3: after `Expires: 0` comes NOTIFY `terminated`), until when.
+    closing: HashMap<(String, String), Instant>,
     /// local contact JID → its XMPP watchers.
     local_watches_of: HashMap<String, BTreeSet<u64>>,
     watchers: HashMap<u64, WatcherEntry>,
@@ -736,7 +741,7 @@ impl Gateway {
         st.watches.insert(id, e);
     }
 
-    fn remove_watch(&mut self, id: u64) {
+    fn remove_watch(&mut self, now: Instant, id: u64) {
         let st = &mut self.presence;
         let Some(e) = st.watches.remove(&id) else {
             return;
@@ -744,8 +749,12 @@ impl Gateway {
         st.watch_by_pair
             .remove(&(e.user.clone(), e.contact.clone()));
         if let Some(d) = &e.dialog {
-            st.watch_by_dialog
-                .remove(&(d.call_id.clone(), d.local_tag.clone()));
+            let key = (d.call_id.clone(), d.local_tag.clone());
+            st.watch_by_dialog.remove(&key);
+            if st.closing.len() > 10_000 {
+                st.closing.retain(|_, until| *until > now);
+            }
+            st.closing.insert(key, now + CLOSING_FOR);
         }
         if let Some(set) = st.local_watches_of.get_mut(&e.contact) {
             set.remove(&id);
@@ -799,7 +808,7 @@ impl Gateway {
                     None => false,
                 };
                 if local {
-                    self.watch_ended(id, true);
+                    self.watch_ended(now, id, true);
                 } else {
                     self.run_watch(now, id);
                 }
@@ -1005,6 +1014,11 @@ impl Gateway {
             .watch_by_dialog
             .get(&(call_id.clone(), to_tag.to_owned()))
         else {
+            let key = (call_id, to_tag.to_owned());
+            if self.presence.closing.get(&key).is_some_and(|t| *t > now) {
+                // The last words of a subscription stox ended: acknowledged, not translated.
+                return self.reply(tx, 200, vec![]);
+            }
             return self.reply_warn(tx, 481, "no such subscription");
         };
         if !is_presence_event(req.header("Event")) {
@@ -1102,7 +1116,7 @@ impl Gateway {
             .get(&id)
             .is_some_and(|e| e.machine.ended());
         if ended {
-            return self.watch_ended(id, true);
+            return self.watch_ended(now, id, true);
         }
         let next = self.presence.watches.get(&id).and_then(|e| {
             [e.machine.poll_timeout(), e.held.as_ref().map(|(t, _)| *t)]
@@ -1124,7 +1138,7 @@ impl Gateway {
 
     /// The authorization ended: unavailable for what was announced, `unsubscribed`, and the
     /// watch is forgotten.
-    fn watch_ended(&mut self, id: u64, tell: bool) {
+    fn watch_ended(&mut self, now: Instant, id: u64, tell: bool) {
         if let Some(e) = self.presence.watches.get_mut(&id) {
             let announced = std::mem::take(&mut e.announced);
             let (user, contact) = (e.user.clone(), e.contact.clone());
@@ -1140,7 +1154,7 @@ impl Gateway {
                 self.presence_out(presence_stanza(&contact, &user, Some("unsubscribed")));
             }
         }
-        self.remove_watch(id);
+        self.remove_watch(now, id);
     }
 
     /// A NOTIFY body for the watch's user, rate-limited per watch.
@@ -1984,8 +1998,10 @@ impl Gateway {
 
     // ------------------------------------------------------ link, restore, admin
 
-    /// The link is up: what was held goes out, and watched XMPP users are probed (a
-    /// restarted XMPP server, or a restarted stox, knows nothing of the other side).
+    /// The link is up: what was held goes out, the XMPP watchers of SIP contacts get the
+    /// contacts' last known presence again, and watched XMPP users are probed. A restarted
+    /// XMPP server (or a restarted stox) knows nothing of the other side, and the probes
+    /// and broadcasts it sent while the component was away bounced.
     pub(in crate::core) fn presence_on_link_up(&mut self, now: Instant) {
         let held = std::mem::take(&mut self.presence.held);
         if !held.is_empty() {
@@ -1996,6 +2012,29 @@ impl Gateway {
         }
         for s in held {
             self.outputs.push_back(Output::Stanza(s));
+        }
+        let resend: Vec<(u64, Vec<u8>)> = self
+            .presence
+            .watches
+            .iter()
+            .filter_map(|(id, e)| {
+                if e.local {
+                    let body = self
+                        .presence
+                        .publications
+                        .composed(&e.target)
+                        .map(|(b, _)| b)
+                        .unwrap_or_default();
+                    Some((*id, body))
+                } else if e.machine.authorized() {
+                    e.machine.cached().map(|c| (*id, c.to_vec()))
+                } else {
+                    None
+                }
+            })
+            .collect();
+        for (id, body) in resend {
+            self.translate_watch_now(id, body);
         }
         let pairs: Vec<(String, String, bool)> = self
             .presence

@@ -364,7 +364,12 @@ fn xmpp_user_watches_a_sip_contact() {
         presences(&outs),
         vec![("unsubscribed".to_string(), CAROL_JID.to_string())]
     );
-    // The final NOTIFY of the old dialog: no subscription any more.
+    // The final NOTIFY of the dialog (RFC 6665 §4.1.2.3) is acknowledged, not translated...
+    let (code, _, _, outs) = h.sip(notify(&sub, "ct", "terminated;reason=timeout", None));
+    assert_eq!(code, 200);
+    assert!(outs.is_empty(), "{outs:?}");
+    // ... for a while: after 64·T1 the dialog is forgotten.
+    h.now += Duration::from_secs(33);
     let (code, _, _, _) = h.sip(notify(&sub, "ct", "terminated;reason=timeout", None));
     assert_eq!(code, 481);
     assert!(h
@@ -981,11 +986,15 @@ fn a_restart_keeps_every_subscription() {
     };
     let subs = h.gw.subscriptions(h.now);
     assert_eq!(subs.len(), 2, "{subs:?}");
-    // The link comes up: alice is probed for carol's watcher.
+    // The link comes up: alice gets carol's last known presence again (from the store),
+    // and alice is probed for carol's watcher.
     let outs = h.input(Input::LinkUp);
     assert_eq!(
         presences(&outs),
-        vec![("probe".to_string(), CAROL_JID.to_string())]
+        vec![
+            ("available".to_string(), format!("{CAROL_JID}/desk")),
+            ("probe".to_string(), CAROL_JID.to_string())
+        ]
     );
     // The watch refreshes inside its old dialog, CSeq well past the old one.
     let deadline = h.gw.poll_timeout().expect("refresh due");
