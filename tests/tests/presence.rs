@@ -749,3 +749,84 @@ fn prosody_restart_in_the_middle_of_subscriptions() {
         .iter()
         .all(|c| *c == 200));
 }
+
+/// alice watches carol's phone (SIPp notifier, Expires 3600); alice logs in a second
+///   resource (its server probes carol's JID: RFC 8048 §5 "initial presence")
+/// expect the new resource gets carol's presence at once, from stox's cache, and stox
+///        refreshes the subscription in the dialog (which brings the phone's new state)
+#[test]
+fn a_login_is_answered_from_the_cache_and_refreshes() {
+    let mut w = world();
+    let plan = NotifierPlan::new(3600).states(gone_fishing(), back_soon());
+    let phone = Sipp::uas_presence_notifier(&plan)
+        .timeout(Duration::from_secs(40))
+        .spawn()
+        .expect("notifier");
+    let contact = contact_of(&w, &phone);
+    let resource = format!("{contact}/phone");
+    w.alice.subscribe(&contact).expect("subscribe");
+    w.alice
+        .expect_presence(&resource, None, T)
+        .expect("presence");
+
+    let mut second = XmppClient::connect_with(&w.prosody, "alice", PASSWORD, "desk", manual())
+        .expect("alice's second resource");
+    let cached = second
+        .expect_presence(&resource, None, T)
+        .expect("carol's presence on login");
+    assert_eq!(status(&cached).as_deref(), Some("Gone fishing"));
+    let refreshed = second
+        .expect_presence(&resource, Some("unavailable"), T)
+        .expect("the state the refresh brought");
+    assert_eq!(status(&refreshed).as_deref(), Some("back soon"));
+
+    w.alice.unsubscribe(&contact).expect("unsubscribe");
+    let run = phone.wait(T).expect("notifier ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let subscribes = run.requests("SUBSCRIBE", true);
+    assert_eq!(
+        subscribes.len(),
+        3,
+        "subscribe, refresh at login, unsubscribe"
+    );
+    assert_eq!(
+        subscribes[1].header("Call-ID"),
+        subscribes[0].header("Call-ID")
+    );
+    second.disconnect();
+}
+
+/// alice watches carol's phone; the phone ends the subscription with
+///   NOTIFY terminated;reason=rejected
+/// expect alice gets the phone's presence, then unavailable and unsubscribed (RFC 8048 §5,
+///        RFC 6665 §4.2.2: rejected is not retried); her roster says none
+#[test]
+fn a_sip_contact_that_rejects_later_unsubscribes_the_watcher() {
+    let mut w = world();
+    let state = PresenceState::open("for a moment");
+    let phone =
+        Sipp::uas_presence_terminate(600, Some(&state), Duration::from_millis(1500), "rejected")
+            .spawn()
+            .expect("notifier");
+    let contact = contact_of(&w, &phone);
+    let resource = format!("{contact}/phone");
+    w.alice.subscribe(&contact).expect("subscribe");
+    let p = w
+        .alice
+        .expect_presence(&resource, None, T)
+        .expect("presence");
+    assert_eq!(status(&p).as_deref(), Some("for a moment"));
+    w.alice
+        .expect_presence(&resource, Some("unavailable"), T)
+        .expect("unavailable");
+    w.alice
+        .expect_presence(&contact, Some("unsubscribed"), T)
+        .expect("unsubscribed");
+    let run = phone.wait(T).expect("notifier ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    assert_eq!(run.requests("SUBSCRIBE", true).len(), 1, "not retried");
+    std::thread::sleep(Duration::from_millis(300));
+    let roster = w.alice.roster(T).expect("roster");
+    let item = roster.iter().find(|i| i.jid == contact).expect("in roster");
+    assert_eq!(item.subscription, "none", "{roster:?}");
+}

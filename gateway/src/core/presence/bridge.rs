@@ -826,20 +826,30 @@ impl Gateway {
             .copied()
         {
             Some(id) => {
-                let local = match self.presence.watches.get_mut(&id) {
-                    Some(e) if e.local => true,
+                let (local, cached) = match self.presence.watches.get_mut(&id) {
+                    Some(e) if e.local => (true, None),
                     Some(e) => {
                         // The user's server probes when she logs in: RFC 8048 §5 asks for a
-                        // refresh then; answered from the cache meanwhile.
-                        e.machine.on_xmpp_probe(now);
+                        // refresh then; the probe is answered from the cache at once (an
+                        // answer, not a change: no rate limit), or by a one-shot fetch.
+                        let cached = match e.machine.cached() {
+                            Some(c) if e.machine.authorized() => Some(c.to_vec()),
+                            _ => {
+                                e.machine.on_xmpp_probe(now);
+                                None
+                            }
+                        };
                         e.machine.on_xmpp_available(now);
-                        false
+                        (false, cached)
                     }
                     None => return,
                 };
                 if local {
                     self.local_watch_answer(id, false);
                 } else {
+                    if let Some(body) = cached {
+                        self.translate_watch_now(id, body);
+                    }
                     self.run_watch(now, id);
                 }
             }
