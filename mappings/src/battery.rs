@@ -216,9 +216,41 @@ fn outbox_concurrent_pushes_get_distinct_seqs(s: &Store) {
     assert_eq!(pending, seqs.into_iter().collect::<Vec<_>>());
 }
 
+fn tables_list_by_prefix_and_flush(s: &Store) {
+    use crate::Table::*;
+    let t = &s.tables;
+    for (k, v) in [
+        ("sip:dave@c|sip:dave@127.0.0.1:1", "a"),
+        ("sip:dave@c|sip:dave@127.0.0.1:2", "b"),
+        ("sip:dave2@c|sip:x@127.0.0.1:3", "c"),
+        ("sip:dav@c|sip:y@127.0.0.1:4", "d"),
+    ] {
+        t.put(Bindings, k, v.as_bytes()).unwrap();
+    }
+    t.put(Held, "sip:dave@c|1", b"held").unwrap();
+    let got: Vec<String> = t
+        .list_prefix(Bindings, "sip:dave@c|")
+        .unwrap()
+        .into_iter()
+        .map(|(_, v)| String::from_utf8(v).unwrap())
+        .collect();
+    assert_eq!(
+        got,
+        vec!["a", "b"],
+        "only that AOR, in key order, only that table"
+    );
+    assert_eq!(t.list_prefix(Bindings, "").unwrap().len(), 4);
+    assert!(t.list_prefix(Bindings, "sip:nobody").unwrap().is_empty());
+    assert!(t.list_prefix(SipUsers, "sip:dave@c|").unwrap().is_empty());
+    t.flush().unwrap();
+    assert_eq!(t.get(Held, "sip:dave@c|1").unwrap(), Some(b"held".to_vec()));
+    assert!(t.remove(Held, "sip:dave@c|1").unwrap());
+    assert!(!t.remove(Held, "sip:dave@c|1").unwrap());
+}
+
 fn presence_tables_are_separate_namespaces(s: &Store) {
-    use crate::PresenceTable::*;
-    let p = &s.presence;
+    use crate::Table::*;
+    let p = &s.tables;
     p.put(Watches, "alice@localhost sip:carol@pbx", b"w1")
         .unwrap();
     p.put(Watchers, "alice@localhost sip:carol@pbx", b"n1")
@@ -298,6 +330,7 @@ macro_rules! backend {
                 outbox_seq_order_past_256,
                 outbox_concurrent_pushes_get_distinct_seqs,
                 presence_tables_are_separate_namespaces,
+                tables_list_by_prefix_and_flush,
             );
         }
     };

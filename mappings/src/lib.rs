@@ -7,8 +7,9 @@
 //!   Kamailio's gwmap does it), used before the RFC 7247 §5 algorithmic mapping.
 //! - [`Outbox`]: a durable FIFO of messages not yet handed over (while the XMPP link is down,
 //!   and for in-flight messages so that a crash or a restart does not lose them).
-//! - [`PresenceStore`]: presence authorizations, subscriptions in both directions and
-//!   published state (RFC 8048, RFC 3903), as opaque records per [`PresenceTable`].
+//! - [`TableStore`]: records per [`Table`]: presence authorizations, subscriptions in both
+//!   directions and published state (RFC 8048, RFC 3903); the registrar's users, bindings and
+//!   held messages (RFC 3261 §10).
 //!
 //! Backends: [`SledStore`] (embedded, on disk, one sled `Tree` per concern) and [`MemoryStore`]
 //! (tests, and deployments that accept losing state). The traits are deliberately small and
@@ -108,10 +109,10 @@ pub trait Outbox: Send + Sync {
     fn flush(&self) -> Result<(), StoreError>;
 }
 
-/// The tables of presence state (issue 4, RFC 8048): what survives a restart so that nobody
-/// has to subscribe again.
+/// The record tables: presence state (issue 4, RFC 8048) and the registrar's state (issue 5):
+/// what survives a restart so that nobody has to subscribe or register again.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum PresenceTable {
+pub enum Table {
     /// Long-lived authorizations (who may see whom), RFC 8048 §5.
     Authorizations,
     /// Subscriptions stox holds toward SIP contacts for XMPP users (its SUBSCRIBE dialogs).
@@ -120,39 +121,70 @@ pub enum PresenceTable {
     Watchers,
     /// Presence SIP UAs PUBLISHed to stox (RFC 3903), by entity.
     Published,
+    /// The SIP users of stox's own registrar and their credentials (digest HA1s).
+    SipUsers,
+    /// Registrations of those users: AOR → contacts (RFC 3261 §10.3).
+    Bindings,
+    /// Messages for a SIP user with no registered contact, delivered when one registers.
+    Held,
 }
 
-impl PresenceTable {
+impl Table {
     /// Every table.
-    pub const ALL: [PresenceTable; 4] = [
-        PresenceTable::Authorizations,
-        PresenceTable::Watches,
-        PresenceTable::Watchers,
-        PresenceTable::Published,
+    pub const ALL: [Table; 7] = [
+        Table::Authorizations,
+        Table::Watches,
+        Table::Watchers,
+        Table::Published,
+        Table::SipUsers,
+        Table::Bindings,
+        Table::Held,
     ];
 
-    /// The table's name (the sled tree is `presence.<name>`).
+    /// The table's name.
     pub fn name(self) -> &'static str {
         match self {
-            PresenceTable::Authorizations => "authorizations",
-            PresenceTable::Watches => "watches",
-            PresenceTable::Watchers => "watchers",
-            PresenceTable::Published => "published",
+            Table::Authorizations => "authorizations",
+            Table::Watches => "watches",
+            Table::Watchers => "watchers",
+            Table::Published => "published",
+            Table::SipUsers => "sip_users",
+            Table::Bindings => "bindings",
+            Table::Held => "held",
+        }
+    }
+
+    /// The sled tree that holds it (`presence.<name>` or `registrar.<name>`).
+    pub fn tree(self) -> String {
+        match self {
+            Table::Authorizations | Table::Watches | Table::Watchers | Table::Published => {
+                format!("presence.{}", self.name())
+            }
+            Table::SipUsers | Table::Bindings | Table::Held => {
+                format!("registrar.{}", self.name())
+            }
         }
     }
 }
 
-/// Presence records: opaque values (the gateway serializes them) under string keys, one
-/// namespace per [`PresenceTable`].
-pub trait PresenceStore: Send + Sync {
-    /// Stores `value` under `key`, replacing what was there, durably before returning.
-    fn put(&self, table: PresenceTable, key: &str, value: &[u8]) -> Result<(), StoreError>;
+/// Records: opaque values (the gateway serializes them) under string keys, one namespace per
+/// [`Table`]. Writes are durable after [`TableStore::flush`] (the gateway's event loop calls
+/// it once per batch of work that wrote, before any answer leaves), and within the backend's
+/// own flush interval otherwise (sled: 500 ms).
+pub trait TableStore: Send + Sync {
+    /// Stores `value` under `key`, replacing what was there.
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError>;
     /// The value under `key`, if any.
-    fn get(&self, table: PresenceTable, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
-    /// Removes `key`, durably; whether it was there.
-    fn remove(&self, table: PresenceTable, key: &str) -> Result<bool, StoreError>;
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Removes `key`; whether it was there.
+    fn remove(&self, table: Table, key: &str) -> Result<bool, StoreError>;
     /// Every record of a table, ordered by key.
-    fn list(&self, table: PresenceTable) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Every record of a table whose key starts with `prefix`, ordered by key.
+    fn list_prefix(&self, table: Table, prefix: &str)
+        -> Result<Vec<(String, Vec<u8>)>, StoreError>;
+    /// Durability point: after it returns, every write before it survives `kill -9`.
+    fn flush(&self) -> Result<(), StoreError>;
 }
 
 /// All of the gateway's persistent state, one handle per concern.
@@ -163,7 +195,7 @@ pub struct Store {
     /// Messages not yet handed over.
     pub outbox: Arc<dyn Outbox>,
     /// Presence authorizations, subscriptions and published state.
-    pub presence: Arc<dyn PresenceStore>,
+    pub tables: Arc<dyn TableStore>,
 }
 
 impl Store {
@@ -174,7 +206,7 @@ impl Store {
         Ok(Store {
             mappings: store.clone(),
             outbox: store.clone(),
-            presence: store,
+            tables: store,
         })
     }
 
@@ -184,7 +216,7 @@ impl Store {
         Store {
             mappings: store.clone(),
             outbox: store.clone(),
-            presence: store,
+            tables: store,
         }
     }
 }

@@ -5,14 +5,14 @@ use std::sync::{Mutex, MutexGuard};
 
 use crate::StoreError;
 use crate::{mapping_keys, normalize_jid, normalize_sip, trimmed, Mapping, MappingStore, Outbox};
-use crate::{PresenceStore, PresenceTable};
+use crate::{Table, TableStore};
 
 /// State kept in process memory only; lost when the process ends.
 #[derive(Debug, Default)]
 pub struct MemoryStore {
     mappings: Mutex<Mappings>,
     outbox: Mutex<Queue>,
-    presence: Mutex<BTreeMap<(PresenceTable, String), Vec<u8>>>,
+    tables: Mutex<BTreeMap<(Table, String), Vec<u8>>>,
 }
 
 #[derive(Debug, Default)]
@@ -122,30 +122,42 @@ impl Outbox for MemoryStore {
     }
 }
 
-impl PresenceStore for MemoryStore {
-    fn put(&self, table: PresenceTable, key: &str, value: &[u8]) -> Result<(), StoreError> {
+impl TableStore for MemoryStore {
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if key.is_empty() {
-            return Err(StoreError::EmptyKey("presence"));
+            return Err(StoreError::EmptyKey("table"));
         }
-        lock(&self.presence).insert((table, key.to_owned()), value.to_vec());
+        lock(&self.tables).insert((table, key.to_owned()), value.to_vec());
         Ok(())
     }
 
-    fn get(&self, table: PresenceTable, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(lock(&self.presence).get(&(table, key.to_owned())).cloned())
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(lock(&self.tables).get(&(table, key.to_owned())).cloned())
     }
 
-    fn remove(&self, table: PresenceTable, key: &str) -> Result<bool, StoreError> {
-        Ok(lock(&self.presence)
+    fn remove(&self, table: Table, key: &str) -> Result<bool, StoreError> {
+        Ok(lock(&self.tables)
             .remove(&(table, key.to_owned()))
             .is_some())
     }
 
-    fn list(&self, table: PresenceTable) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        Ok(lock(&self.presence)
-            .iter()
-            .filter(|((t, _), _)| *t == table)
+    fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.list_prefix(table, "")
+    }
+
+    fn list_prefix(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        Ok(lock(&self.tables)
+            .range((table, prefix.to_owned())..)
+            .take_while(|((t, k), _)| *t == table && k.starts_with(prefix))
             .map(|((_, k), v)| (k.clone(), v.clone()))
             .collect())
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        Ok(())
     }
 }

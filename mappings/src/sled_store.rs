@@ -8,7 +8,7 @@
 //! | `mappings.by_sip` | SIP URI key (UTF-8) | the JID key it belongs to |
 //! | `outbox` | seq, `u64` big-endian (so iteration order is seq order) | the item bytes |
 //! | `outbox.meta` | `next` | the lowest seq not yet used, `u64` big-endian |
-//! | `presence.<table>` | the record's key (UTF-8) | the record, as the gateway wrote it |
+//! | `presence.<table>`, `registrar.<table>` ([`Table::tree`]) | the record's key (UTF-8) | the record, as the gateway wrote it; durable at `flush` |
 //!
 //! Both mapping trees change in one sled transaction, so a crash never leaves half a pair.
 //! The outbox counter starts after the last key on open; `outbox.meta` only matters when the
@@ -25,7 +25,7 @@ use sled::Transactional;
 
 use crate::StoreError;
 use crate::{mapping_keys, normalize_jid, normalize_sip, trimmed, Mapping, MappingStore, Outbox};
-use crate::{PresenceStore, PresenceTable};
+use crate::{Table, TableStore};
 
 const BY_JID: &str = "mappings.by_jid";
 const BY_SIP: &str = "mappings.by_sip";
@@ -41,8 +41,8 @@ pub struct SledStore {
     by_sip: sled::Tree,
     outbox: sled::Tree,
     outbox_meta: sled::Tree,
-    /// The presence tables, in [`PresenceTable::ALL`] order.
-    presence: Vec<sled::Tree>,
+    /// The record tables, in [`Table::ALL`] order.
+    tables: Vec<sled::Tree>,
     /// The next outbox seq to hand out.
     next_seq: AtomicU64,
 }
@@ -105,9 +105,9 @@ impl SledStore {
         let by_sip = db.open_tree(BY_SIP)?;
         let outbox = db.open_tree(OUTBOX)?;
         let outbox_meta = db.open_tree(OUTBOX_META)?;
-        let presence = PresenceTable::ALL
+        let tables = Table::ALL
             .iter()
-            .map(|t| db.open_tree(format!("presence.{}", t.name())))
+            .map(|t| db.open_tree(t.tree()))
             .collect::<Result<Vec<_>, _>>()?;
         let after_last = match outbox.last()? {
             Some((key, _)) => decode_seq(OUTBOX, &key)?.saturating_add(1),
@@ -131,7 +131,7 @@ impl SledStore {
             by_sip,
             outbox,
             outbox_meta,
-            presence,
+            tables,
             next_seq: AtomicU64::new(next_seq),
         })
     }
@@ -250,54 +250,58 @@ impl Outbox for SledStore {
 }
 
 impl SledStore {
-    fn presence_tree(&self, table: PresenceTable) -> &sled::Tree {
-        let i = PresenceTable::ALL
-            .iter()
-            .position(|t| *t == table)
-            .unwrap_or(0);
-        &self.presence[i]
+    fn table_tree(&self, table: Table) -> &sled::Tree {
+        let i = Table::ALL.iter().position(|t| *t == table).unwrap_or(0);
+        &self.tables[i]
     }
 }
 
-impl PresenceStore for SledStore {
-    fn put(&self, table: PresenceTable, key: &str, value: &[u8]) -> Result<(), StoreError> {
+impl TableStore for SledStore {
+    fn put(&self, table: Table, key: &str, value: &[u8]) -> Result<(), StoreError> {
         if key.is_empty() {
-            return Err(StoreError::EmptyKey("presence"));
+            return Err(StoreError::EmptyKey("table"));
         }
-        let tree = self.presence_tree(table);
-        tree.insert(key.as_bytes(), value)?;
-        tree.flush()?;
+        self.table_tree(table).insert(key.as_bytes(), value)?;
         Ok(())
     }
 
-    fn get(&self, table: PresenceTable, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    fn get(&self, table: Table, key: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
-            .presence_tree(table)
+            .table_tree(table)
             .get(key.as_bytes())?
             .map(|v| v.to_vec()))
     }
 
-    fn remove(&self, table: PresenceTable, key: &str) -> Result<bool, StoreError> {
-        let tree = self.presence_tree(table);
-        let was = tree.remove(key.as_bytes())?.is_some();
-        if was {
-            tree.flush()?;
-        }
-        Ok(was)
+    fn remove(&self, table: Table, key: &str) -> Result<bool, StoreError> {
+        Ok(self.table_tree(table).remove(key.as_bytes())?.is_some())
     }
 
-    fn list(&self, table: PresenceTable) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        self.presence_tree(table)
-            .iter()
+    fn list(&self, table: Table) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.list_prefix(table, "")
+    }
+
+    fn list_prefix(
+        &self,
+        table: Table,
+        prefix: &str,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        self.table_tree(table)
+            .scan_prefix(prefix.as_bytes())
             .map(|r| {
                 let (k, v) = r?;
                 let key = String::from_utf8(k.to_vec()).map_err(|e| StoreError::Corrupt {
-                    tree: "presence",
+                    tree: "table",
                     reason: e.to_string(),
                 })?;
                 Ok((key, v.to_vec()))
             })
             .collect()
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        // One sled log: flushing the database makes every tree durable.
+        self.db.flush()?;
+        Ok(())
     }
 }
 
@@ -351,10 +355,10 @@ mod tests {
             let first = store.push(b"1").unwrap();
             last = store.push(b"2").unwrap();
             Outbox::remove(&store, last).unwrap();
-            store.flush().unwrap();
+            Outbox::flush(&store).unwrap();
             assert_eq!(store.pending().unwrap(), vec![(first, b"1".to_vec())]);
             Outbox::remove(&store, first).unwrap();
-            store.flush().unwrap();
+            Outbox::flush(&store).unwrap();
         }
         let store = SledStore::open(dir.path()).unwrap();
         assert!(store.is_empty().unwrap());
@@ -377,7 +381,7 @@ mod tests {
         {
             let store = SledStore::open(dir.path()).unwrap();
             store.outbox.insert(b"short", b"x".as_slice()).unwrap();
-            store.flush().unwrap();
+            Outbox::flush(&store).unwrap();
         }
         assert!(matches!(
             SledStore::open(dir.path()),

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use stox_mappings::{PresenceTable, Store};
+use stox_mappings::{Store, Table};
 
 const CHILD_DIR: &str = "STOX_MAPPINGS_KILL9_CHILD_DIR";
 const TEST_NAME: &str = "flushed_outbox_items_survive_sigkill";
@@ -26,13 +26,14 @@ fn child(dir: &str) -> ! {
         store.outbox.push(&item(i)).unwrap();
     }
     store.outbox.flush().unwrap();
-    // Presence records are durable when `put` returns.
+    // Records are durable once `flush` returns.
     for i in 0..PRESENCE {
         store
-            .presence
-            .put(PresenceTable::Watchers, &format!("w{i:03}"), &item(i))
+            .tables
+            .put(Table::Watchers, &format!("w{i:03}"), &item(i))
             .unwrap();
     }
+    store.tables.flush().unwrap();
     // On a line of its own: libtest has already written "test <name> ... " without a newline.
     println!("\nflushed");
     // Keep the store busy (unflushed writes) until the parent kills us.
@@ -101,7 +102,7 @@ fn flushed_outbox_items_survive_sigkill() {
         assert_eq!(bytes, format!("extra-{k}").as_bytes());
     }
     assert!(pending.windows(2).all(|w| w[0].0 < w[1].0));
-    let watchers = store.presence.list(PresenceTable::Watchers).unwrap();
+    let watchers = store.tables.list(Table::Watchers).unwrap();
     assert_eq!(watchers.len(), PRESENCE, "every presence record survived");
     for (i, (key, value)) in watchers.iter().enumerate() {
         assert_eq!(

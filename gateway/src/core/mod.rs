@@ -42,7 +42,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics::counter;
-use stox_mappings::{MappingStore, Outbox, PresenceStore};
+use stox_mappings::{MappingStore, Outbox, TableStore};
 use stox_sip::uri::{Scheme, SipUri};
 use stox_xmpp::disco::{self, GatewayInfo};
 use tracing::{debug, info, warn};
@@ -265,7 +265,9 @@ pub struct Gateway {
     recent: VecDeque<(Instant, Element)>,
     /// Presence subscriptions and publications (RFC 8048, RFC 3903).
     presence: presence::PresenceState,
-    presence_store: Arc<dyn PresenceStore>,
+    tables: Arc<dyn TableStore>,
+    /// Records were written since the io layer last asked ([`Gateway::take_tables_dirty`]).
+    tables_dirty: std::cell::Cell<bool>,
 }
 
 impl Gateway {
@@ -308,13 +310,42 @@ impl Gateway {
             call_settings,
             recent: VecDeque::new(),
             presence: presence::PresenceState::default(),
-            presence_store: store.presence.clone(),
+            tables: store.tables.clone(),
+            tables_dirty: std::cell::Cell::new(false),
         })
     }
 
     /// Whether the core believes the component link is up.
     pub fn link_up(&self) -> bool {
         self.link_up
+    }
+
+    /// Whether records were written since the last call: the io layer then calls
+    /// `TableStore::flush` once, before the outputs of the batch leave (a 200 to a
+    /// SUBSCRIBE or REGISTER promises what it stored).
+    pub fn take_tables_dirty(&self) -> bool {
+        self.tables_dirty.replace(false)
+    }
+
+    /// Writes a record (JSON); a failure is logged (the state stays in memory).
+    fn store_put<T: serde::Serialize>(&self, table: stox_mappings::Table, key: &str, value: &T) {
+        match serde_json::to_vec(value) {
+            Ok(bytes) => {
+                self.tables_dirty.set(true);
+                if let Err(e) = self.tables.put(table, key, &bytes) {
+                    warn!(table = table.name(), %key, error = %e, "store write failed");
+                }
+            }
+            Err(e) => warn!(error = %e, "record does not serialize"),
+        }
+    }
+
+    /// Removes a record; a failure is logged.
+    fn store_remove(&self, table: stox_mappings::Table, key: &str) {
+        self.tables_dirty.set(true);
+        if let Err(e) = self.tables.remove(table, key) {
+            warn!(table = table.name(), %key, error = %e, "store remove failed");
+        }
     }
 
     /// Messages waiting in the durable outbox.

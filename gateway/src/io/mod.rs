@@ -343,6 +343,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => { info!("SIGINT: shutting down"); break; }
             _ = terminate.recv() => { info!("SIGTERM: shutting down"); break; }
         }
+        // Records written by this batch (subscriptions, registrations) are made durable
+        // once, before anything the batch decided leaves.
+        if gateway.take_tables_dirty() {
+            if let Err(e) = store.tables.flush() {
+                warn!(error = %e, "store flush failed");
+            }
+        }
         // `202 Accepted` promises durability: one flush of the outbox for the
         // whole batch, before the first 202 leaves (see `Output::SipReply`).
         let mut flushed: Option<bool> = None;

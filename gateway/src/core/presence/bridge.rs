@@ -58,7 +58,7 @@ use std::net::IpAddr;
 use std::time::{Duration, Instant, SystemTime};
 
 use metrics::{counter, gauge};
-use stox_mappings::{normalize_jid, PresenceTable};
+use stox_mappings::{normalize_jid, Table};
 use stox_sip::body::pidf;
 use stox_sip::uri::{Scheme, SipUri};
 use tracing::{debug, info, warn};
@@ -473,23 +473,6 @@ impl Gateway {
         }
     }
 
-    fn store_put<T: serde::Serialize>(&self, table: PresenceTable, key: &str, value: &T) {
-        match serde_json::to_vec(value) {
-            Ok(bytes) => {
-                if let Err(e) = self.presence_store.put(table, key, &bytes) {
-                    warn!(table = table.name(), %key, error = %e, "presence store write failed");
-                }
-            }
-            Err(e) => warn!(error = %e, "presence record does not serialize"),
-        }
-    }
-
-    fn store_remove(&self, table: PresenceTable, key: &str) {
-        if let Err(e) = self.presence_store.remove(table, key) {
-            warn!(table = table.name(), %key, error = %e, "presence store remove failed");
-        }
-    }
-
     /// Presence answers to a request that stox cannot serve: a `<presence type='error'/>`.
     fn presence_error(&mut self, original: &Element, cond: DefinedCondition, text: &str) {
         if original.attr("type") == Some("error") {
@@ -763,7 +746,7 @@ impl Gateway {
             }
         }
         st.schedule(Timer::Watch(id), None);
-        self.store_remove(PresenceTable::Watches, &pair_key(&e.user, &e.contact));
+        self.store_remove(Table::Watches, &pair_key(&e.user, &e.contact));
     }
 
     fn persist_watch(&mut self, id: u64) {
@@ -789,7 +772,7 @@ impl Gateway {
             lang: e.lang.clone(),
         };
         let key = pair_key(&e.user, &e.contact);
-        self.store_put(PresenceTable::Watches, &key, &rec);
+        self.store_put(Table::Watches, &key, &rec);
     }
 
     fn watch_unsubscribe(&mut self, now: Instant, user: String, contact: String) {
@@ -1335,10 +1318,8 @@ impl Gateway {
             }
             Presentity::Xmpp(jid) => {
                 let key = pair_key(jid, &watcher_jid);
-                let authorized = matches!(
-                    self.presence_store.get(PresenceTable::Authorizations, &key),
-                    Ok(Some(_))
-                );
+                let authorized =
+                    matches!(self.tables.get(Table::Authorizations, &key), Ok(Some(_)));
                 let cached = self.user_pidf(jid, &watcher_jid);
                 let lang = self
                     .presence
@@ -1474,7 +1455,7 @@ impl Gateway {
         }
         st.schedule(Timer::Watcher(id), None);
         self.store_remove(
-            PresenceTable::Watchers,
+            Table::Watchers,
             &pair_key(&e.dialog.call_id, &e.dialog.local_tag),
         );
     }
@@ -1505,7 +1486,7 @@ impl Gateway {
             expires_unix: self.unix_of(expires_at),
             ..rec
         };
-        self.store_put(PresenceTable::Watchers, &key, &rec);
+        self.store_put(Table::Watchers, &key, &rec);
     }
 
     fn on_resubscribe(&mut self, now: Instant, tx: TxId, req: &SipRequest, to_tag: &str) {
@@ -1693,7 +1674,7 @@ impl Gateway {
     fn authorize(&mut self, now: Instant, presentity: String, watcher_jid: String) {
         info!(%presentity, watcher = %watcher_jid, "presence: XMPP user approved a SIP watcher");
         self.store_put(
-            PresenceTable::Authorizations,
+            Table::Authorizations,
             &pair_key(&presentity, &watcher_jid),
             &AuthorizationRecord {
                 since_unix: self.unix_of(now),
@@ -1717,10 +1698,7 @@ impl Gateway {
     /// The XMPP user refused or revoked the watcher JID.
     fn revoke(&mut self, now: Instant, presentity: String, watcher_jid: String) {
         info!(%presentity, watcher = %watcher_jid, "presence: XMPP user refused a SIP watcher");
-        self.store_remove(
-            PresenceTable::Authorizations,
-            &pair_key(&presentity, &watcher_jid),
-        );
+        self.store_remove(Table::Authorizations, &pair_key(&presentity, &watcher_jid));
         let key = (presentity, watcher_jid);
         self.presence.cache.remove(&key);
         let ids: Vec<u64> = self
@@ -1915,7 +1893,7 @@ impl Gateway {
             }
         };
         if let Some(old) = &if_match {
-            self.store_remove(PresenceTable::Published, &pair_key(&aor, old));
+            self.store_remove(Table::Published, &pair_key(&aor, old));
         }
         let mut headers = vec![("Expires".to_string(), published.expires.to_string())];
         if let Some(etag) = &published.etag {
@@ -1935,7 +1913,7 @@ impl Gateway {
                     lang: p.lang.clone(),
                     version: p.version,
                 };
-                self.store_put(PresenceTable::Published, &pair_key(&aor, etag), &rec);
+                self.store_put(Table::Published, &pair_key(&aor, etag), &rec);
             }
         }
         debug!(%aor, expires, etag = ?published.etag, changed = published.changed, "presence: PUBLISH");
@@ -1955,7 +1933,7 @@ impl Gateway {
         let changed = self.presence.publications.expire(now);
         for (aor, gone) in changed {
             for etag in gone {
-                self.store_remove(PresenceTable::Published, &pair_key(&aor, &etag));
+                self.store_remove(Table::Published, &pair_key(&aor, &etag));
             }
             info!(%aor, "presence: publication expired");
             self.local_presence_changed(now, &aor);
@@ -2073,14 +2051,14 @@ impl Gateway {
     pub fn restore_presence(&mut self, now: Instant) {
         let mut restored = (0usize, 0usize, 0usize);
         // Publications first: local watchers are notified from them.
-        match self.presence_store.list(PresenceTable::Published) {
+        match self.tables.list(Table::Published) {
             Ok(rows) => {
                 for (key, bytes) in rows {
                     match serde_json::from_slice::<PublicationRecord>(&bytes) {
                         Ok(r) => {
                             let expires_at = self.instant_of(r.expires_unix);
                             if expires_at <= now {
-                                self.store_remove(PresenceTable::Published, &key);
+                                self.store_remove(Table::Published, &key);
                                 continue;
                             }
                             self.presence.publications.restore(
@@ -2105,7 +2083,7 @@ impl Gateway {
             Err(e) => warn!(error = %e, "presence: cannot read publications"),
         }
         self.schedule_publications();
-        match self.presence_store.list(PresenceTable::Watches) {
+        match self.tables.list(Table::Watches) {
             Ok(rows) => {
                 let mut at = now;
                 for (key, bytes) in rows {
@@ -2160,7 +2138,7 @@ impl Gateway {
             }
             Err(e) => warn!(error = %e, "presence: cannot read watches"),
         }
-        match self.presence_store.list(PresenceTable::Watchers) {
+        match self.tables.list(Table::Watchers) {
             Ok(rows) => {
                 for (key, bytes) in rows {
                     let r = match serde_json::from_slice::<WatcherRecord>(&bytes) {

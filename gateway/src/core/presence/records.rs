@@ -1,4 +1,4 @@
-//! What the presence bridge keeps in the [`PresenceStore`](stox_mappings::PresenceStore), as
+//! What the presence bridge keeps in the [`TableStore`](stox_mappings::TableStore), as
 //! JSON values, one table each (issue 4 "Durability"): enough to go on after a restart
 //! without anybody subscribing again.
 //!

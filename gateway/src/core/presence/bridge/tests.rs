@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant, SystemTime};
 
-use stox_mappings::{PresenceTable, Store};
+use stox_mappings::{Store, Table};
 use stox_sip::body::pidf;
 use xmpp_parsers::minidom::Element;
 
@@ -374,8 +374,8 @@ fn xmpp_user_watches_a_sip_contact() {
     assert_eq!(code, 481);
     assert!(h
         .store
-        .presence
-        .list(PresenceTable::Watches)
+        .tables
+        .list(Table::Watches)
         .expect("list")
         .is_empty());
 }
@@ -637,8 +637,8 @@ fn sip_user_watches_an_xmpp_user() {
     assert!(h.gw.subscriptions(h.now).is_empty());
     assert!(h
         .store
-        .presence
-        .list(PresenceTable::Authorizations)
+        .tables
+        .list(Table::Authorizations)
         .expect("list")
         .is_empty());
 }
@@ -949,8 +949,8 @@ fn publish_reaches_xmpp_and_sip_watchers() {
     assert!(n[0].2.contains("closed"));
     assert!(h
         .store
-        .presence
-        .list(PresenceTable::Published)
+        .tables
+        .list(Table::Published)
         .expect("list")
         .is_empty());
 }
@@ -1024,8 +1024,8 @@ fn a_restart_keeps_every_subscription() {
     );
     // dave's publication survived: its refresh works with the stored tag.
     let etags: Vec<String> = store
-        .presence
-        .list(PresenceTable::Published)
+        .tables
+        .list(Table::Published)
         .expect("list")
         .into_iter()
         .map(|(k, _)| k.rsplit('|').next().unwrap_or("").to_string())
