@@ -1091,6 +1091,7 @@ impl Driver {
             calls,
             presence: stox_gateway::core::PresenceSettings::default(),
             contacts: stox_gateway::core::LocalContacts::default(),
+            registrar: stox_gateway::core::RegistrarSettings::default(),
         };
         let store = stox_mappings::Store::memory();
         let gw = Gateway::new(settings, &store, SEED).expect("valid settings");

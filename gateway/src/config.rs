@@ -36,6 +36,63 @@ pub struct Config {
     /// Presence (RFC 8048).
     #[serde(default)]
     pub presence: PresenceConfig,
+    /// The registrar of the component domain (RFC 3261 §10).
+    #[serde(default)]
+    pub registrar: RegistrarConfig,
+}
+
+/// `[registrar]`: SIP users of the component domain register to stox (issue 5).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegistrarConfig {
+    /// The shortest registration granted; shorter ones get `423` (seconds, default 60).
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    /// The longest registration granted; longer ones are shortened (seconds, default 3600).
+    #[serde(default = "default_max_expires")]
+    pub max_expires: u32,
+    /// Contacts per address of record (default 10).
+    #[serde(default = "default_max_contacts")]
+    pub max_contacts: usize,
+    /// Failed Digest responses from one address within a minute before it is blocked
+    /// (default 5).
+    #[serde(default = "default_max_failures")]
+    pub max_failures: u32,
+    /// How long a blocked address is refused (seconds, default 60).
+    #[serde(default = "default_block_secs")]
+    pub block_secs: u64,
+    /// Digest algorithms challenged with, in order: `MD5`, `SHA-256` (RFC 8760). Default
+    /// `["MD5"]`: older UAs (baresip 1.0) give up on a challenge list that names SHA-256
+    /// at all; `["SHA-256", "MD5"]` offers both, SHA-256 preferred.
+    #[serde(default = "default_digest_algorithms")]
+    pub digest_algorithms: Vec<String>,
+}
+
+fn default_digest_algorithms() -> Vec<String> {
+    vec!["MD5".into()]
+}
+
+impl Default for RegistrarConfig {
+    fn default() -> Self {
+        RegistrarConfig {
+            min_expires: default_min_expires(),
+            max_expires: default_max_expires(),
+            max_contacts: default_max_contacts(),
+            max_failures: default_max_failures(),
+            block_secs: default_block_secs(),
+            digest_algorithms: default_digest_algorithms(),
+        }
+    }
+}
+
+fn default_max_contacts() -> usize {
+    10
+}
+fn default_max_failures() -> u32 {
+    5
+}
+fn default_block_secs() -> u64 {
+    60
 }
 
 /// `[xmpp]`: how stox attaches to the XMPP server.
@@ -236,6 +293,25 @@ fn default_max_subscriptions() -> usize {
 }
 
 impl Config {
+    /// Registrar settings for the core (the nonce secret is the caller's: random per
+    /// process).
+    pub fn registrar_settings(&self, nonce_secret: [u8; 32]) -> crate::core::RegistrarSettings {
+        let r = &self.registrar;
+        crate::core::RegistrarSettings {
+            min_expires: r.min_expires,
+            max_expires: r.max_expires,
+            max_contacts: r.max_contacts,
+            max_failures: r.max_failures,
+            block: Duration::from_secs(r.block_secs),
+            nonce_secret,
+            digest_algorithms: r
+                .digest_algorithms
+                .iter()
+                .filter_map(|a| stox_sip::digest::Algorithm::parse(a))
+                .collect(),
+        }
+    }
+
     /// Presence settings for the core.
     pub fn presence_settings(&self) -> crate::core::PresenceSettings {
         let p = &self.presence;
@@ -496,6 +572,36 @@ impl Config {
         }
         if p.max_subscriptions == 0 {
             return Err(invalid("presence.max_subscriptions", "must be at least 1"));
+        }
+        let r = &self.registrar;
+        if r.min_expires == 0 {
+            return Err(invalid("registrar.min_expires", "must be at least 1"));
+        }
+        if r.max_expires < r.min_expires || r.max_expires > 86_400 {
+            return Err(invalid(
+                "registrar.max_expires",
+                "between registrar.min_expires and 86400 seconds",
+            ));
+        }
+        if r.max_contacts == 0 {
+            return Err(invalid("registrar.max_contacts", "must be at least 1"));
+        }
+        if r.max_failures == 0 {
+            return Err(invalid("registrar.max_failures", "must be at least 1"));
+        }
+        if r.digest_algorithms.is_empty() {
+            return Err(invalid(
+                "registrar.digest_algorithms",
+                "at least one of MD5, SHA-256",
+            ));
+        }
+        for a in &r.digest_algorithms {
+            if stox_sip::digest::Algorithm::parse(a).is_none() {
+                return Err(invalid(
+                    "registrar.digest_algorithms",
+                    format!("`{a}`: MD5 or SHA-256"),
+                ));
+            }
         }
         Ok(())
     }

@@ -76,14 +76,23 @@ pub fn header_values<'a>(headers: &'a [(String, String)], name: &str) -> Vec<&'a
     out
 }
 
+/// The header parameters of a name-addr or addr-spec value (RFC 3261 §20): what follows
+/// the `>` closing the URI (a quoted parameter may hold `<` and `>` itself, e.g.
+/// `+sip.instance="<urn:uuid:...>"`), or the first `;` of an addr-spec.
+pub fn header_params(value: &str) -> &str {
+    let value = value.trim();
+    if let Some(start) = value.find('<') {
+        if let Some(end) = value[start..].find('>') {
+            return &value[start + end + 1..];
+        }
+        return "";
+    }
+    value.split_once(';').map_or("", |(_, p)| p)
+}
+
 /// The `tag` parameter of a From or To header value (RFC 3261 §19.3).
 pub fn tag_of(value: &str) -> Option<&str> {
-    // Header parameters follow the closing '>' (name-addr) or the URI (addr-spec).
-    let params = match value.rfind('>') {
-        Some(i) => &value[i + 1..],
-        None => value.split_once(';').map_or("", |(_, p)| p),
-    };
-    params
+    header_params(value)
         .split(';')
         .filter_map(|p| p.split_once('='))
         .find(|(k, _)| k.trim().eq_ignore_ascii_case("tag"))
@@ -277,6 +286,10 @@ mod tests {
             ("<sip:a@b>", None),
             ("<sip:a@b>;tag=", None),
             ("<sip:a@b;tag=inside>", None),
+            (
+                "<sip:a@b>;+sip.instance=\"<urn:uuid:1>\";tag=t2",
+                Some("t2"),
+            ),
             ("sip:a@b", None),
         ] {
             assert_eq!(tag_of(value), tag, "{value}");

@@ -26,6 +26,9 @@ pub enum ApiError {
     /// The addressed resource (or route) does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The resource exists already.
+    #[error("{0}")]
+    Conflict(String),
     /// The route exists but not for this method.
     #[error("method {0} not allowed here")]
     MethodNotAllowed(String),
@@ -44,6 +47,7 @@ impl ApiError {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::Store(_) | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }

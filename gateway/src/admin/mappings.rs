@@ -95,7 +95,7 @@ fn parse_sip_aor(sip: &str) -> Result<String, ApiError> {
 }
 
 /// Runs a blocking store call off the async threads (sled flushes are fsyncs).
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, stox_mappings::StoreError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)

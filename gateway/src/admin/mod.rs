@@ -10,6 +10,10 @@
 //! | `DELETE /api/v1/mappings/{jid}` | bearer | 204, or 404 |
 //! | `GET /api/v1/calls` | bearer | 200, every live call with both legs, codec, state and counters |
 //! | `DELETE /api/v1/calls/{id}` | bearer | 204 after hanging up both legs, or 404 |
+//! | `GET /api/v1/sip-users` | bearer | 200, the SIP users of the component domain (no credentials) |
+//! | `POST /api/v1/sip-users` | bearer | 201 `{"user","password"}` creates one (only Digest HA1s are kept), 409 if it exists |
+//! | `PUT /api/v1/sip-users/{user}` | bearer | 200 `{"password"}` changes the password, or 404 |
+//! | `DELETE /api/v1/sip-users/{user}` | bearer | 204, or 404 |
 //! | `GET /api/v1/subscriptions` | bearer | 200, every presence subscription (both directions) with state and expiry |
 //! | `GET /api/v1/openapi.json` | bearer | the OpenAPI 3.1 document of all of the above |
 //!
@@ -24,6 +28,7 @@ mod auth;
 pub mod calls;
 mod error;
 mod mappings;
+mod sip_users;
 mod subscriptions;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -61,6 +66,8 @@ pub struct AdminState {
     pub metrics: PrometheusHandle,
     /// Questions about calls, answered by the event loop (`None`: no calls here).
     pub calls: Option<calls::CallRequests>,
+    /// The Digest realm of the SIP users: the component domain.
+    pub realm: String,
 }
 
 impl std::fmt::Debug for AdminState {
@@ -107,6 +114,7 @@ impl utoipa::Modify for BearerScheme {
         (name = "mappings", description = "The operator-provisioned JID ⇄ SIP AOR table"),
         (name = "calls", description = "Live calls and hanging them up"),
         (name = "presence", description = "Presence subscriptions (RFC 8048)"),
+        (name = "sip-users", description = "SIP users of the component domain (the registrar)"),
     )
 )]
 struct ApiDoc;
@@ -133,6 +141,11 @@ fn documented() -> (
         .routes(routes!(calls::list_calls))
         .routes(routes!(calls::delete_call))
         .routes(routes!(subscriptions::list_subscriptions))
+        .routes(routes!(
+            sip_users::list_sip_users,
+            sip_users::create_sip_user
+        ))
+        .routes(routes!(sip_users::set_password, sip_users::delete_sip_user))
         .split_for_parts();
     doc.merge(public_doc);
     (public, api, doc)

@@ -35,6 +35,7 @@ fn fixture() -> Fixture {
         link_up: Arc::clone(&link_up),
         metrics: handle,
         calls: None,
+        realm: "sip.localhost".into(),
     });
     Fixture {
         router,
@@ -127,6 +128,10 @@ async fn api_routes_refuse_missing_or_wrong_tokens() {
         ("GET", "/api/v1/mappings/alice@localhost"),
         ("DELETE", "/api/v1/mappings/alice@localhost"),
         ("GET", "/api/v1/openapi.json"),
+        ("GET", "/api/v1/sip-users"),
+        ("POST", "/api/v1/sip-users"),
+        ("PUT", "/api/v1/sip-users/dave"),
+        ("DELETE", "/api/v1/sip-users/dave"),
     ] {
         for auth in [
             None,
@@ -354,4 +359,129 @@ async fn the_openapi_document_describes_every_route() {
         "bearer"
     );
     assert_eq!(doc, serde_json::to_value(openapi()).unwrap());
+}
+
+#[tokio::test]
+async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwords() {
+    use stox_mappings::Table;
+    let f = fixture();
+    let create = |body: &str| request("POST", "/api/v1/sip-users", Some(TOKEN), Some(body));
+    let resp = send(
+        &f.router,
+        create(r#"{"user": "dave", "password": "correct horse"}"#),
+    )
+    .await;
+    assert_eq!(
+        json_of(resp, StatusCode::CREATED).await,
+        json!({"user": "dave", "aor": "sip:dave@sip.localhost", "jid": "dave@sip.localhost",
+               "created_unix": f.store.tables.get(Table::SipUsers, "dave").unwrap()
+                   .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["created_unix"].clone())
+                   .unwrap()})
+    );
+    // What is stored: the Digest HA1s (RFC 7616 §3.4.2) of realm sip.localhost, never the
+    // password.
+    let stored = f
+        .store
+        .tables
+        .get(Table::SipUsers, "dave")
+        .unwrap()
+        .unwrap();
+    let text = String::from_utf8(stored.clone()).unwrap();
+    assert!(!text.contains("correct horse"), "{text}");
+    let record: crate::core::SipUserRecord = serde_json::from_slice(&stored).unwrap();
+    assert_eq!(
+        record.ha1_sha256,
+        stox_sip::digest::ha1(
+            stox_sip::digest::Algorithm::Sha256,
+            "dave",
+            "sip.localhost",
+            "correct horse"
+        )
+    );
+    // Twice: 409. Bad bodies: 400 with a reason.
+    let resp = send(
+        &f.router,
+        create(r#"{"user": "dave", "password": "other password"}"#),
+    )
+    .await;
+    assert!(error_of(resp, StatusCode::CONFLICT)
+        .await
+        .contains("exists"));
+    for bad in [
+        r#"{"user": "dave@x", "password": "longenough"}"#,
+        r#"{"user": "", "password": "longenough"}"#,
+        r#"{"user": "erin", "password": "short"}"#,
+        r#"{"user": "erin"}"#,
+        r#"{"user": "erin", "password": "longenough", "admin": true}"#,
+        "not json",
+    ] {
+        let resp = send(&f.router, create(bad)).await;
+        error_of(resp, StatusCode::BAD_REQUEST).await;
+    }
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/sip-users", Some(TOKEN), None),
+    )
+    .await;
+    let list = json_of(resp, StatusCode::OK).await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert!(list[0].get("ha1_md5").is_none() && list[0].get("password").is_none());
+    // A new password: new HA1s.
+    let resp = send(
+        &f.router,
+        request(
+            "PUT",
+            "/api/v1/sip-users/dave",
+            Some(TOKEN),
+            Some(r#"{"password": "battery staple"}"#),
+        ),
+    )
+    .await;
+    json_of(resp, StatusCode::OK).await;
+    let record: crate::core::SipUserRecord = serde_json::from_slice(
+        &f.store
+            .tables
+            .get(Table::SipUsers, "dave")
+            .unwrap()
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        record.ha1_md5,
+        stox_sip::digest::ha1(
+            stox_sip::digest::Algorithm::Md5,
+            "dave",
+            "sip.localhost",
+            "battery staple"
+        )
+    );
+    let resp = send(
+        &f.router,
+        request(
+            "PUT",
+            "/api/v1/sip-users/nobody",
+            Some(TOKEN),
+            Some(r#"{"password": "battery staple"}"#),
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    let resp = send(
+        &f.router,
+        request("DELETE", "/api/v1/sip-users/dave", Some(TOKEN), None),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = send(
+        &f.router,
+        request("DELETE", "/api/v1/sip-users/dave", Some(TOKEN), None),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    assert!(f
+        .store
+        .tables
+        .get(Table::SipUsers, "dave")
+        .unwrap()
+        .is_none());
 }

@@ -911,10 +911,33 @@ impl Gateway {
                 "cannot write the SDP offer",
             );
         };
+        // A SIP user of `C` is called at his most recently registered contact (issue 5;
+        // parallel forking of INVITEs is not done yet).
+        let local = to
+            .parse::<stox_sip::uri::SipUri>()
+            .ok()
+            .and_then(|u| self.local_aor(&u));
+        let uri = match local {
+            Some((_, aor)) => match self.registrar.contacts(&aor, self.last_now).first() {
+                Some(b) => b.contact.clone(),
+                None => {
+                    return self.end_call(
+                        key,
+                        None,
+                        ReasonCondition::Gone,
+                        &format!("{aor} is not registered"),
+                    )
+                }
+            },
+            None => to.clone(),
+        };
+        let Some(c) = self.calls.by_key.get_mut(&key) else {
+            return;
+        };
         c.state = State::Inviting;
         let req = OutRequest {
             method: "INVITE".into(),
-            uri: to.clone(),
+            uri,
             from,
             to,
             call_id: None,

@@ -52,9 +52,11 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 pub mod call;
 pub mod presence;
+pub mod registrar;
 
 pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
 pub use presence::{PresenceSettings, SubscriptionInfo};
+pub use registrar::{RegistrarSettings, SipUserRecord};
 
 use crate::media::relay::{CallStarted, RelayEventKind};
 use crate::sipmsg::{uri_of_name_addr, OutRequest, SipRequest, SipResponse, Transport};
@@ -196,6 +198,8 @@ pub struct Settings {
     pub calls: CallSettings,
     /// Presence (`[presence]`).
     pub presence: PresenceSettings,
+    /// The registrar of `C` (`[registrar]`).
+    pub registrar: RegistrarSettings,
     /// stox's own SIP addresses, for the Contact of its dialogs.
     pub contacts: LocalContacts,
 }
@@ -226,6 +230,19 @@ struct PendingIn {
 struct PendingOut {
     stanza: Element,
     forced_tcp: bool,
+    /// The fork group when the MESSAGE went to several contacts of a SIP user of `C`.
+    fork: Option<u64>,
+}
+
+/// A refusal: status code, headers (a challenge), and why (for the log).
+type Refusal = (u16, Vec<(String, String)>, String);
+
+/// A MESSAGE sent to every contact of a SIP user of `C` (RFC 3261 §16.7 forking; the first
+/// 2xx wins, a failure is reported only when every fork failed).
+struct Fork {
+    left: usize,
+    delivered: bool,
+    failure: Option<(DefinedCondition, String)>,
 }
 
 /// How long a message answered 200 OK stays in memory to be sent again if the
@@ -234,7 +251,8 @@ pub const RESEND_HORIZON: Duration = Duration::from_secs(1);
 
 /// The methods stox accepts (RFC 3428 MESSAGE, RFC 3261 INVITE dialogs, RFC 6665 / RFC 3856
 /// SUBSCRIBE and NOTIFY, RFC 3903 PUBLISH).
-const ALLOW: &str = "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH";
+const ALLOW: &str =
+    "INVITE, ACK, BYE, CANCEL, MESSAGE, OPTIONS, SUBSCRIBE, NOTIFY, PUBLISH, REGISTER";
 
 /// The gateway: all protocol state, no I/O.
 pub struct Gateway {
@@ -265,6 +283,13 @@ pub struct Gateway {
     recent: VecDeque<(Instant, Element)>,
     /// Presence subscriptions and publications (RFC 8048, RFC 3903).
     presence: presence::PresenceState,
+    /// Registrations of the SIP users of `C`, authentication state.
+    registrar: registrar::RegistrarState,
+    /// Forked MESSAGEs: group → (forks still out, best failure so far, delivered).
+    forks: HashMap<u64, Fork>,
+    next_fork: u64,
+    /// The `now` of the latest input or timeout (for work that runs later in the same turn).
+    last_now: Instant,
     tables: Arc<dyn TableStore>,
     /// Records were written since the io layer last asked ([`Gateway::take_tables_dirty`]).
     tables_dirty: std::cell::Cell<bool>,
@@ -282,6 +307,7 @@ impl Gateway {
         let mappings = store.mappings.clone();
         let outbox = store.outbox.clone();
         let addresses = Addresses::new(&settings.home, &settings.component)?;
+        let settings_epoch_now = settings.epoch.0;
         let call_settings = settings.calls.clone();
         let info = GatewayInfo {
             component: settings.component.clone(),
@@ -310,6 +336,10 @@ impl Gateway {
             call_settings,
             recent: VecDeque::new(),
             presence: presence::PresenceState::default(),
+            registrar: registrar::RegistrarState::default(),
+            forks: HashMap::new(),
+            next_fork: 0,
+            last_now: settings_epoch_now,
             tables: store.tables.clone(),
             tables_dirty: std::cell::Cell::new(false),
         })
@@ -348,6 +378,38 @@ impl Gateway {
         }
     }
 
+    pub(super) fn unix_of(&self, t: Instant) -> u64 {
+        let (t0, wall0) = self.settings.epoch;
+        let wall = if t >= t0 {
+            wall0 + (t - t0)
+        } else {
+            wall0 - (t0 - t)
+        };
+        wall.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    }
+
+    pub(super) fn instant_of(&self, unix: u64) -> Instant {
+        let (t0, wall0) = self.settings.epoch;
+        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
+        match wall.duration_since(wall0) {
+            Ok(ahead) => t0 + ahead,
+            Err(e) => t0.checked_sub(e.duration()).unwrap_or(t0),
+        }
+    }
+
+    /// stox's Contact for a dialog on this transport.
+    pub(super) fn own_contact(&self, tcp: bool) -> String {
+        let c = &self.settings.contacts;
+        match (tcp, c.tcp, c.udp) {
+            (true, Some(a), _) => format!("<sip:stox@{a};transport=tcp>"),
+            (_, _, Some(a)) => format!("<sip:stox@{a}>"),
+            (_, Some(a), None) => format!("<sip:stox@{a};transport=tcp>"),
+            _ => format!("<sip:stox@{}>", self.settings.component),
+        }
+    }
+
     /// Messages waiting in the durable outbox.
     pub fn outbox_len(&self) -> usize {
         self.outbox.len().unwrap_or(0)
@@ -355,6 +417,7 @@ impl Gateway {
 
     /// Feeds one input.
     pub fn handle_input(&mut self, now: Instant, input: Input) {
+        self.last_now = now;
         match input {
             Input::SipRequest { tx, req } => self.on_sip_request(now, tx, req),
             Input::SipResponse { tx, result } => self.on_sip_response(now, tx, result),
@@ -371,8 +434,10 @@ impl Gateway {
 
     /// Runs what is due at `now`.
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.last_now = now;
         self.calls_handle_timeout(now);
         self.presence_handle_timeout(now);
+        self.registrar_handle_timeout(now);
         while let Some((deadline, _)) = self.window.front() {
             if *deadline > now {
                 break;
@@ -415,10 +480,15 @@ impl Gateway {
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         let window = self.window.front().map(|(d, _)| *d);
-        [window, self.calls_timeout(), self.presence.next_timeout()]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            window,
+            self.calls_timeout(),
+            self.presence.next_timeout(),
+            self.registrar.next_timeout(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     fn reply(&mut self, tx: TxId, code: u16, headers: Vec<(String, String)>) {
@@ -468,8 +538,18 @@ impl Gateway {
 
     fn on_sip_request(&mut self, now: Instant, tx: TxId, req: SipRequest) {
         counter!("stox_sip_requests_received_total", "method" => req.method.clone()).increment(1);
+        // The SIP users of `C` speak only after authenticating (issue 5: no open relay).
+        if matches!(req.method.as_str(), "MESSAGE" | "SUBSCRIBE" | "PUBLISH")
+            && req.header("To").and_then(crate::sipmsg::tag_of).is_none()
+        {
+            if let Some((code, headers, why)) = self.local_sender_refused(now, &req) {
+                info!(code, %why, method = %req.method, "request from a SIP user of the component refused");
+                return self.reply(tx, code, headers);
+            }
+        }
         match req.method.as_str() {
             "MESSAGE" => self.on_sip_message(now, tx, req),
+            "REGISTER" => self.on_register(now, tx, req),
             "SUBSCRIBE" | "NOTIFY" | "PUBLISH" if self.settings.presence.enabled => {
                 self.on_presence_request(now, tx, req)
             }
@@ -927,19 +1007,140 @@ impl Gateway {
         } else {
             (self.settings.default_transport, false)
         };
+        counter!("stox_messages_total", "direction" => "xmpp_to_sip").increment(1);
+        // A SIP user of `C`: to every registered contact (forked), or held until he
+        // registers (issue 5).
+        if let Some((user, aor)) = self.local_aor(&target) {
+            if self.sip_user(&user).is_none() {
+                return self.bounce(
+                    &msg,
+                    DefinedCondition::ItemNotFound,
+                    &format!("{aor} is not a SIP user of this gateway"),
+                );
+            }
+            let contacts = self.registrar.contacts(&aor, now);
+            if contacts.is_empty() {
+                return self.hold_for(&aor, &msg);
+            }
+            let fork = self.next_fork;
+            self.next_fork += 1;
+            self.forks.insert(
+                fork,
+                Fork {
+                    left: contacts.len(),
+                    delivered: false,
+                    failure: None,
+                },
+            );
+            debug!(%from, %aor, forks = contacts.len(), "XMPP message → SIP MESSAGE to a registered user");
+            for b in contacts {
+                let mut r = req.clone();
+                r.uri = b.contact.clone();
+                let transport = if b.tcp || forced_tcp {
+                    Transport::Tcp
+                } else {
+                    transport
+                };
+                self.send_message(r, transport, msg.clone(), forced_tcp, Some(fork));
+            }
+            return;
+        }
+        debug!(%from, %target, size = estimate, ?transport, "XMPP message → SIP MESSAGE");
+        self.send_message(req, transport, msg, forced_tcp, None);
+    }
+
+    fn send_message(
+        &mut self,
+        req: OutRequest,
+        transport: Transport,
+        stanza: Element,
+        forced_tcp: bool,
+        fork: Option<u64>,
+    ) {
         let tx = self.next_tx;
         self.next_tx -= 1;
-        counter!("stox_messages_total", "direction" => "xmpp_to_sip").increment(1);
-        debug!(tx, %from, %target, size = estimate, ?transport, "XMPP message → SIP MESSAGE");
         self.pending_out.insert(
             tx,
             PendingOut {
-                stanza: msg,
+                stanza,
                 forced_tcp,
+                fork,
             },
         );
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    /// Keeps a message for a SIP user of `C` who has no registered contact: it is sent, in
+    /// order, when he registers (the sender hears nothing until then: a receipt, if asked
+    /// for, comes from his phone).
+    fn hold_for(&mut self, aor: &str, msg: &Element) {
+        let seq = self.unix_of(self.settings.epoch.0) * 1_000_000 + self.next_held();
+        let key = format!("{aor}|{seq:020}");
+        self.store_put(stox_mappings::Table::Held, &key, &stanza::to_string(msg));
+        counter!("stox_messages_held_total").increment(1);
+        info!(%aor, "message held until the SIP user registers");
+    }
+
+    fn next_held(&mut self) -> u64 {
+        self.next_pending += 1;
+        self.next_pending
+    }
+
+    /// Sends what was held for `aor`, in order (after a REGISTER made a binding).
+    fn deliver_held(&mut self, now: Instant, aor: &str) {
+        if self.registrar.contacts(aor, now).is_empty() {
+            return;
+        }
+        let held = match self
+            .tables
+            .list_prefix(stox_mappings::Table::Held, &format!("{aor}|"))
+        {
+            Ok(h) => h,
+            Err(e) => return warn!(%aor, error = %e, "cannot read held messages"),
+        };
+        if !held.is_empty() {
+            info!(%aor, count = held.len(), "delivering held messages");
+        }
+        for (key, bytes) in held {
+            self.store_remove(stox_mappings::Table::Held, &key);
+            let stanza = serde_json::from_slice::<String>(&bytes)
+                .ok()
+                .and_then(|s| s.parse::<Element>().ok());
+            match stanza {
+                Some(s) => self.on_message(now, s),
+                None => warn!(%key, "unreadable held message dropped"),
+            }
+        }
+    }
+
+    /// The answer to a new INVITE from a SIP user of `C` that did not authenticate (`407`
+    /// with a challenge, or `403`), `None` when it may go on (issue 5: no open relay).
+    pub fn refuse_unauthenticated(
+        &mut self,
+        now: Instant,
+        req: &SipRequest,
+    ) -> Option<(u16, Vec<(String, String)>)> {
+        let (code, headers, why) = self.local_sender_refused(now, req)?;
+        info!(code, %why, method = %req.method, "request from a SIP user of the component refused");
+        counter!("stox_sip_responses_sent_total", "code" => code.to_string()).increment(1);
+        Some((code, headers))
+    }
+
+    /// `Some((code, headers, why))` when `req` comes from a SIP user of `C` (its From) and is
+    /// not authenticated as him (RFC 3261 §22.3, `407` with a challenge).
+    fn local_sender_refused(
+        &mut self,
+        now: Instant,
+        req: &SipRequest,
+    ) -> Option<Refusal> {
+        let from: SipUri = uri_of_name_addr(req.header("From")?).parse().ok()?;
+        let (user, aor) = self.local_aor(&from)?;
+        match self.authenticate(now, req, true) {
+            registrar::Authn::User(u) if u == user => None,
+            registrar::Authn::User(u) => Some((403, vec![], format!("{u} may not speak as {aor}"))),
+            registrar::Authn::Refuse(code, headers, why) => Some((code, headers, why)),
+        }
     }
 
     fn on_message_error(&mut self, msg: Element) {
@@ -994,9 +1195,14 @@ impl Gateway {
         let Some(p) = self.pending_out.remove(&tx) else {
             return;
         };
+        let delivered = matches!(&result, Ok(r) if r.code < 300);
+        if let Some(f) = p.fork.and_then(|f| self.forks.get_mut(&f)) {
+            f.left = f.left.saturating_sub(1);
+            f.delivered |= delivered;
+        }
         let (cond, text) = match result {
-            Ok(r) if (200..300).contains(&r.code) => return,
-            Ok(r) if r.code < 200 => return,
+            Ok(r) if (200..300).contains(&r.code) => return self.fork_done(p.fork),
+            Ok(r) if r.code < 200 => return self.fork_done(p.fork),
             Ok(r) => {
                 info!(code = r.code, reason = %r.reason, "SIP MESSAGE failed");
                 counter!("stox_errors_total", "direction" => "sip_response", "code" => r.code.to_string()).increment(1);
@@ -1012,7 +1218,30 @@ impl Gateway {
             ),
             Err(SendFailure::Transport(why)) => (DefinedCondition::RemoteServerNotFound, why),
         };
+        if let Some(fork) = p.fork {
+            // A forked MESSAGE fails only when every contact failed (the last failure
+            // is reported).
+            let Some(f) = self.forks.get_mut(&fork) else {
+                return;
+            };
+            f.failure = Some((cond, text));
+            if f.left > 0 || f.delivered {
+                return self.fork_done(Some(fork));
+            }
+            if let Some((cond, text)) = self.forks.remove(&fork).and_then(|f| f.failure) {
+                self.bounce(&p.stanza, cond, &text);
+            }
+            return;
+        }
         self.bounce(&p.stanza, cond, &text);
+    }
+
+    fn fork_done(&mut self, fork: Option<u64>) {
+        if let Some(f) = fork {
+            if self.forks.get(&f).is_some_and(|f| f.left == 0) {
+                self.forks.remove(&f);
+            }
+        }
     }
 }
 

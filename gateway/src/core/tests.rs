@@ -22,6 +22,7 @@ fn settings() -> Settings {
         calls: crate::core::CallSettings::default(),
         presence: crate::core::PresenceSettings::default(),
         contacts: crate::core::LocalContacts::default(),
+        registrar: crate::core::RegistrarSettings::default(),
     }
 }
 

@@ -136,6 +136,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             rsipstack::sip::Method::Subscribe,
             rsipstack::sip::Method::Notify,
             rsipstack::sip::Method::Publish,
+            rsipstack::sip::Method::Register,
         ])
         .build();
     let mut incoming = endpoint
@@ -203,6 +204,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         link_up: link_up.clone(),
         metrics,
         calls: Some(admin_calls),
+        realm: config.xmpp.component.clone(),
     });
     let listener = tokio::net::TcpListener::bind(admin_listen)
         .await
@@ -228,6 +230,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         epoch: (Instant::now(), std::time::SystemTime::now()),
         calls: config.call_settings(),
         presence: config.presence_settings(),
+        registrar: config.registrar_settings({
+            let mut secret = [0u8; 32];
+            secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            secret[16..].copy_from_slice(uuid::Uuid::new_v4().as_bytes());
+            secret
+        }),
         contacts: crate::core::LocalContacts {
             udp: udp_local,
             tcp: tcp_local,
@@ -238,6 +246,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut gateway =
         Gateway::new(settings, &store, seed).map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
     gateway.restore_presence(Instant::now());
+    gateway.restore_registrar(Instant::now());
 
     let sip_local = udp_local
         .or(tcp_local)
@@ -577,6 +586,25 @@ fn on_server_transaction(
         _ => Transport::Udp,
     };
     let value = sip_request(&tx.original, tx.original.body.clone(), transport);
+    // A new INVITE from a SIP user of the component domain must be authenticated before a
+    // dialog exists (the core decides; the challenge needs headers a dialog's reject
+    // cannot carry).
+    if value.method == "INVITE" && value.header("To").and_then(crate::sipmsg::tag_of).is_none() {
+        if let Some((code, headers)) = gateway.refuse_unauthenticated(now, &value) {
+            outstanding.fetch_sub(1, Ordering::Relaxed);
+            let mut tx = tx;
+            tokio::spawn(async move {
+                let headers = headers
+                    .into_iter()
+                    .map(|(n, v)| Header::Other(n, v))
+                    .collect();
+                if let Err(e) = tx.reply_with(code.into(), headers, None).await {
+                    debug!(error = %e, "refusing an INVITE failed");
+                }
+            });
+            return;
+        }
+    }
     // INVITE dialogs and requests inside them belong to the call side.
     let mut tx = match call_io.on_transaction(tx) {
         Ok(call) => {

@@ -47,6 +47,7 @@ impl Harness {
             },
             presence: crate::core::PresenceSettings::default(),
             contacts: crate::core::LocalContacts::default(),
+            registrar: crate::core::RegistrarSettings::default(),
         };
         let mut h = Harness {
             gw: Gateway::new(settings, &store, 1).unwrap(),

@@ -55,7 +55,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use metrics::{counter, gauge};
 use stox_mappings::{normalize_jid, Table};
@@ -426,38 +426,6 @@ fn presence_stanza(from: &str, to: &str, kind: Option<&str>) -> Element {
 
 impl Gateway {
     // ------------------------------------------------------------ plumbing
-
-    fn unix_of(&self, t: Instant) -> u64 {
-        let (t0, wall0) = self.settings.epoch;
-        let wall = if t >= t0 {
-            wall0 + (t - t0)
-        } else {
-            wall0 - (t0 - t)
-        };
-        wall.duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or(0)
-    }
-
-    fn instant_of(&self, unix: u64) -> Instant {
-        let (t0, wall0) = self.settings.epoch;
-        let wall = SystemTime::UNIX_EPOCH + Duration::from_secs(unix);
-        match wall.duration_since(wall0) {
-            Ok(ahead) => t0 + ahead,
-            Err(e) => t0.checked_sub(e.duration()).unwrap_or(t0),
-        }
-    }
-
-    /// stox's Contact for a dialog on this transport.
-    fn own_contact(&self, tcp: bool) -> String {
-        let c = &self.settings.contacts;
-        match (tcp, c.tcp, c.udp) {
-            (true, Some(a), _) => format!("<sip:stox@{a};transport=tcp>"),
-            (_, _, Some(a)) => format!("<sip:stox@{a}>"),
-            (_, Some(a), None) => format!("<sip:stox@{a};transport=tcp>"),
-            _ => format!("<sip:stox@{}>", self.settings.component),
-        }
-    }
 
     fn presence_out(&mut self, s: Element) {
         counter!("stox_presence_stanzas_total", "direction" => "out").increment(1);
@@ -1855,6 +1823,28 @@ impl Gateway {
             }
             Err((code, why)) => return self.reply_warn(tx, code, &why),
         };
+        // Only dave publishes dave's presence (issue 5): Digest credentials of the
+        // presentity, whatever the From says (407 when dave's UA uses stox as its proxy,
+        // 401 otherwise).
+        let owner = aor
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| u.user.clone())
+            .unwrap_or_default();
+        let from_local = req
+            .header("From")
+            .map(uri_of_name_addr)
+            .and_then(|f| f.parse::<SipUri>().ok())
+            .is_some_and(|f| self.local_aor(&f).is_some());
+        match self.authenticate(now, req, from_local) {
+            crate::core::registrar::Authn::User(u) if u == owner => {}
+            crate::core::registrar::Authn::User(u) => {
+                return self.reply_warn(tx, 403, &format!("{u} may not publish for {aor}"))
+            }
+            crate::core::registrar::Authn::Refuse(code, headers, _) => {
+                return self.reply(tx, code, headers)
+            }
+        }
         if !is_presence_event(req.header("Event")) {
             return self.reply(tx, 489, vec![("Allow-Events".into(), EVENT.into())]);
         }

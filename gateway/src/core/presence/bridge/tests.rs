@@ -44,6 +44,13 @@ fn settings(epoch: Instant) -> Settings {
             udp: Some(STOX.parse().expect("addr")),
             tcp: None,
         },
+        registrar: crate::core::RegistrarSettings {
+            digest_algorithms: vec![
+                stox_sip::digest::Algorithm::Md5,
+                stox_sip::digest::Algorithm::Sha256,
+            ],
+            ..crate::core::RegistrarSettings::default()
+        },
     }
 }
 
@@ -847,6 +854,61 @@ fn publish(etag: Option<&str>, expires: &str, body: Option<Vec<u8>>) -> SipReque
     r
 }
 
+const DAVE_PASSWORD: &str = "dave's password";
+
+/// dave, a SIP user of `C` (issue 5: only he may publish for sip:dave@C).
+fn add_dave(h: &H) {
+    let record = crate::core::SipUserRecord::new("dave", C, DAVE_PASSWORD, 0);
+    h.store
+        .tables
+        .put(
+            Table::SipUsers,
+            "dave",
+            &serde_json::to_vec(&record).expect("json"),
+        )
+        .expect("put");
+}
+
+/// Sends `req` as dave: the 407 challenge, then the request again with his Digest response
+/// (RFC 3261 §22.3, SHA-256).
+#[allow(clippy::type_complexity)]
+fn as_dave(
+    h: &mut H,
+    req: SipRequest,
+) -> (u16, Vec<(String, String)>, Option<String>, Vec<Output>) {
+    use stox_sip::digest::{self, Algorithm};
+    let (code, headers, _, _) = h.sip(req.clone());
+    assert_eq!(code, 407, "challenged first");
+    // These settings offer SHA-256 (and MD5); dave's UA takes SHA-256.
+    let challenge = headers
+        .iter()
+        .filter(|(n, _)| n == "Proxy-Authenticate")
+        .map(|(_, v)| v.as_str())
+        .find(|v| v.contains("algorithm=SHA-256"))
+        .expect("a SHA-256 challenge");
+    let nonce = challenge
+        .split("nonce=\"")
+        .nth(1)
+        .and_then(|r| r.split('"').next())
+        .expect("nonce")
+        .to_string();
+    let ha1 = digest::ha1(Algorithm::Sha256, "dave", C, DAVE_PASSWORD);
+    let response = digest::expected_response(
+        Algorithm::Sha256,
+        &ha1,
+        &nonce,
+        &req.method,
+        &req.uri,
+        Some(("00000001", "c0ffee")),
+    );
+    let auth = format!(
+        "Digest username=\"dave\", realm=\"{C}\", nonce=\"{nonce}\", uri=\"{}\", \
+         response=\"{response}\", algorithm=SHA-256, qop=auth, nc=00000001, cnonce=\"c0ffee\"",
+        req.uri
+    );
+    h.sip(with(req, "Proxy-Authorization", &auth))
+}
+
 fn dave_pidf(basic: &str, note: &str) -> Vec<u8> {
     format!(
         "<presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:dave@sip.localhost'>\
@@ -858,6 +920,7 @@ fn dave_pidf(basic: &str, note: &str) -> Vec<u8> {
 #[test]
 fn publish_reaches_xmpp_and_sip_watchers() {
     let mut h = H::new();
+    add_dave(&h);
     // alice watches dave@C, a presentity stox serves: approved at once, offline for now.
     let outs = h.stanza(
         "<presence xmlns='jabber:component:accept' type='subscribe' from='alice@localhost' to='dave@sip.localhost'/>",
@@ -895,7 +958,8 @@ fn publish_reaches_xmpp_and_sip_watchers() {
 
     // dave's phone publishes.
     h.now += Duration::from_secs(10);
-    let (code, headers, _, outs) = h.sip(publish(None, "60", Some(dave_pidf("open", "hi"))));
+    let (code, headers, _, outs) =
+        as_dave(&mut h, publish(None, "60", Some(dave_pidf("open", "hi"))));
     assert_eq!(code, 200);
     let etag = hdr(&headers, "SIP-ETag").expect("SIP-ETag").to_string();
     assert_eq!(hdr(&headers, "Expires"), Some("60"));
@@ -909,13 +973,13 @@ fn publish_reaches_xmpp_and_sip_watchers() {
 
     // Refresh (no body): new tag, nothing to tell.
     h.now += Duration::from_secs(10);
-    let (code, headers, _, outs) = h.sip(publish(Some(&etag), "60", None));
+    let (code, headers, _, outs) = as_dave(&mut h, publish(Some(&etag), "60", None));
     assert_eq!(code, 200);
     let etag2 = hdr(&headers, "SIP-ETag").expect("SIP-ETag").to_string();
     assert_ne!(etag, etag2);
     assert!(presences(&outs).is_empty() && notifies(&outs).is_empty());
     // The old tag: 412.
-    assert_eq!(h.sip(publish(Some(&etag), "60", None)).0, 412);
+    assert_eq!(as_dave(&mut h, publish(Some(&etag), "60", None)).0, 412);
     // Not PIDF: 415; bad PIDF: 400; another package: 489; too short: 423 (min 1 here, so 0
     // without a tag: 400).
     let mut r = publish(None, "60", Some(b"x".to_vec()));
@@ -924,16 +988,21 @@ fn publish_reaches_xmpp_and_sip_watchers() {
             *v = "text/plain".into();
         }
     }
-    assert_eq!(h.sip(r).0, 415);
+    assert_eq!(as_dave(&mut h, r).0, 415);
     assert_eq!(
-        h.sip(publish(None, "60", Some(b"<presence".to_vec()))).0,
+        as_dave(&mut h, publish(None, "60", Some(b"<presence".to_vec()))).0,
         400
     );
-    assert_eq!(h.sip(publish(None, "0", None)).0, 400);
+    assert_eq!(as_dave(&mut h, publish(None, "0", None)).0, 400);
     // PUBLISH for an XMPP user: 403.
     let mut r = publish(None, "60", Some(dave_pidf("open", "x")));
     r.uri = "sip:alice@localhost".into();
-    assert_eq!(h.sip(r).0, 403);
+    assert_eq!(as_dave(&mut h, r).0, 403);
+    // Without credentials nothing is published: 407, and a wrong password too.
+    assert_eq!(
+        h.sip(publish(None, "60", Some(dave_pidf("open", "x")))).0,
+        407
+    );
 
     // The publication expires: unavailable and a closed NOTIFY.
     let outs = h.at(h.now + Duration::from_secs(60));
@@ -960,6 +1029,7 @@ fn a_restart_keeps_every_subscription() {
     let epoch = Instant::now();
     let store = Store::memory();
     let mut h = H::with_store(store.clone(), epoch, epoch);
+    add_dave(&h);
     let (_, sub) = alice_watches_carol(&mut h, "600");
     h.sip(notify(
         &sub,
@@ -971,7 +1041,10 @@ fn a_restart_keeps_every_subscription() {
         "<presence xmlns='jabber:component:accept' type='subscribed' from='alice@localhost' to='{CAROL_JID}'/>"
     ));
     let (watcher_tag, _) = carol_watches_alice(&mut h, "600", "w9");
-    h.sip(publish(None, "600", Some(dave_pidf("open", "kept"))));
+    as_dave(
+        &mut h,
+        publish(None, "600", Some(dave_pidf("open", "kept"))),
+    );
 
     // "kill -9": a new gateway over the same store, 20 s later, link down at first.
     let later = h.secs(20);
@@ -1031,7 +1104,10 @@ fn a_restart_keeps_every_subscription() {
         .map(|(k, _)| k.rsplit('|').next().unwrap_or("").to_string())
         .collect();
     assert_eq!(etags.len(), 1);
-    assert_eq!(h.sip(publish(Some(&etags[0]), "600", None)).0, 200);
+    assert_eq!(
+        as_dave(&mut h, publish(Some(&etags[0]), "600", None)).0,
+        200
+    );
 }
 
 #[test]
