@@ -38,6 +38,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod digest;
 pub mod jingle_peer;
 pub mod pidf;
 pub mod ports;

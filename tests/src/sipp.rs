@@ -79,6 +79,8 @@ pub enum Transport {
 pub struct SippCommand {
     scenario: String,
     templates: Vec<(String, String)>,
+    /// Placeholders filled with scenario XML as is (not escaped).
+    raw_templates: Vec<(String, String)>,
     keys: Vec<(String, String)>,
     remote: Option<SocketAddr>,
     port: u16,
@@ -96,6 +98,7 @@ impl SippCommand {
         SippCommand {
             scenario: scenario.to_string(),
             templates: Vec::new(),
+            raw_templates: Vec::new(),
             keys: Vec::new(),
             remote: None,
             port: free_port(),
@@ -116,6 +119,14 @@ impl SippCommand {
     /// `@name@` in the scenario file is replaced by `value` (XML-escaped) before SIPp loads it.
     pub fn template(mut self, name: &str, value: &str) -> Self {
         self.templates.push((name.to_string(), value.to_string()));
+        self
+    }
+
+    /// `@name@` in the scenario file is replaced by `value` as is: scenario XML (a step
+    /// that only some runs have) or message text with its line breaks.
+    pub fn raw_template(mut self, name: &str, value: &str) -> Self {
+        self.raw_templates
+            .push((name.to_string(), value.to_string()));
         self
     }
 
@@ -182,6 +193,9 @@ impl SippCommand {
             .with_context(|| format!("reading scenario {}", source.display()))?;
         for (name, value) in &self.templates {
             text = text.replace(&format!("@{name}@"), &crate::xmpp::xml_escape(value));
+        }
+        for (name, value) in &self.raw_templates {
+            text = text.replace(&format!("@{name}@"), value);
         }
         let scenario = dir.path().join(&self.scenario);
         fs::write(&scenario, text)?;
@@ -395,6 +409,10 @@ pub struct PublishPlan {
     pub pause: Duration,
     /// Whether to end with the removal (`Expires: 0`).
     pub remove: bool,
+    /// Digest credentials `(user, password)` for a compositor that challenges (stox: only
+    /// the presentity publishes its state): the first PUBLISH is sent again after the
+    /// 401/407, every later one carries credentials.
+    pub auth: Option<(String, String)>,
 }
 
 impl PublishPlan {
@@ -408,7 +426,14 @@ impl PublishPlan {
             second: PresenceState::closed("offline"),
             pause: Duration::from_millis(300),
             remove: true,
+            auth: None,
         }
+    }
+
+    /// Sets `auth`.
+    pub fn auth(mut self, user: &str, password: &str) -> Self {
+        self.auth = Some((user.to_string(), password.to_string()));
+        self
     }
 
     /// Sets the two states.
@@ -689,7 +714,7 @@ impl Sipp {
         domain: &str,
         plan: &PublishPlan,
     ) -> SippCommand {
-        SippCommand::new("uac_publish.xml")
+        let command = SippCommand::new("uac_publish.xml")
             .remote(target)
             .key("user", user)
             .key("domain", domain)
@@ -701,7 +726,23 @@ impl Sipp {
                 "PAUSE_MS",
                 &millis(plan.pause.max(Duration::from_millis(1))),
             )
-            .template("REMOVE", if plan.remove { "1" } else { "0" })
+            .template("REMOVE", if plan.remove { "1" } else { "0" });
+        match &plan.auth {
+            Some((user, password)) => command
+                .raw_template(
+                    "AUTH_407",
+                    "  <recv response=\"407\" auth=\"true\" optional=\"true\" next=\"challenged\"/>\n  \
+                     <recv response=\"401\" auth=\"true\" optional=\"true\" next=\"challenged\"/>",
+                )
+                .raw_template("AUTH_HEADER", "\n[authentication]")
+                .arg("-au")
+                .arg(user)
+                .arg("-ap")
+                .arg(password),
+            None => command
+                .raw_template("AUTH_407", "")
+                .raw_template("AUTH_HEADER", ""),
+        }
     }
 
     /// One conditional PUBLISH for `sip:user@domain` through `target`

@@ -190,8 +190,10 @@ fn options_gets_200_with_allow_message() {
 
 /// raw UAC sends SUBSCRIBE sip:alice@localhost, Event: dialog (a package stox does not have)
 /// expect 489 Bad Event with `Allow-Events: presence` (RFC 6665 §8.2.1, §7.2.2)
-/// raw UAC sends PUBLISH sip:dave@sip.localhost, Event: presence, a body that is not XML
-///        under `Content-Type: application/pidf+xml`, then one under `text/plain`
+/// raw UAC sends PUBLISH sip:dave@sip.localhost (dave: a SIP user of stox's domain)
+/// expect 401 with a Digest challenge: only dave publishes his presence (issue 5)
+/// raw UAC answers it as dave, with a body that is not XML under
+///        `Content-Type: application/pidf+xml`, then one under `text/plain`
 /// expect 400 (RFC 3903 §6 step 5: the body is checked) with a Warning, then 415 with
 ///        `Accept: application/pidf+xml`; stox stays up and answers an OPTIONS with 200
 #[test]
@@ -210,12 +212,43 @@ fn presence_requests_with_bad_events_and_bodies() {
         .unwrap_or_default();
     assert_eq!(allow_events, "presence", "{}", ex.summary());
 
-    let ex = RawRequest::new("PUBLISH", "sip:dave@sip.localhost")
-        .header("Event", "presence")
-        .header("Expires", "60")
-        .body("application/pidf+xml", b"<presence><tuple id='x'")
-        .send_udp(w.stox.sip_addr())
-        .expect("udp exchange");
+    let created = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave's password"}"#),
+        )
+        .expect("admin");
+    assert_eq!(created.status, 201);
+    let publish = |body: &[u8], content_type: &str, auth: Option<String>| {
+        let mut r = RawRequest::new("PUBLISH", "sip:dave@sip.localhost")
+            .header("Event", "presence")
+            .header("Expires", "60")
+            .body(content_type, body);
+        if let Some(a) = auth {
+            r = r.header("Authorization", &a);
+        }
+        r.send_udp(w.stox.sip_addr()).expect("udp exchange")
+    };
+    let ex = publish(b"<presence><tuple id='x'", "application/pidf+xml", None);
+    assert_eq!(ex.status(), Some(401), "{}", ex.summary());
+    let challenge = ex
+        .final_response()
+        .and_then(|r| r.header("WWW-Authenticate"))
+        .unwrap_or_default()
+        .to_string();
+    let auth = || {
+        stox_tests::digest::md5_credentials(
+            &challenge,
+            "PUBLISH",
+            "sip:dave@sip.localhost",
+            "dave",
+            "dave's password",
+        )
+    };
+    assert!(auth().is_some(), "a Digest challenge: {challenge}");
+    let ex = publish(b"<presence><tuple id='x'", "application/pidf+xml", auth());
     assert_eq!(ex.status(), Some(400), "{}", ex.summary());
     let warning = ex
         .final_response()
@@ -223,12 +256,7 @@ fn presence_requests_with_bad_events_and_bodies() {
         .unwrap_or_default();
     assert!(warning.contains("PIDF"), "{}", ex.summary());
 
-    let ex = RawRequest::new("PUBLISH", "sip:dave@sip.localhost")
-        .header("Event", "presence")
-        .header("Expires", "60")
-        .body("text/plain", b"online")
-        .send_udp(w.stox.sip_addr())
-        .expect("udp exchange");
+    let ex = publish(b"online", "text/plain", auth());
     assert_eq!(ex.status(), Some(415), "{}", ex.summary());
     let accept = ex
         .final_response()

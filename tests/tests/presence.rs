@@ -447,6 +447,16 @@ fn sip_watchers_rejected_and_expired() {
 #[test]
 fn published_state_reaches_xmpp_and_sip_watchers() {
     let mut w = world();
+    // dave is a SIP user of stox's domain (issue 5): only he publishes his presence.
+    let created = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave's phone"}"#),
+        )
+        .expect("admin");
+    assert_eq!(created.status, 201);
     let dave = format!("dave@{}", w.prosody.component());
     w.alice.subscribe(&dave).expect("subscribe");
     w.alice
@@ -472,14 +482,23 @@ fn published_state_reaches_xmpp_and_sip_watchers() {
         w.stox.sip_addr(),
         "dave",
         w.prosody.component(),
-        &PublishPlan::new(60).pause(Duration::from_millis(5500)),
+        &PublishPlan::new(60)
+            .pause(Duration::from_millis(5500))
+            .auth("dave", "dave's phone"),
     )
     .timeout(Duration::from_secs(40))
     .run()
     .expect("publisher");
     assert_eq!(publisher.exit_code, Some(0), "{}", publisher.summary());
     let answers = publisher.final_responses("PUBLISH", true);
-    assert_eq!(statuses(&answers), [200, 200, 200, 200]);
+    // The first PUBLISH is challenged (RFC 3261 §22), then every one is accepted.
+    assert_eq!(
+        statuses(&answers),
+        [407, 200, 200, 200, 200],
+        "{}",
+        publisher.summary()
+    );
+    let answers = &answers[1..];
     let etags: Vec<_> = answers
         .iter()
         .take(3)
@@ -526,19 +545,28 @@ fn published_state_reaches_xmpp_and_sip_watchers() {
 #[test]
 fn baresip_watches_an_xmpp_user_and_publishes_to_stox() {
     let mut w = world();
+    let created = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "carol", "password": "carolphone1"}"#),
+        )
+        .expect("admin");
+    assert_eq!(created.status, 201);
     let carol = format!("carol@{}", w.prosody.component());
     w.alice.subscribe(&carol).expect("subscribe");
     w.alice
         .expect_presence(&carol, Some("subscribed"), T)
         .expect("subscribed");
-    let mut b = Baresip::start(
-        BaresipOptions::new("carol", 440.0)
-            .domain(w.prosody.component())
-            .outbound(w.stox.sip_addr())
-            .watch("sip:alice@localhost")
-            .publish_every(60),
-    )
-    .expect("baresip");
+    let mut options = BaresipOptions::new("carol", 440.0)
+        .domain(w.prosody.component())
+        .outbound(w.stox.sip_addr())
+        .watch("sip:alice@localhost")
+        .publish_every(60);
+    // carol@sip.localhost must authenticate her SUBSCRIBE and PUBLISH (407, issue 5).
+    options.password = Some("carolphone1".into());
+    let mut b = Baresip::start(options).expect("baresip");
     w.alice
         .expect_presence(&carol, Some("subscribe"), T)
         .expect("baresip's subscription request");

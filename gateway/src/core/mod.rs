@@ -1129,11 +1129,7 @@ impl Gateway {
 
     /// `Some((code, headers, why))` when `req` comes from a SIP user of `C` (its From) and is
     /// not authenticated as him (RFC 3261 §22.3, `407` with a challenge).
-    fn local_sender_refused(
-        &mut self,
-        now: Instant,
-        req: &SipRequest,
-    ) -> Option<Refusal> {
+    fn local_sender_refused(&mut self, now: Instant, req: &SipRequest) -> Option<Refusal> {
         let from: SipUri = uri_of_name_addr(req.header("From")?).parse().ok()?;
         let (user, aor) = self.local_aor(&from)?;
         match self.authenticate(now, req, true) {
