@@ -745,6 +745,84 @@ impl Sipp {
         }
     }
 
+    /// A SIP phone registering `sip:user@domain` at `target` with Digest
+    /// (`tests/sipp/uac_register.xml`): REGISTER (Contact `<contact>`, `Expires: expires`),
+    /// the 401, the REGISTER again with credentials (`-au user -ap password`), expecting
+    /// `status` (200, or 401/403 for a wrong password). `unregister_after`: then wait and
+    /// unregister (`Expires: 0`). Adjust with the builder, then `.run()`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac_register(
+        target: SocketAddr,
+        user: &str,
+        domain: &str,
+        password: &str,
+        contact: &str,
+        expires: u32,
+        status: u16,
+        unregister_after: Option<Duration>,
+    ) -> SippCommand {
+        let unregister = match unregister_after {
+            None => String::new(),
+            Some(d) => format!(
+                "  <pause milliseconds=\"{}\"/>\n  <send retrans=\"500\">\n    <![CDATA[\n\
+                 REGISTER sip:[domain] SIP/2.0\n\
+                 Via: SIP/2.0/[transport] [local_ip]:[local_port];branch=[branch]\n\
+                 From: <sip:[user]@[domain]>;tag=[pid]SIPpTag[call_number]\n\
+                 To: <sip:[user]@[domain]>\n\
+                 Call-ID: [call_id]\n\
+                 CSeq: [cseq] REGISTER\n\
+                 Max-Forwards: 70\n\
+                 [authentication]\n\
+                 Contact: <[contact]>\n\
+                 Expires: 0\n\
+                 Content-Length: 0\n\n]]>\n  </send>\n  \
+                 <recv response=\"100\" optional=\"true\"/>\n  <recv response=\"200\"/>\n",
+                millis(d.max(Duration::from_millis(1)))
+            ),
+        };
+        SippCommand::new("uac_register.xml")
+            .remote(target)
+            .key("user", user)
+            .key("domain", domain)
+            .key("contact", contact)
+            .key("expires", &expires.to_string())
+            .template("FINAL", &status.to_string())
+            .raw_template("UNREGISTER", &unregister)
+            .arg("-au")
+            .arg(user)
+            .arg("-ap")
+            .arg(password)
+    }
+
+    /// A SIP user of stox's domain sending one MESSAGE (`tests/sipp/uac_message_auth.xml`):
+    /// MESSAGE `sip:to_user@to_domain` from `sip:from_user@from_domain`, the 407, the
+    /// MESSAGE again with credentials, expecting `status`. Adjust, then `.run()`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn uac_message_auth(
+        target: SocketAddr,
+        to_user: &str,
+        to_domain: &str,
+        from_user: &str,
+        from_domain: &str,
+        password: &str,
+        body: &str,
+        status: u16,
+    ) -> SippCommand {
+        SippCommand::new("uac_message_auth.xml")
+            .remote(target)
+            .key("to_user", to_user)
+            .key("to_domain", to_domain)
+            .key("from_user", from_user)
+            .key("from_domain", from_domain)
+            .key("content_type", "text/plain;charset=UTF-8")
+            .key("body", body)
+            .template("FINAL", &status.to_string())
+            .arg("-au")
+            .arg(from_user)
+            .arg("-ap")
+            .arg(password)
+    }
+
     /// One conditional PUBLISH for `sip:user@domain` through `target`
     /// (`tests/sipp/uac_publish_if_match.xml`): `SIP-If-Match: etag`, `Expires: expires`,
     /// no body, expecting `status` (412 for an unknown ETag). Adjust with the builder,
