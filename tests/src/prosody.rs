@@ -36,6 +36,9 @@ pub struct ProsodyOptions {
     /// Lowest level written to `prosody.log` (`"debug"`; the benchmark uses `"warn"`:
     /// debug logging of every stanza costs Prosody more CPU than routing it).
     pub log_level: String,
+    /// Lua lines added to the global section of the config, e.g.
+    /// `storage = { roster = "sql" }` (empty by default).
+    pub extra_config: String,
 }
 
 impl Default for ProsodyOptions {
@@ -51,6 +54,7 @@ impl Default for ProsodyOptions {
             offline: true,
             websocket: false,
             log_level: "debug".into(),
+            extra_config: String::new(),
         }
     }
 }
@@ -144,6 +148,7 @@ s2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 storage = "internal"
+{extra}
 
 VirtualHost "{domain}"
 
@@ -158,6 +163,7 @@ Component "{component_domain}"
             domain = self.opts.domain,
             component_domain = self.opts.component,
             secret = self.opts.component_secret,
+            extra = self.opts.extra_config,
         )
     }
 
