@@ -41,6 +41,9 @@ pub struct ProsodyOptions {
     /// which costs Prosody about a third less CPU per routed message here
     /// (docs/benchmarks.md).
     pub gc_mode: Option<String>,
+    /// Lua lines added to the global section of the config, e.g.
+    /// `storage = { roster = "sql" }` (empty by default).
+    pub extra_config: String,
 }
 
 impl Default for ProsodyOptions {
@@ -57,6 +60,7 @@ impl Default for ProsodyOptions {
             websocket: false,
             log_level: "debug".into(),
             gc_mode: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -150,7 +154,8 @@ s2s_require_encryption = false
 allow_unencrypted_plain_auth = true
 authentication = "internal_hashed"
 storage = "internal"
-{gc}
+{gc}{extra}
+
 VirtualHost "{domain}"
 
 Component "{component_domain}"
@@ -170,6 +175,7 @@ Component "{component_domain}"
             domain = self.opts.domain,
             component_domain = self.opts.component,
             secret = self.opts.component_secret,
+            extra = self.opts.extra_config,
         )
     }
 

@@ -22,6 +22,8 @@
 //! The gateway calls [`answer_iq`] **after** its own iq handlers (Jingle, …) declined
 //! the iq: an iq it does not know here gets `service-unavailable`.
 
+use std::sync::OnceLock;
+
 use minidom::rxml::xml_ncname;
 use minidom::Element;
 use xmpp_parsers::caps;
@@ -105,8 +107,15 @@ impl GatewayInfo {
 }
 
 /// XEP-0115 §5 `ver` (sha-1, base64) of the disco#info of every contact JID.
+///
+/// Every contact has the same, fixed disco#info, so the hash is computed once: it goes on
+/// every available presence of a contact, and hashing it each time (serialising the
+/// identity and features, then SHA-1) was about 5 % of the event loop while NOTIFYs were
+/// translated into presence (docs/presence-benchmark.md).
 pub fn contact_caps_ver() -> String {
-    caps_ver(&identity(Target::Contact, None), CONTACT_FEATURES)
+    static VER: OnceLock<String> = OnceLock::new();
+    VER.get_or_init(|| caps_ver(&identity(Target::Contact, None), CONTACT_FEATURES))
+        .clone()
 }
 
 /// XEP-0115 §5 `ver` (sha-1, base64) of the disco#info of the component domain.
@@ -391,6 +400,16 @@ mod tests {
     fn assert_answer(request: &str, expected: &str) {
         let got = answer(request).expect("an answer");
         assert_eq!(got, xml(expected), "\n got: {}", String::from(&got));
+    }
+
+    #[test]
+    fn contact_caps_ver_is_computed_once_and_is_the_contact_disco_hash() {
+        let fresh = caps_ver(&identity(Target::Contact, None), CONTACT_FEATURES);
+        assert!(!fresh.is_empty());
+        assert_eq!(contact_caps_ver(), fresh);
+        // The second call answers from the cell, with the same value.
+        assert_eq!(contact_caps_ver(), fresh);
+        assert_ne!(contact_caps_ver(), component_caps_ver(&info()));
     }
 
     #[test]
