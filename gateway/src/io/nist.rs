@@ -361,9 +361,10 @@ impl Table {
         }
     }
 
-    /// Starts a client transaction for `req` (a MESSAGE) over UDP from `local`
-    /// if its next hop (`proxy`, else the Request-URI's host) is an IP address; gives
-    /// `req` back otherwise. The outcome comes as [`ToCore::Response`].
+    /// Starts a client transaction for `req` (any non-INVITE request: MESSAGE,
+    /// SUBSCRIBE, NOTIFY) over UDP from `local` if its next hop (the first Route of its
+    /// dialog, else `proxy`, else the Request-URI's host) is an IP address; gives `req`
+    /// back otherwise. The outcome comes as [`ToCore::Response`].
     pub fn send_request(
         self: &Arc<Self>,
         tx: TxId,
@@ -371,21 +372,27 @@ impl Table {
         local: SocketAddr,
         proxy: Option<SocketAddr>,
     ) -> Option<OutRequest> {
-        if req.method != "MESSAGE" {
+        if matches!(req.method.as_str(), "INVITE" | "ACK" | "CANCEL") {
             return Some(req);
         }
-        let dest = match proxy {
-            Some(p) => p,
-            None => {
-                let Ok(target) = req.uri.parse::<stox_sip::uri::SipUri>() else {
-                    return Some(req);
-                };
-                let host = target.host.trim_start_matches('[').trim_end_matches(']');
-                match host.parse::<std::net::IpAddr>() {
-                    Ok(ip) => SocketAddr::new(ip, target.port.unwrap_or(5060)),
-                    Err(_) => return Some(req),
-                }
-            }
+        let ip_of = |uri: &str| -> Option<SocketAddr> {
+            let target: stox_sip::uri::SipUri = uri.parse().ok()?;
+            let host = target.host.trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
+        };
+        // RFC 3261 §12.2.1.1: a dialog's route set decides the next hop.
+        let first_route = req.dialog.as_ref().and_then(|d| d.route.first());
+        let dest = match (first_route, proxy) {
+            (Some(r), _) => match ip_of(crate::sipmsg::uri_of_name_addr(r)) {
+                Some(d) => d,
+                None => return Some(req),
+            },
+            (None, Some(p)) => p,
+            (None, None) => match ip_of(&req.uri) {
+                Some(d) => d,
+                None => return Some(req),
+            },
         };
         let now = Instant::now();
         let mut state = self.lock();
@@ -457,7 +464,25 @@ impl Table {
             .wire_reason
             .clone()
             .unwrap_or_else(|| resp.status_code.to_string());
-        (self.deliver)(ToCore::Response(tx, Ok(SipResponse::new(code, reason))));
+        // What a SUBSCRIBE's answer tells (To tag, Contact, Expires, Record-Route...);
+        // a MESSAGE's caller reads only the code.
+        let headers = if code < 300 || code == 423 {
+            resp.headers
+                .iter()
+                .filter(|h| !matches!(h, Header::Via(_) | Header::ContentLength(_)))
+                .map(|h| (h.name().to_string(), h.value().to_string()))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (self.deliver)(ToCore::Response(
+            tx,
+            Ok(SipResponse {
+                code,
+                reason,
+                headers,
+            }),
+        ));
         Offer::Taken
     }
 
@@ -569,16 +594,29 @@ fn request_bytes(req: &OutRequest, local: SocketAddr, branch: &str) -> Vec<u8> {
         .call_id
         .clone()
         .unwrap_or_else(|| format!("{}@stox", uuid::Uuid::new_v4().simple()));
-    let tag = &random_hex()[..10];
+    let random = random_hex();
+    let (tag, to_tag, cseq) = match &req.dialog {
+        Some(d) => (d.from_tag.as_str(), d.to_tag.as_deref(), d.cseq),
+        None => (&random[..10], None, 1),
+    };
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let mut text = String::with_capacity(512 + req.body.len());
     let _ = write!(
         text,
-        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nFrom: <{from}>;tag={tag}\r\nTo: <{to}>\r\nCall-ID: {call_id}\r\nCSeq: 1 {m}\r\n",
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nFrom: <{from}>;tag={tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
         m = req.method,
         uri = req.uri,
         from = req.from,
         to = req.to,
     );
+    for r in req.dialog.iter().flat_map(|d| d.route.iter()) {
+        let r = r.trim();
+        if r.starts_with('<') {
+            let _ = write!(text, "Route: {r}\r\n");
+        } else {
+            let _ = write!(text, "Route: <{r}>\r\n");
+        }
+    }
     for (n, v) in &req.headers {
         let _ = write!(text, "{n}: {v}\r\n");
     }
@@ -839,13 +877,13 @@ mod tests {
             body: "héllo".as_bytes().to_vec(),
             dialog: None,
         };
-        // A host name is left to rsipstack; so is anything but MESSAGE.
+        // A host name is left to rsipstack; so are INVITE transactions.
         assert!(table
             .send_request(1, out("sip:bob@example.invalid".into()), local, None)
             .is_some());
-        let mut options = out(format!("sip:bob@{peer_addr}"));
-        options.method = "OPTIONS".into();
-        assert!(table.send_request(1, options, local, None).is_some());
+        let mut invite = out(format!("sip:bob@{peer_addr}"));
+        invite.method = "INVITE".into();
+        assert!(table.send_request(1, invite, local, None).is_some());
 
         let sent_at = Instant::now();
         assert!(table
@@ -905,6 +943,42 @@ mod tests {
         // A response to someone else's branch is not ours.
         let foreign = response("200 OK").replace(CLIENT_BRANCH, "z9hG4bKother");
         assert!(matches!(offer(foreign), Offer::NotMine));
+
+        // A SUBSCRIBE inside a dialog (RFC 3261 §12.2.1.1): its tags, CSeq and route set,
+        // sent to the first route; the 2xx's headers come back to the core.
+        let mut sub = out("sip:bob@pbx.invalid;transport=udp".into());
+        sub.method = "SUBSCRIBE".into();
+        sub.body.clear();
+        sub.content_type = None;
+        sub.dialog = Some(crate::sipmsg::DialogRef {
+            from_tag: "mine".into(),
+            to_tag: Some("theirs".into()),
+            cseq: 7,
+            route: vec![format!("<sip:{peer_addr};lr>")],
+        });
+        assert!(table.send_request(9, sub, local, None).is_none());
+        let first = recv(&peer).await;
+        assert!(
+            first.starts_with("SUBSCRIBE sip:bob@pbx.invalid;transport=udp SIP/2.0\r\n"),
+            "{first}"
+        );
+        assert!(first.contains(";tag=mine\r\n"), "{first}");
+        assert!(first.contains(";tag=theirs\r\n"), "{first}");
+        assert!(first.contains("CSeq: 7 SUBSCRIBE\r\n"), "{first}");
+        assert!(
+            first.contains(&format!("Route: <sip:{peer_addr};lr>\r\n")),
+            "{first}"
+        );
+        let via = first.lines().find(|l| l.starts_with("Via:")).expect("via");
+        let ok = format!("SIP/2.0 200 OK\r\n{via}\r\nFrom: <sip:alice@localhost>;tag=mine\r\nTo: <sip:bob@pbx>;tag=theirs\r\nCall-ID: cid-1\r\nCSeq: 7 SUBSCRIBE\r\nContact: <sip:bob@127.0.0.1:9>\r\nExpires: 600\r\nContent-Length: 0\r\n\r\n");
+        assert!(matches!(offer(ok), Offer::Taken));
+        let (id, result) = rx.try_recv().expect("the outcome");
+        assert_eq!(id, 9);
+        let r = result.expect("a response");
+        assert_eq!(r.code, 200);
+        assert_eq!(r.header("Expires"), Some("600"));
+        assert_eq!(r.header("Contact"), Some("<sip:bob@127.0.0.1:9>"));
+        assert_eq!(r.header("Via"), None);
     }
 
     #[test]
