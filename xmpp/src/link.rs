@@ -262,7 +262,90 @@ pub fn spawn(cfg: LinkConfig) -> (LinkHandle, mpsc::Receiver<LinkEvent>) {
     (LinkHandle { tx: out_tx }, ev_rx)
 }
 
-type Stream = XmlStream<BufStream<TcpStream>, Element>;
+type Stream = XmlStream<BufStream<QuickAck>, Element>;
+
+/// The component link's TCP stream, acknowledging at once what it reads (Linux
+/// `TCP_QUICKACK`, re-armed after every read: the kernel clears it).
+///
+/// The server writes small stanzas; with Nagle's algorithm on its side (Prosody's default,
+/// `network_settings = { nagle = true }`) a stanza waits for the acknowledgement of the
+/// previous one, and a delayed acknowledgement here holds it up to 40 ms: that was the p95
+/// of every XMPP → SIP message in the benchmark (docs/benchmarks.md). Acknowledging at once
+/// costs one `setsockopt` per read (reads carry many stanzas under load).
+pub struct QuickAck(TcpStream);
+
+impl QuickAck {
+    fn arm(&self) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let one: libc::c_int = 1;
+            // SAFETY: a valid socket descriptor, a c_int option of the size passed. A failure
+            // only loses the optimisation.
+            unsafe {
+                libc::setsockopt(
+                    self.0.as_raw_fd(),
+                    libc::IPPROTO_TCP,
+                    libc::TCP_QUICKACK,
+                    (&one as *const libc::c_int).cast(),
+                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+                );
+            }
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for QuickAck {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let poll = std::pin::Pin::new(&mut this.0).poll_read(cx, buf);
+        if matches!(poll, std::task::Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            this.arm();
+        }
+        poll
+    }
+}
+
+impl tokio::io::AsyncWrite for QuickAck {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write(cx, data)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().0).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.0.is_write_vectored()
+    }
+}
 
 /// How a session ended.
 enum End {
@@ -365,6 +448,8 @@ impl Driver {
                 source,
             })?;
         tcp.set_nodelay(true)?;
+        let tcp = QuickAck(tcp);
+        tcp.arm();
         // tokio-xmpp's read timeouts implement the keepalive: a soft timeout after
         // `keepalive` of silence (we ping), a hard one `keepalive` later (dead).
         let timeouts = Timeouts {

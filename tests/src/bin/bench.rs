@@ -69,6 +69,10 @@ struct Args {
     /// Generational costs Prosody about a third less CPU per message (docs/benchmarks.md).
     #[arg(long, default_value = "generational")]
     prosody_gc: String,
+    /// Lua lines added to Prosody's global config, e.g.
+    /// `network_settings = { nagle = false }`.
+    #[arg(long, default_value = "")]
+    prosody_config: String,
     /// stox's `[messaging] bounce_window_ms` (stox's default when absent).
     #[arg(long)]
     bounce_window_ms: Option<u64>,
@@ -115,6 +119,7 @@ fn main() -> Result<()> {
         offline: false,
         log_level: args.prosody_log.clone(),
         gc_mode: Some(args.prosody_gc.clone()),
+        extra_config: args.prosody_config.clone(),
         ..ProsodyOptions::default()
     })?;
     let overrides = args
