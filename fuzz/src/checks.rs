@@ -189,6 +189,7 @@ const METHODS: &[&str] = &[
     "SUBSCRIBE",
     "NOTIFY",
     "PUBLISH",
+    "REGISTER",
 ];
 const TARGET_URIS: &[&str] = &[
     "sip:alice@localhost",
@@ -242,6 +243,8 @@ const HEADER_NAMES: &[&str] = &[
     "SIP-If-Match",
     "Accept",
     "To",
+    "Authorization",
+    "Proxy-Authorization",
 ];
 
 /// A body for `content_type`: a well-formed one around fuzz text, or raw bytes.
@@ -342,6 +345,10 @@ pub fn sip_request(r: &mut Reader<'_>) -> SipRequest {
             "application/pidf+xml",
             "stox-0000000000000007-3",
             "<sip:alice@localhost>;tag=stox-0000000000000007-1",
+            "*",
+            "<sip:dave@127.0.0.1:5062>;expires=30;+sip.instance=\"<urn:uuid:1>\"",
+            "Digest username=\"dave\", realm=\"sip.localhost\", nonce=\"6b0fcd5e.00\", uri=\"sip:sip.localhost\", response=\"00\", qop=auth, nc=00000001, cnonce=\"c\"",
+            "Digest username=\"dave\", realm=\"sip.localhost\", nonce=\"x\", uri=\"sip:sip.localhost\", response=\"00\", algorithm=SHA-256",
         ]);
         headers.push((name, value));
     }
@@ -900,6 +907,85 @@ pub fn presence_stanza(r: &mut Reader<'_>) -> Option<Element> {
     }
     let built = b.append_all(children).build();
     stanza::to_string(&built).parse().ok()
+}
+
+/// `digest`: the first byte picks raw text or a template; the rest is an `Authorization`
+/// value. Checks: `parse_credentials` never panics; what it accepts verifies (or not) without
+/// panicking for every algorithm and method; a credential computed by the same rules for
+/// the parsed values verifies, and changing any byte of its response makes it fail; the
+/// nonce checker refuses what it did not issue (never `Fresh` for fuzz text) and accepts
+/// what it issued.
+pub fn digest(data: &[u8]) {
+    use stox_sip::digest::{self, Algorithm, NonceCheck, NonceKey};
+    let mut r = Reader::new(data);
+    let templated = r.byte() & 1 == 1;
+    let text = if templated {
+        let user = r.choice(&["dave", "a\\\"b", ""]);
+        let alg = r.choice(&["MD5", "SHA-256", "md5", "SHA-512-256", "-"]);
+        let qop = r.choice(&["auth", "auth-int", "-"]);
+        let rest = r.text(64);
+        let mut v = format!(
+            "Digest username=\"{user}\", realm=\"sip.localhost\", nonce=\"{rest}\", uri=\"sip:sip.localhost\", response=\"{rest}\""
+        );
+        if alg != "-" {
+            v.push_str(&format!(", algorithm={alg}"));
+        }
+        if qop != "-" {
+            v.push_str(&format!(", qop={qop}, nc=00000001, cnonce=\"{rest}\""));
+        }
+        v
+    } else {
+        String::from_utf8_lossy(r.rest()).into_owned()
+    };
+    let key = NonceKey::new([3; 32]);
+    if let Ok(c) = digest::parse_credentials(&text) {
+        for method in ["REGISTER", "MESSAGE"] {
+            let _ = digest::verify(&c, method, "00");
+        }
+        assert_ne!(
+            key.check(&c.nonce, 1_800_000_000, &c.realm, 300),
+            NonceCheck::Fresh,
+            "a nonce stox never issued is fresh: {:?}",
+            c.nonce
+        );
+        // The same values with the right response verify; one changed byte does not.
+        let ha1 = digest::ha1(c.algorithm, &c.username, &c.realm, "pw");
+        let mut good = c.clone();
+        good.response = digest::expected_response(
+            c.algorithm,
+            &ha1,
+            &c.nonce,
+            "REGISTER",
+            &c.uri,
+            c.qop_auth.as_ref().map(|(a, b)| (a.as_str(), b.as_str())),
+        );
+        assert!(digest::verify(&good, "REGISTER", &ha1));
+        let mut bad = good.clone();
+        let flipped: String = bad
+            .response
+            .chars()
+            .enumerate()
+            .map(|(i, ch)| {
+                if i == 0 {
+                    if ch == '0' {
+                        '1'
+                    } else {
+                        '0'
+                    }
+                } else {
+                    ch
+                }
+            })
+            .collect();
+        bad.response = flipped;
+        assert!(!digest::verify(&bad, "REGISTER", &ha1));
+        assert!(matches!(c.algorithm, Algorithm::Md5 | Algorithm::Sha256));
+    }
+    let nonce = key.issue(1_800_000_000, "sip.localhost");
+    assert_eq!(
+        key.check(&nonce, 1_800_000_000, "sip.localhost", 300),
+        NonceCheck::Fresh
+    );
 }
 
 /// `gateway_core`: a byte-driven sequence of inputs; see [`run_core`].

@@ -272,6 +272,11 @@ proptest! {
     fn core_answers_every_request_once(data in proptest::collection::vec(any::<u8>(), 0..1024)) {
         checks::gateway_core(&data);
     }
+
+    #[test]
+    fn digest_credentials(data in proptest::collection::vec(any::<u8>(), 0..160)) {
+        checks::digest(&data);
+    }
 }
 
 /// SDP text: a real peer's body (or a bare session) with lines from realistic and broken
