@@ -137,6 +137,11 @@ pub struct SipConfig {
     /// bound.
     #[serde(default = "default_max_pending")]
     pub max_pending_requests: usize,
+    /// RFC 3263 server location for requests to SIP domains when no outbound proxy is
+    /// set: the DNS server (`ADDR:PORT`) stox asks for NAPTR, SRV and A/AAAA records.
+    /// Default: the system's resolvers (`/etc/resolv.conf`).
+    #[serde(default)]
+    pub dns_server: Option<String>,
 }
 
 fn default_max_pending() -> usize {
@@ -506,6 +511,7 @@ impl Config {
             ));
         }
         self.listens()?;
+        self.dns_server()?;
         if self.sip.max_pending_requests == 0 {
             return Err(invalid("sip.max_pending_requests", "must be at least 1"));
         }
@@ -617,6 +623,22 @@ impl Config {
                     .map_err(|m| invalid(format!("sip.listen[{i}]"), format!("`{entry}`: {m}")))
             })
             .collect()
+    }
+
+    /// `[sip] dns_server`, parsed.
+    pub fn dns_server(&self) -> Result<Option<SocketAddr>, ConfigError> {
+        self.sip
+            .dns_server
+            .as_deref()
+            .map(|s| {
+                s.parse::<SocketAddr>().map_err(|e| {
+                    invalid(
+                        "sip.dns_server",
+                        format!("`{s}`: {e} (an ADDR:PORT such as 127.0.0.1:53)"),
+                    )
+                })
+            })
+            .transpose()
     }
 
     /// The outbound proxy as a socket address and transport, if configured.

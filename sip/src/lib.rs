@@ -6,4 +6,5 @@
 //! endpoint over `rsipstack`. This crate knows nothing about XMPP.
 pub mod body;
 pub mod digest;
+pub mod locate;
 pub mod uri;

@@ -39,6 +39,7 @@
 pub mod audio;
 pub mod baresip;
 pub mod digest;
+pub mod dnsmasq;
 pub mod jingle_peer;
 pub mod pidf;
 pub mod ports;

@@ -1263,6 +1263,64 @@ fn xmpp_call_to_busy_phone_ends_with_busy() {
     w.finish();
 }
 
+/// RFC 3263 for calls: with no outbound proxy, an INVITE to `sip:bob@voip.test` goes
+/// where DNS says (dnsmasq on loopback: `_sip._udp.voip.test` SRV → the phone's port).
+/// dnsmasq: _sip._udp.voip.test SRV 0 0 PHONE_PORT pbx.voip.test, pbx.voip.test A 127.0.0.1
+/// alice calls bob\40voip.test@sip.localhost (JMI) → the phone gets INVITE
+///   sip:bob@voip.test; it answers 486 → alice's session ends `busy`
+#[test]
+fn xmpp_call_to_a_sip_domain_goes_where_dns_says() {
+    use stox_tests::dnsmasq::{Dnsmasq, Zone};
+    let mut phone = Baresip::start(
+        BaresipOptions::new("bob", PHONE_HZ)
+            .codecs(Codecs::OpusAndPcmu)
+            .sip_trace(true),
+    )
+    .expect("baresip");
+    let dns = Dnsmasq::start(
+        &Zone::new()
+            .srv(
+                "_sip._udp.voip.test",
+                "pbx.voip.test",
+                phone.sip_port(),
+                0,
+                0,
+            )
+            .a("pbx.voip.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    let mut alice = w.alice(Answer::Auto);
+    let contact = format!("bob\\40voip.test@{}", w.prosody.component());
+    let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(30)));
+    let invites = phone.received_requests("INVITE");
+    assert_eq!(invites.len(), 1, "{}", phone.context());
+    assert_eq!(
+        invites[0]
+            .request_uri()
+            .map(|u| u.split(';').next().unwrap_or(u)),
+        Some("sip:bob@voip.test"),
+        "{}",
+        phone.context()
+    );
+    assert!(
+        dns.queries()
+            .iter()
+            .any(|q| q.contains("query[SRV] _sip._udp.voip.test")),
+        "{:#?}",
+        dns.queries()
+    );
+    phone.hangup().expect("reject with 486");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
+    w.finish();
+}
+
 /// bob's phone rings and rings: after `[calls] no_answer_secs` (3 s here) stox gives up on
 /// it too: CANCEL to the phone, session-terminate `<timeout/>` to alice.
 #[test]

@@ -47,9 +47,24 @@ pub(super) struct CallIo {
     contact_tcp: Option<rsipstack::sip::Uri>,
     proxy: Option<SocketAddr>,
     transport: Transport,
+    /// RFC 3263 location of a callee's domain (no outbound proxy, host not an IP).
+    dns: Option<stox_sip::locate::Resolver>,
+    /// Calls whose INVITE waits for its next hop to be located; a hangup meanwhile
+    /// removes the call, and the INVITE is then never sent.
+    locating: std::collections::HashSet<CallKey>,
     next_key: CallKey,
     /// Counters of calls that already closed (live ones are read from the relay).
     closed: CallCounters,
+}
+
+/// Where INVITEs go: the outbound proxy, else the callee's host located per RFC 3263.
+pub(super) struct Routing {
+    /// `[sip] outbound_proxy`.
+    pub(super) proxy: Option<SocketAddr>,
+    /// The transport toward the proxy (or by default).
+    pub(super) transport: Transport,
+    /// The resolver for domains.
+    pub(super) dns: Option<stox_sip::locate::Resolver>,
 }
 
 impl CallIo {
@@ -59,9 +74,13 @@ impl CallIo {
         events: mpsc::UnboundedSender<Event>,
         local: SocketAddr,
         tcp_local: Option<SocketAddr>,
-        proxy: Option<SocketAddr>,
-        transport: Transport,
+        routing: Routing,
     ) -> anyhow::Result<CallIo> {
+        let Routing {
+            proxy,
+            transport,
+            dns,
+        } = routing;
         let contact = rsipstack::sip::Uri::try_from(format!("sip:stox@{local}").as_str())
             .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
         let contact_tcp = match tcp_local {
@@ -83,6 +102,8 @@ impl CallIo {
             contact_tcp,
             proxy,
             transport,
+            dns,
+            locating: std::collections::HashSet::new(),
             next_key: 0,
             closed: CallCounters::default(),
         })
@@ -199,6 +220,16 @@ impl CallIo {
                 }
             }
             DialogAction::Hangup => {
+                if self.locating.remove(&key) {
+                    // The INVITE never left: end it as a CANCEL would have (RFC 3261 §9.1).
+                    let _ = self.events.send(Event::Dialog(
+                        key,
+                        DialogEvent::Failed {
+                            code: 487,
+                            reason: "Request Terminated".into(),
+                        },
+                    ));
+                }
                 self.local_sdp.remove(&key);
                 if let Some(d) = self.dialogs.remove(&key) {
                     tokio::spawn(async move {
@@ -208,11 +239,94 @@ impl CallIo {
                     });
                 }
             }
-            DialogAction::Invite { req } => self.invite(key, *req),
+            DialogAction::Invite { req } => self.locate_then_invite(key, *req),
         }
     }
 
-    fn invite(&mut self, key: CallKey, req: crate::sipmsg::OutRequest) {
+    /// Sends the INVITE now when its next hop is the proxy or an IP address; for a
+    /// domain, locates its server first (RFC 3263) and sends it when
+    /// [`CallIo::located`] is called with the outcome.
+    fn locate_then_invite(&mut self, key: CallKey, req: crate::sipmsg::OutRequest) {
+        let target: Option<stox_sip::uri::SipUri> = req.uri.parse().ok();
+        let named = target.as_ref().is_some_and(|t| {
+            t.host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_err()
+        });
+        let (Some(dns), None, Some(target), true) = (self.dns.clone(), self.proxy, target, named)
+        else {
+            return self.invite(key, req, None);
+        };
+        self.locating.insert(key);
+        let mut supported = vec![stox_sip::locate::Proto::Udp];
+        if self.contact_tcp.is_some() {
+            supported.push(stox_sip::locate::Proto::Tcp);
+        }
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let mut random =
+                |n: u32| (uuid::Uuid::new_v4().as_u128() as u32) % n.saturating_add(1).max(1);
+            let hop = stox_sip::locate::locate(&dns, &target, &supported, &mut random)
+                .await
+                .map_err(|e| {
+                    info!(call = key, uri = %target, error = %e, "RFC 3263: no next hop for the INVITE");
+                    match e {
+                        stox_sip::locate::LocateError::NotFound { .. } => (404, e.to_string()),
+                        stox_sip::locate::LocateError::Dns { .. } => (503, e.to_string()),
+                    }
+                })
+                .and_then(|targets| {
+                    // The first target: an INVITE does not fail over (its transaction
+                    // belongs to the dialog layer once sent).
+                    targets
+                        .first()
+                        .map(|t| {
+                            let transport = match t.proto {
+                                stox_sip::locate::Proto::Tcp => Transport::Tcp,
+                                _ => Transport::Udp,
+                            };
+                            (t.addr, transport)
+                        })
+                        .ok_or((404, "no target".to_string()))
+                });
+            let _ = events.send(Event::Located {
+                call: key,
+                req: Box::new(req),
+                hop,
+            });
+        });
+    }
+
+    /// The outcome of locating the next hop of call `key`'s INVITE.
+    pub(super) fn located(
+        &mut self,
+        key: CallKey,
+        req: crate::sipmsg::OutRequest,
+        hop: Result<(SocketAddr, Transport), (u16, String)>,
+    ) {
+        if !self.locating.remove(&key) {
+            debug!(call = key, "call ended while its callee was being located");
+            return;
+        }
+        match hop {
+            Ok(hop) => self.invite(key, req, Some(hop)),
+            Err((code, reason)) => {
+                let _ = self
+                    .events
+                    .send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
+            }
+        }
+    }
+
+    fn invite(
+        &mut self,
+        key: CallKey,
+        req: crate::sipmsg::OutRequest,
+        hop: Option<(SocketAddr, Transport)>,
+    ) {
+        let transport = hop.map_or(self.transport, |(_, t)| t);
         let events = self.events.clone();
         let fail = move |code: u16, reason: String| {
             let _ = events.send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
@@ -224,14 +338,14 @@ impl CallIo {
             (Ok(a), Ok(b)) => (a, b),
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
-        let dest = self.proxy.or_else(|| {
+        let dest = hop.map(|(a, _)| a).or(self.proxy).or_else(|| {
             let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
             let host = target.host.trim_start_matches('[').trim_end_matches(']');
             let ip: std::net::IpAddr = host.parse().ok()?;
             Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
         });
         let destination = dest.map(|d| SipAddr {
-            r#type: Some(match self.transport {
+            r#type: Some(match transport {
                 Transport::Udp => rsipstack::sip::Transport::Udp,
                 Transport::Tcp => rsipstack::sip::Transport::Tcp,
             }),
@@ -249,7 +363,7 @@ impl CallIo {
             destination,
             content_type: req.content_type.clone(),
             offer: Some(req.body.clone()),
-            contact: match (&self.contact_tcp, self.transport) {
+            contact: match (&self.contact_tcp, transport) {
                 (Some(tcp), Transport::Tcp) => tcp.clone(),
                 _ => self.contact.clone(),
             },

@@ -42,6 +42,12 @@ enum Event {
     Dialog(CallKey, DialogEvent),
     Relay(crate::media::relay::RelayEvent),
     Admin(crate::admin::calls::CallRequest),
+    /// The next hop of an INVITE to a domain, located (RFC 3263), or why not.
+    Located {
+        call: CallKey,
+        req: Box<crate::sipmsg::OutRequest>,
+        hop: Result<(SocketAddr, Transport), (u16, String)>,
+    },
 }
 
 /// Everything the client-transaction tasks need.
@@ -51,6 +57,9 @@ struct Sender {
     udp_local: Option<SocketAddr>,
     tcp_local: Option<SocketAddr>,
     proxy: Option<SocketAddr>,
+    /// RFC 3263 location of next hops named by a domain (`None`: the system's A/AAAA
+    /// lookup only, when no resolver could be set up).
+    dns: Option<stox_sip::locate::Resolver>,
     events: mpsc::UnboundedSender<Event>,
 }
 
@@ -251,20 +260,37 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let sip_local = udp_local
         .or(tcp_local)
         .ok_or_else(|| anyhow::anyhow!("no SIP listener"))?;
+    let dns = match config.dns_server()? {
+        Some(server) => Some(
+            stox_sip::locate::Resolver::with_server(server)
+                .map_err(|e| anyhow::anyhow!("sip.dns_server {server}: {e}"))?,
+        ),
+        None => match stox_sip::locate::Resolver::system() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                warn!(error = %e, "no DNS resolver configuration: SIP domains are located by A/AAAA only (RFC 3263 NAPTR/SRV off)");
+                None
+            }
+        },
+    };
     let mut call_io = calls::CallIo::new(
         dialog_layer,
         relay,
         events_tx.clone(),
         sip_local,
         tcp_local,
-        proxy.map(|(_, a)| a),
-        default_transport,
+        calls::Routing {
+            proxy: proxy.map(|(_, a)| a),
+            transport: default_transport,
+            dns: dns.clone(),
+        },
     )?;
     let sender = Sender {
         endpoint: endpoint_inner,
         udp_local,
         tcp_local,
         proxy: proxy.map(|(_, a)| a),
+        dns,
         events: events_tx.clone(),
     };
     // Server transactions come in on their own task so that the loop below
@@ -539,6 +565,7 @@ fn on_event(
         Event::Admin(crate::admin::calls::CallRequest::Subscriptions(reply)) => {
             let _ = reply.send(gateway.subscriptions(now));
         }
+        Event::Located { call, req, hop } => call_io.located(call, *req, hop),
     }
 }
 
@@ -669,30 +696,72 @@ fn random_token(n: usize) -> String {
     s[..n.min(s.len())].to_string()
 }
 
-/// Resolves where a request goes: the outbound proxy, else the Request-URI's host.
-async fn destination(
+/// Where a request goes, in the order to try: the outbound proxy, else the URI's
+/// server(s) located per RFC 3263 (NAPTR → SRV → A/AAAA). Each hop has the transport to
+/// use: the located one, or TCP instead of UDP when `required` is TCP (a request too
+/// large for UDP, RFC 3261 §18.1.1, goes to the same server over TCP).
+async fn next_hops(
     sender: &Sender,
     uri: &stox_sip::uri::SipUri,
-) -> Result<SocketAddr, SendFailure> {
-    if let Some(p) = sender.proxy {
-        return Ok(p);
+    required: Transport,
+    use_proxy: bool,
+) -> Result<Vec<(SocketAddr, Transport)>, SendFailure> {
+    use stox_sip::locate::Proto;
+    if let (true, Some(p)) = (use_proxy, sender.proxy) {
+        return Ok(vec![(p, required)]);
     }
-    destination_of(uri).await
-}
-
-/// The address of a URI's host and port (A/AAAA for a name).
-async fn destination_of(uri: &stox_sip::uri::SipUri) -> Result<SocketAddr, SendFailure> {
     let host = uri.host.trim_start_matches('[').trim_end_matches(']');
-    let port = uri.port.unwrap_or(5060);
-    if let Ok(ip) = host.parse::<std::net::IpAddr>() {
-        return Ok(SocketAddr::new(ip, port));
+    let numeric = host.parse::<std::net::IpAddr>().ok();
+    let Some(dns) = sender.dns.as_ref().filter(|_| numeric.is_none()) else {
+        let ip = match numeric {
+            Some(ip) => ip,
+            None => tokio::net::lookup_host((host, 0))
+                .await
+                .map_err(|e| SendFailure::Transport(format!("cannot resolve {host}: {e}")))?
+                .next()
+                .ok_or_else(|| SendFailure::Transport(format!("{host} has no address")))?
+                .ip(),
+        };
+        let transport = match uri.transport().and_then(Proto::from_param) {
+            Some(Proto::Tcp) => Transport::Tcp,
+            _ => required,
+        };
+        return Ok(vec![(
+            SocketAddr::new(ip, uri.port.unwrap_or(5060)),
+            transport,
+        )]);
+    };
+    let mut supported = Vec::new();
+    if sender.udp_local.is_some() {
+        supported.push(Proto::Udp);
     }
-    // RFC 3263 NAPTR/SRV comes with the transports issue; A/AAAA for now.
-    tokio::net::lookup_host((host, port))
+    if sender.tcp_local.is_some() {
+        supported.push(Proto::Tcp);
+    }
+    let mut random = |n: u32| {
+        let r = uuid::Uuid::new_v4().as_u128() as u32;
+        r % n.saturating_add(1).max(1)
+    };
+    let targets = stox_sip::locate::locate(dns, uri, &supported, &mut random)
         .await
-        .map_err(|e| SendFailure::Transport(format!("cannot resolve {host}: {e}")))?
-        .next()
-        .ok_or_else(|| SendFailure::Transport(format!("{host} has no address")))
+        .map_err(|e| {
+            info!(uri = %uri, error = %e, "RFC 3263: no next hop for the request");
+            SendFailure::Transport(e.to_string())
+        })?;
+    debug!(uri = %uri, targets = ?targets, "RFC 3263 location");
+    let mut hops: Vec<(SocketAddr, Transport)> = Vec::new();
+    for t in targets {
+        let transport = match (t.proto, required) {
+            (Proto::Tcp, _) | (Proto::Udp, Transport::Tcp) => Transport::Tcp,
+            (Proto::Udp, Transport::Udp) => Transport::Udp,
+            // locate() returns only what `supported` lists.
+            _ => continue,
+        };
+        if !hops.contains(&(t.addr, transport)) {
+            hops.push((t.addr, transport));
+        }
+    }
+    Ok(hops)
 }
 
 async fn send_request(
@@ -713,10 +782,32 @@ async fn send_request(
         .map(|r| crate::sipmsg::uri_of_name_addr(r).parse::<stox_sip::uri::SipUri>())
         .transpose()
         .map_err(|e| SendFailure::Transport(format!("bad Route: {e}")))?;
-    let dest = match &first_route {
-        Some(route) => destination_of(route).await?,
-        None => destination(sender, &target).await?,
+    let hops = match &first_route {
+        Some(route) => next_hops(sender, route, transport, false).await?,
+        None => next_hops(sender, &target, transport, true).await?,
     };
+    // RFC 3263 §4.3: the next target when a connection cannot be made to one.
+    let mut last_error = None;
+    for (dest, transport) in hops {
+        match send_to(sender, &req, dest, transport).await {
+            Err(SendFailure::Transport(why)) => {
+                debug!(%dest, %why, "next hop unreachable, trying the next one (RFC 3263 §4.3)");
+                last_error = Some(SendFailure::Transport(why));
+            }
+            outcome => return outcome,
+        }
+    }
+    Err(last_error.unwrap_or_else(|| SendFailure::Transport("no next hop".into())))
+}
+
+/// One attempt of `req` to `dest` over `transport`: the client transaction's final
+/// response, or why it failed.
+async fn send_to(
+    sender: &Sender,
+    req: &OutRequest,
+    dest: SocketAddr,
+    transport: Transport,
+) -> Result<SipResponse, SendFailure> {
     let (local, proto, stack_transport) = match transport {
         Transport::Udp => (sender.udp_local, "UDP", rsipstack::sip::Transport::Udp),
         Transport::Tcp => (
