@@ -1263,6 +1263,74 @@ fn xmpp_call_to_busy_phone_ends_with_busy() {
     w.finish();
 }
 
+/// A SIP user of `C` with two registered phones (issue 5: INVITE forking).
+/// admin creates dave@sip.localhost; two baresips register as dave (Digest)
+/// alice calls dave@sip.localhost (JMI) → both phones ring; the second answers → alice's
+///   session is accepted, the first phone gets CANCEL; alice hangs up → BYE to the second
+#[test]
+fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_wins() {
+    let w = Calls::start("");
+    let r = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave-secret"}"#),
+        )
+        .expect("admin");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let register = |hz: f64| {
+        let mut options = BaresipOptions::new("dave", hz)
+            .domain(w.prosody.component())
+            .outbound(w.stox.sip_addr())
+            .codecs(Codecs::OpusAndPcmu)
+            .sip_trace(true);
+        options.register_interval = 60;
+        options.password = Some("dave-secret".into());
+        let phone = Baresip::start(options).expect("baresip");
+        let codes: Vec<u16> = phone
+            .expect_final_responses("REGISTER", 2, T)
+            .expect("REGISTER answers")
+            .iter()
+            .filter_map(|m| m.status())
+            .collect();
+        assert_eq!(codes, vec![401, 200], "{}", phone.context());
+        phone
+    };
+    let mut desk = register(PHONE_HZ);
+    let mut mobile = register(PHONE_HZ);
+    let mut alice = w.alice(Answer::Auto);
+    let dave = format!("dave@{}", w.prosody.component());
+    let sid = alice.call(&dave, CallOptions::jmi()).expect("call");
+    for phone in [&mut desk, &mut mobile] {
+        phone
+            .expect_event("CALL_INCOMING", T)
+            .unwrap_or_else(|e| panic!("a phone did not ring: {e:#}\n{}", w.stox.log_tail(30)));
+    }
+    mobile.accept().expect("accept");
+    alice
+        .expect_event("accepted", &sid, T)
+        .unwrap_or_else(|e| panic!("the answer did not reach alice: {e:#}"));
+    let why = phone_closed(&mut desk, T);
+    assert_eq!(
+        desk.received_requests("CANCEL").len(),
+        1,
+        "{why}\n{}",
+        desk.context()
+    );
+    talk();
+    alice.hangup(&sid).expect("hangup");
+    phone_closed(&mut mobile, T);
+    assert_eq!(
+        mobile.received_requests("BYE").len(),
+        1,
+        "{}",
+        mobile.context()
+    );
+    assert_phone_heard(&mobile, f64::from(CLIENT_HZ));
+    w.finish();
+}
+
 /// RFC 3263 for calls: with no outbound proxy, an INVITE to `sip:bob@voip.test` goes
 /// where DNS says (dnsmasq on loopback: `_sip._udp.voip.test` SRV → the phone's port).
 /// dnsmasq: _sip._udp.voip.test SRV 0 0 PHONE_PORT pbx.voip.test, pbx.voip.test A 127.0.0.1

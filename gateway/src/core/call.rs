@@ -199,6 +199,105 @@ pub(super) struct Call {
     invite: Option<(String, String)>,
     codec: String,
     sdp_version: u64,
+    /// XMPP → SIP to a SIP user of `C` with several contacts: the parallel INVITEs.
+    fork: Fork,
+}
+
+/// The branches of an XMPP → SIP call forked to every registered contact of a SIP user of
+/// `C` (issue 5; RFC 3261 §16.7 gives the rules a forking proxy follows, which stox
+/// applies as the UAC of each branch): the first 2xx wins and the other branches are
+/// cancelled; when every branch failed, the best final response ends the call.
+#[derive(Debug, Default)]
+struct Fork {
+    /// Branch keys whose INVITE has no final response yet (the call's own key is the first
+    /// branch; further ones come from `Calls::next_key`).
+    pending: Vec<CallKey>,
+    /// The branch that answered: in-dialog actions (BYE) go to its dialog.
+    winner: Option<CallKey>,
+    /// The best final error seen so far (RFC 3261 §16.7 step 6).
+    best: Option<(u16, String)>,
+}
+
+/// RFC 3261 §16.7 (6): a 6xx beats everything; else the lowest class wins, and among
+/// 4xx the more telling codes (486, 480…) beat 408 and 487, which only say nobody answered.
+fn better_failure(a: u16, b: u16) -> bool {
+    let rank = |c: u16| -> (u16, u16) {
+        match c {
+            600..=699 => (0, c),
+            408 | 487 => (c / 100 * 10 + 9, c),
+            _ => (c / 100 * 10, c),
+        }
+    };
+    rank(a) < rank(b)
+}
+
+/// What a dialog event of one branch means for the call.
+enum ForkOutcome {
+    /// Handle it as the call's own event.
+    Pass(DialogEvent),
+    /// This branch answered first: cancel `cancel`, then handle the answer.
+    Won {
+        /// The branch's SDP answer.
+        sdp: Vec<u8>,
+        /// The other branches, still ringing.
+        cancel: Vec<CallKey>,
+    },
+    /// A 2xx on a branch that lost (it was cancelled too late): BYE it (RFC 3261
+    /// §13.2.2.4; the dialog layer ACKs it).
+    Bye,
+    /// Nothing for the call: a cancelled branch's 487, one failure among branches still
+    /// ringing.
+    Absorbed,
+}
+
+fn fork_event(f: &mut Fork, branch: CallKey, event: DialogEvent) -> ForkOutcome {
+    let lost = |event: &DialogEvent| match event {
+        DialogEvent::Answered { .. } => ForkOutcome::Bye,
+        _ => ForkOutcome::Absorbed,
+    };
+    if let Some(w) = f.winner {
+        return if branch == w {
+            ForkOutcome::Pass(event)
+        } else {
+            lost(&event)
+        };
+    }
+    if !f.pending.contains(&branch) {
+        return lost(&event);
+    }
+    let (code, reason) = match event {
+        DialogEvent::Answered { sdp } => {
+            f.winner = Some(branch);
+            let cancel = f.pending.iter().copied().filter(|b| *b != branch).collect();
+            f.pending.clear();
+            return ForkOutcome::Won { sdp, cancel };
+        }
+        DialogEvent::Failed { code, reason } => (code, reason),
+        DialogEvent::Bye | DialogEvent::Terminated | DialogEvent::Cancelled
+            if f.pending.len() == 1 =>
+        {
+            f.pending.clear();
+            return ForkOutcome::Pass(event);
+        }
+        DialogEvent::Bye | DialogEvent::Terminated | DialogEvent::Cancelled => {
+            (487, "Request Terminated".to_string())
+        }
+        DialogEvent::Progress { .. } | DialogEvent::Confirmed => return ForkOutcome::Pass(event),
+    };
+    f.pending.retain(|b| *b != branch);
+    let best = match f.best.take() {
+        Some((b, why)) if !better_failure(code, b) => (b, why),
+        _ => (code, reason),
+    };
+    if f.pending.is_empty() {
+        ForkOutcome::Pass(DialogEvent::Failed {
+            code: best.0,
+            reason: best.1,
+        })
+    } else {
+        f.best = Some(best);
+        ForkOutcome::Absorbed
+    }
 }
 
 /// A call as the admin API lists it.
@@ -228,6 +327,8 @@ pub(super) struct Calls {
     by_sid: HashMap<(String, String), CallKey>,
     /// Ids of JMI messages and iqs stox sent → call (to match bounces and iq errors).
     by_stanza: HashMap<String, CallKey>,
+    /// Extra INVITE branches of forked calls → the call.
+    by_branch: HashMap<CallKey, CallKey>,
     next_key: CallKey,
 }
 
@@ -412,7 +513,22 @@ impl Gateway {
                 DialogAction::Reject { code, reason }
             }
             (Dir::XmppToSip, State::Starting) => return,
-            (Dir::XmppToSip, _) => DialogAction::Hangup,
+            (Dir::XmppToSip, State::Active) => {
+                let dialog = c.fork.winner.unwrap_or(key);
+                return self.call_out(dialog, DialogAction::Hangup);
+            }
+            (Dir::XmppToSip, _) => {
+                // CANCEL every branch still ringing.
+                let branches = if c.fork.pending.is_empty() {
+                    vec![key]
+                } else {
+                    c.fork.pending.clone()
+                };
+                for b in branches {
+                    self.call_out(b, DialogAction::Hangup);
+                }
+                return;
+            }
         };
         self.call_out(key, action);
     }
@@ -422,6 +538,7 @@ impl Gateway {
         if let Some(c) = self.calls.by_key.remove(&key) {
             self.calls.by_sid.remove(&(bare(&c.peer), c.sid.clone()));
             self.calls.by_stanza.retain(|_, k| *k != key);
+            self.calls.by_branch.retain(|_, k| *k != key);
             if c.started.is_some() {
                 self.media_out(key, MediaCommand::Hangup);
             }
@@ -525,6 +642,7 @@ impl Gateway {
             invite: None,
             codec: String::new(),
             sdp_version: 1,
+            fork: Fork::default(),
         };
         self.insert_call(key, call);
         self.media_out(key, MediaCommand::Start(Box::new(media)));
@@ -888,6 +1006,7 @@ impl Gateway {
             invite: Some((sender.to_string(), target.to_string())),
             codec: String::new(),
             sdp_version: 1,
+            fork: Fork::default(),
         };
         self.insert_call(key, call);
         self.media_out(key, MediaCommand::Start(Box::new(cm)));
@@ -911,42 +1030,64 @@ impl Gateway {
                 "cannot write the SDP offer",
             );
         };
-        // A SIP user of `C` is called at his most recently registered contact (issue 5;
-        // parallel forking of INVITEs is not done yet).
+        // A SIP user of `C` is called at every registered contact at once (parallel
+        // forking, issue 5), the most recently registered first.
         let local = to
             .parse::<stox_sip::uri::SipUri>()
             .ok()
             .and_then(|u| self.local_aor(&u));
-        let uri = match local {
-            Some((_, aor)) => match self.registrar.contacts(&aor, self.last_now).first() {
-                Some(b) => b.contact.clone(),
-                None => {
+        let uris: Vec<String> = match local {
+            Some((_, aor)) => {
+                let contacts: Vec<String> = self
+                    .registrar
+                    .contacts(&aor, self.last_now)
+                    .iter()
+                    .map(|b| b.contact.clone())
+                    .collect();
+                if contacts.is_empty() {
                     return self.end_call(
                         key,
                         None,
                         ReasonCondition::Gone,
                         &format!("{aor} is not registered"),
-                    )
+                    );
                 }
-            },
-            None => to.clone(),
+                contacts
+            }
+            None => vec![to.clone()],
         };
+        let branches: Vec<CallKey> = (0..uris.len())
+            .map(|i| if i == 0 { key } else { self.calls.next_key() })
+            .collect();
+        for b in branches.iter().skip(1) {
+            self.calls.by_branch.insert(*b, key);
+        }
         let Some(c) = self.calls.by_key.get_mut(&key) else {
             return;
         };
         c.state = State::Inviting;
-        let req = OutRequest {
-            method: "INVITE".into(),
-            uri,
-            from,
-            to,
-            call_id: None,
-            headers: vec![("Max-Forwards".into(), "70".into())],
-            content_type: Some("application/sdp".into()),
-            body,
-            dialog: None,
-        };
-        self.call_out(key, DialogAction::Invite { req: Box::new(req) });
+        c.fork.pending = branches.clone();
+        if uris.len() > 1 {
+            info!(
+                call = key,
+                branches = uris.len(),
+                "INVITE forked to every registered contact"
+            );
+        }
+        for (uri, branch) in uris.into_iter().zip(branches) {
+            let req = OutRequest {
+                method: "INVITE".into(),
+                uri,
+                from: from.clone(),
+                to: to.clone(),
+                call_id: None,
+                headers: vec![("Max-Forwards".into(), "70".into())],
+                content_type: Some("application/sdp".into()),
+                body: body.clone(),
+                dialog: None,
+            };
+            self.call_out(branch, DialogAction::Invite { req: Box::new(req) });
+        }
     }
 
     fn on_session_accept(&mut self, key: CallKey, j: Jingle) {
@@ -1061,9 +1202,39 @@ impl Gateway {
     }
 
     /// `Input::Dialog`.
-    pub(super) fn on_dialog(&mut self, key: CallKey, event: DialogEvent) {
+    pub(super) fn on_dialog(&mut self, branch: CallKey, event: DialogEvent) {
+        let key = self.calls.by_branch.get(&branch).copied().unwrap_or(branch);
         let Some(c) = self.calls.by_key.get_mut(&key) else {
             debug!(call = key, ?event, "dialog event for no call");
+            return;
+        };
+        // The branches of stox's INVITE (XMPP → SIP; one branch unless forked).
+        let event =
+            if c.dir == Dir::XmppToSip && (!c.fork.pending.is_empty() || c.fork.winner.is_some()) {
+                match fork_event(&mut c.fork, branch, event) {
+                    ForkOutcome::Pass(event) => event,
+                    ForkOutcome::Won { sdp, cancel } => {
+                        for b in cancel {
+                            info!(call = key, branch = b, "another branch answered: CANCEL");
+                            self.call_out(b, DialogAction::Hangup);
+                        }
+                        DialogEvent::Answered { sdp }
+                    }
+                    ForkOutcome::Bye => {
+                        info!(call = key, branch, "2xx on a branch that lost: BYE");
+                        return self.call_out(branch, DialogAction::Hangup);
+                    }
+                    ForkOutcome::Absorbed => return,
+                }
+            } else {
+                event
+            };
+        self.on_dialog_of_call(key, event);
+    }
+
+    /// A dialog event of call `key` (after [`fork_event`] for forked calls).
+    fn on_dialog_of_call(&mut self, key: CallKey, event: DialogEvent) {
+        let Some(c) = self.calls.by_key.get_mut(&key) else {
             return;
         };
         match event {

@@ -32,7 +32,42 @@ struct Harness {
 
 impl Harness {
     fn new() -> Harness {
+        Harness::with_store(Store::memory())
+    }
+
+    /// A gateway whose store holds registrations of SIP users of `C`: `(user, contact)`,
+    /// valid for an hour (as `restore_registrar` reads them at start).
+    fn with_bindings(bindings: &[(&str, &str)]) -> Harness {
         let store = Store::memory();
+        for (i, (user, contact)) in bindings.iter().enumerate() {
+            let aor = format!("sip:{user}@{C}");
+            let record = crate::core::registrar::BindingRecord {
+                aor: aor.clone(),
+                contact: (*contact).into(),
+                // Later rows expire later: the "most recently registered" come last.
+                expires_unix: 3600 + i as u64,
+                call_id: format!("reg{i}"),
+                cseq: 1,
+                q: None,
+                source: None,
+                tcp: false,
+            };
+            store
+                .tables
+                .put(
+                    stox_mappings::Table::Bindings,
+                    &format!("{aor}|{contact}"),
+                    &serde_json::to_vec(&record).unwrap(),
+                )
+                .unwrap();
+        }
+        let mut h = Harness::with_store(store);
+        let now = h.now;
+        h.gw.restore_registrar(now);
+        h
+    }
+
+    fn with_store(store: Store) -> Harness {
         let settings = Settings {
             home: H.into(),
             component: C.into(),
@@ -573,4 +608,208 @@ fn a_bounced_propose_answers_480() {
     );
     assert!(stanzas(&out).is_empty(), "nothing goes back to a bounce");
     assert!(h.gw.calls().is_empty());
+}
+
+/// A call to a SIP user of `C` with three registered contacts: one INVITE per contact (the
+/// latest registration first); the first 2xx wins, the two others are cancelled, a late 2xx
+/// from a cancelled branch is BYE'd, and the hang-up goes to the winner's dialog only.
+#[test]
+fn xmpp_call_to_a_registered_user_forks_and_the_first_answer_wins() {
+    let mut h = Harness::with_bindings(&[
+        ("dave", "sip:dave@127.0.0.1:5071"),
+        ("dave", "sip:dave@127.0.0.1:5072"),
+        ("dave", "sip:dave@127.0.0.1:5073"),
+    ]);
+    let dave = format!("dave@{C}");
+    let out = h.stanza(&format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='i1' from='{ALICE_PHONE}' to='{dave}/phone'>\
+<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='f1'>{}</jingle></iq>",
+        webrtc_content("0", "actpass")
+    ));
+    let invites: Vec<(CallKey, String)> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dialog {
+                call,
+                action: DialogAction::Invite { req },
+            } => Some((*call, req.uri.clone())),
+            _ => None,
+        })
+        .collect();
+    let uris: Vec<&str> = invites.iter().map(|(_, u)| u.as_str()).collect();
+    assert_eq!(
+        uris,
+        [
+            "sip:dave@127.0.0.1:5073",
+            "sip:dave@127.0.0.1:5072",
+            "sip:dave@127.0.0.1:5071"
+        ]
+    );
+    let key = h.media[0];
+    assert_eq!(invites[0].0, key, "the first branch is the call's own key");
+    let keys: std::collections::HashSet<CallKey> = invites.iter().map(|(k, _)| *k).collect();
+    assert_eq!(keys.len(), 3, "one dialog key per branch");
+    let (b1, b2) = (invites[1].0, invites[2].0);
+
+    // Ringing on any branch gives one <ringing/>.
+    let out = h.input(Input::Dialog {
+        call: b2,
+        event: DialogEvent::Progress { code: 180 },
+    });
+    assert_eq!(stanzas(&out).len(), 1);
+    let out = h.input(Input::Dialog {
+        call: key,
+        event: DialogEvent::Progress { code: 180 },
+    });
+    assert!(stanzas(&out).is_empty(), "{out:?}");
+    // One branch fails: nothing happens yet.
+    let out = h.input(Input::Dialog {
+        call: key,
+        event: DialogEvent::Failed {
+            code: 486,
+            reason: "Busy Here".into(),
+        },
+    });
+    assert!(out.is_empty(), "{out:?}");
+
+    // b1 answers: b2 is cancelled, alice gets session-accept.
+    let answer = "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+m=audio 30000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\n";
+    let out = h.input(Input::Dialog {
+        call: b1,
+        event: DialogEvent::Answered {
+            sdp: answer.as_bytes().to_vec(),
+        },
+    });
+    let hangups: Vec<CallKey> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dialog {
+                call,
+                action: DialogAction::Hangup,
+            } => Some(*call),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hangups, [b2]);
+    let j = jingle(stanzas(&out)[0]).unwrap();
+    assert_eq!(j.action, Action::SessionAccept);
+    assert!(matches!(media(&out)[..], [MediaCommand::SipRemote(a)] if a.port() == 30000));
+
+    // The cancelled branch's 487 is absorbed; a late 2xx on it is BYE'd.
+    let out = h.input(Input::Dialog {
+        call: b2,
+        event: DialogEvent::Failed {
+            code: 487,
+            reason: "Request Terminated".into(),
+        },
+    });
+    assert!(out.is_empty(), "{out:?}");
+    let out = h.input(Input::Dialog {
+        call: b2,
+        event: DialogEvent::Answered {
+            sdp: answer.as_bytes().to_vec(),
+        },
+    });
+    assert!(
+        matches!(&out[..], [Output::Dialog { call, action: DialogAction::Hangup }] if *call == b2),
+        "{out:?}"
+    );
+
+    // alice hangs up: BYE on the winner's dialog, media closed.
+    let out = h.stanza(&format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='i2' from='{ALICE_PHONE}' to='{dave}/phone'>\
+<jingle xmlns='urn:xmpp:jingle:1' action='session-terminate' sid='f1'><reason><success/></reason></jingle></iq>"
+    ));
+    let hangups: Vec<CallKey> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::Dialog {
+                call,
+                action: DialogAction::Hangup,
+            } => Some(*call),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(hangups, [b1]);
+    assert!(
+        media(&out)
+            .iter()
+            .any(|m| matches!(m, MediaCommand::Hangup)),
+        "{out:?}"
+    );
+    assert!(h.gw.calls().is_empty());
+}
+
+/// Every branch of a forked call fails: the best response ends it (RFC 3261 §16.7: a 6xx
+/// beats a 4xx, a 486 beats a 408 / 487), once, when the last branch is done.
+#[test]
+fn a_forked_call_that_fails_everywhere_ends_with_the_best_response() {
+    let mut h = Harness::with_bindings(&[
+        ("dave", "sip:dave@127.0.0.1:5071"),
+        ("dave", "sip:dave@127.0.0.1:5072"),
+        ("dave", "sip:dave@127.0.0.1:5073"),
+    ]);
+    let dave = format!("dave@{C}");
+    let out = h.stanza(&format!(
+        "<iq xmlns='jabber:component:accept' type='set' id='i1' from='{ALICE_PHONE}' to='{dave}/phone'>\
+<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='f2'>{}</jingle></iq>",
+        webrtc_content("0", "actpass")
+    ));
+    let keys: Vec<CallKey> = actions_with_keys(&out);
+    assert_eq!(keys.len(), 3);
+    for (k, code) in [(keys[0], 408), (keys[1], 486)] {
+        let out = h.input(Input::Dialog {
+            call: k,
+            event: DialogEvent::Failed {
+                code,
+                reason: format!("r{code}"),
+            },
+        });
+        assert!(out.is_empty(), "{code}: {out:?}");
+    }
+    let out = h.input(Input::Dialog {
+        call: keys[2],
+        event: DialogEvent::Failed {
+            code: 503,
+            reason: "r503".into(),
+        },
+    });
+    let j = jingle(stanzas(&out)[0]).unwrap();
+    assert_eq!(j.action, Action::SessionTerminate);
+    let reason = j.reason.unwrap();
+    assert_eq!(
+        reason.condition,
+        ReasonCondition::Busy,
+        "486 wins over 408 and 503"
+    );
+    assert_eq!(reason.text.as_deref(), Some("r486"));
+    assert!(h.gw.calls().is_empty());
+}
+
+fn actions_with_keys(out: &[Output]) -> Vec<CallKey> {
+    out.iter()
+        .filter_map(|o| match o {
+            Output::Dialog {
+                call,
+                action: DialogAction::Invite { .. },
+            } => Some(*call),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn failure_ranking_follows_rfc3261_16_7() {
+    assert!(better_failure(603, 486));
+    assert!(better_failure(486, 408));
+    assert!(better_failure(486, 487));
+    assert!(better_failure(404, 503));
+    assert!(better_failure(480, 486), "same class: the lower code");
+    assert!(!better_failure(503, 404));
+    assert!(
+        better_failure(408, 500),
+        "408 ranks below real 4xx but above 5xx"
+    );
+    assert!(!better_failure(487, 486));
 }
