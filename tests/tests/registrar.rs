@@ -322,3 +322,30 @@ fn baresip_registers_and_is_reachable() {
     assert!(codes[..blocked].iter().all(|c| *c == 401), "{codes:?}");
     assert!(!codes.contains(&200), "{codes:?}");
 }
+
+/// Not an open relay: a MESSAGE to a domain stox does not serve (`sip:bob@example.net`)
+/// gets 403 and goes nowhere, from anybody.
+/// raw UDP MESSAGE sip:bob@example.net → expect 403 with a reason; alice gets nothing
+#[test]
+fn requests_for_foreign_domains_are_refused() {
+    let mut w = world();
+    for target in ["sip:bob@example.net", "sip:bob@127.0.0.1:5099"] {
+        let request = stox_tests::sip_raw::build_message(
+            target,
+            "mallory",
+            "127.0.0.1:9".parse().expect("addr"),
+            "UDP",
+            b"relay me",
+        );
+        let reply = stox_tests::sip_raw::send_sip_udp(w.stox.sip_addr(), &request)
+            .expect("a final response");
+        let reply = stox_tests::SipMessage::parse(&reply).expect("parse");
+        assert_eq!(reply.status(), Some(403), "{target}: {reply:?}");
+    }
+    let got = w.alice.drain(Duration::from_millis(500));
+    assert!(
+        !got.iter().any(|s| s.body().is_some()),
+        "{:?}",
+        got.iter().map(|s| s.xml()).collect::<Vec<_>>()
+    );
+}

@@ -605,9 +605,19 @@ impl Gateway {
                 return Ok(jid);
             }
         }
-        self.addresses
-            .sip_target_to_jid(&uri)
-            .map_err(|e| (404, format!("no XMPP address for {aor}: {e}")))
+        self.addresses.sip_target_to_jid(&uri).map_err(|e| match e {
+            // Not an open relay (issue 5): stox is the SIP service of H and C only, and
+            // refuses to route anywhere else (403, as a proxy refusing to relay, RFC 3261
+            // §21.4.4), whoever asks.
+            crate::translate::address::AddressError::UnknownSipDomain { domain } => (
+                403,
+                format!(
+                    "stox serves {} and {} only; it does not relay to {domain}",
+                    self.settings.home, self.settings.component
+                ),
+            ),
+            e => (404, format!("no XMPP address for {aor}: {e}")),
+        })
     }
 
     fn sip_sender(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {

@@ -302,6 +302,15 @@ fn request_checks() {
         reply_code(&h.input(Input::SipRequest { tx: 6, req: r }), 6),
         Some(404)
     );
+    // Not an open relay: a domain stox does not serve gets 403, whoever asks.
+    for (n, target) in [(61, "sip:bob@example.net"), (62, "sip:bob@127.0.0.1:5099")] {
+        let r = message(target, "sip:c@pbx", "text/plain", "x");
+        assert_eq!(
+            reply_code(&h.input(Input::SipRequest { tx: n, req: r }), n),
+            Some(403),
+            "{target}"
+        );
+    }
     let mut r = message("sip:alice@localhost", "sip:c@pbx", "text/plain", "x");
     r.headers.retain(|(n, _)| n != "From");
     assert_eq!(

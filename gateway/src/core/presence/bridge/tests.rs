@@ -773,7 +773,7 @@ fn watcher_refresh_expiry_fetch_and_errors() {
     assert_eq!(h.sip(r).0, 416);
     let mut r = base();
     r.uri = "sip:alice@elsewhere.example".into();
-    assert_eq!(h.sip(r).0, 404);
+    assert_eq!(h.sip(r).0, 403, "not an open relay");
 
     // A NOTIFY that fails ends the subscription (RFC 6665 §4.2.2).
     let (_, outs) = carol_watches_alice(&mut h, "600", "w4");
