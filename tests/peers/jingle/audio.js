@@ -255,6 +255,10 @@ class DtmfDetector {
     this.candidate = null;
     this.count = 0;
     this.reported = null;
+    // Blocks without a key since the last one: a key is reported again only after two
+    // (51 ms: more than one lost 20 ms packet or a playout glitch makes), so a tone
+    // cut in two under load is still one key. A different key needs no gap.
+    this.silent = 0;
   }
 
   /** Adds interleaved 16-bit PCM; returns the keys that started in it (possibly none). */
@@ -280,8 +284,12 @@ class DtmfDetector {
         this.count = key === null ? 0 : 1;
       }
       if (key === null) {
-        this.reported = null;
-      } else if (this.count >= 2 && this.reported !== key) {
+        this.silent++;
+        if (this.silent >= 2) this.reported = null;
+      } else {
+        this.silent = 0;
+      }
+      if (key !== null && this.count >= 2 && this.reported !== key) {
         this.reported = key;
         keys.push(key);
       }

@@ -66,3 +66,16 @@ test('stereo input: keys on the first channel are found', () => {
   }
   assert.strictEqual(detect(stereo, 48000, 2), '5#');
 });
+
+test('a key cut in two by a 30 ms playout gap is one key; a repeated key after a real pause is two', () => {
+  const rate = 48000;
+  const tone = dialled(['7'], rate, 200, 0);
+  const gapAt = Math.round(rate * 0.1);
+  const gap = Math.round(rate * 0.03); // covers one whole 25.6 ms block here
+  const cut = Int16Array.from([...tone.slice(0, gapAt), ...new Array(gap).fill(0), ...tone.slice(gapAt)]);
+  const d = new DtmfDetector();
+  const keys = [...d.push(cut, rate), ...d.push(new Int16Array(rate / 5), rate)];
+  assert.deepStrictEqual(keys, ['7']);
+  const again = new DtmfDetector();
+  assert.deepStrictEqual(again.push(dialled(['7', '7', '#'], rate, 100, 80), rate), ['7', '7', '#']);
+});
