@@ -945,6 +945,7 @@ impl Gateway {
             content_type: Some("application/sdp".into()),
             body,
             dialog: None,
+            next_hop: None,
         };
         self.call_out(key, DialogAction::Invite { req: Box::new(req) });
     }

@@ -50,10 +50,12 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+pub mod accounts;
 pub mod call;
 pub mod presence;
 pub mod registrar;
 
+pub use accounts::{AccountError, AccountRecord, AccountView};
 pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
 pub use presence::{PresenceSettings, SubscriptionInfo};
 pub use registrar::{RegistrarSettings, SipUserRecord};
@@ -232,6 +234,9 @@ struct PendingOut {
     forced_tcp: bool,
     /// The fork group when the MESSAGE went to several contacts of a SIP user of `C`.
     fork: Option<u64>,
+    /// Sent through an external account (its key), with the request and transport to send
+    /// again with credentials if the provider challenges (once).
+    account: Option<(String, OutRequest, Transport)>,
 }
 
 /// A refusal: status code, headers (a challenge), and why (for the log).
@@ -285,6 +290,8 @@ pub struct Gateway {
     presence: presence::PresenceState,
     /// Registrations of the SIP users of `C`, authentication state.
     registrar: registrar::RegistrarState,
+    /// External SIP accounts of XMPP users and their registrations.
+    accounts: accounts::AccountsState,
     /// Forked MESSAGEs: group → (forks still out, best failure so far, delivered).
     forks: HashMap<u64, Fork>,
     next_fork: u64,
@@ -337,6 +344,7 @@ impl Gateway {
             recent: VecDeque::new(),
             presence: presence::PresenceState::default(),
             registrar: registrar::RegistrarState::default(),
+            accounts: accounts::AccountsState::default(),
             forks: HashMap::new(),
             next_fork: 0,
             last_now: settings_epoch_now,
@@ -438,6 +446,7 @@ impl Gateway {
         self.calls_handle_timeout(now);
         self.presence_handle_timeout(now);
         self.registrar_handle_timeout(now);
+        self.accounts_handle_timeout(now);
         while let Some((deadline, _)) = self.window.front() {
             if *deadline > now {
                 break;
@@ -485,6 +494,7 @@ impl Gateway {
             self.calls_timeout(),
             self.presence.next_timeout(),
             self.registrar.next_timeout(),
+            self.accounts.next_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -568,6 +578,18 @@ impl Gateway {
 
     /// Resolves the Request-URI of a MESSAGE to a JID (explicit mapping first).
     fn sip_target(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
+        // An external account's Contact: its XMPP user (issue 5).
+        if let Some(a) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+        {
+            return a
+                .jid
+                .parse::<Jid>()
+                .map_err(|e| (404, format!("account owner {}: {e}", a.jid)));
+        }
         let jid = self.sip_target_any(req)?;
         if jid.domain().as_str() == self.settings.component {
             // A SIP user of stox's own registrar: not available before the
@@ -658,6 +680,27 @@ impl Gateway {
                 counter!("stox_messages_rejected_total", "direction" => "sip_to_xmpp", "code" => code.to_string()).increment(1);
                 return self.reply(tx, code, vec![]);
             }
+        };
+        // Through an account that is not the user's default: the sender carries `#id`, so
+        // that a reply leaves through the same account (module `accounts`).
+        let from = match req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+        {
+            Some(a) if !a.default => from
+                .node()
+                .and_then(|n| {
+                    let bare = format!("{}#{}@{}", n, a.id, from.domain());
+                    let full = match from.resource() {
+                        Some(r) => format!("{bare}/{r}"),
+                        None => bare,
+                    };
+                    full.parse::<Jid>().ok()
+                })
+                .unwrap_or(from),
+            _ => from,
         };
         let id = self.fresh_id();
         let stanza = match im::sip_to_stanza(
@@ -938,6 +981,8 @@ impl Gateway {
                 "groupchat is not translated",
             );
         }
+        // The sender's external account, if he has one (`<target>#<id>@C` picks one).
+        let (account, to) = self.account_for(&from, &to);
         // An explicit mapping wins; a stored SIP URI that no longer parses is
         // the operator's error: item-not-found with the reason.
         let target = match self.mappings.by_jid(to.to_bare().as_str()) {
@@ -996,6 +1041,7 @@ impl Gateway {
             content_type: Some(content.content_type),
             body: content.body,
             dialog: None,
+            next_hop: None,
         };
         // RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1300
         // bytes) must go over a congestion-controlled transport.
@@ -1045,6 +1091,49 @@ impl Gateway {
             }
             return;
         }
+        if let Some(a) = account {
+            // The provider sees the account's identity, never the XMPP address.
+            let Ok(from_na) = a.from_name_addr() else {
+                return self.bounce(
+                    &msg,
+                    DefinedCondition::InternalServerError,
+                    "account address",
+                );
+            };
+            let mut req = req;
+            req.from = from_na;
+            req.next_hop = a.outbound_proxy.clone();
+            self.next_id += 1;
+            req.call_id = Some(
+                req.call_id
+                    .unwrap_or_else(|| format!("{}-{}@stox", self.id_prefix, self.next_id)),
+            );
+            req.dialog = Some(crate::sipmsg::DialogRef {
+                from_tag: format!("{:x}{:x}", self.id_seed & 0xffff_ffff, self.next_id),
+                to_tag: None,
+                cseq: 1,
+                route: Vec::new(),
+            });
+            let transport = match a.transport {
+                accounts::AccountTransport::Tcp => Transport::Tcp,
+                accounts::AccountTransport::Udp => transport,
+            };
+            debug!(%from, %target, account = %a.id, "XMPP message → SIP MESSAGE through an account");
+            let tx = self.next_tx;
+            self.next_tx -= 1;
+            self.pending_out.insert(
+                tx,
+                PendingOut {
+                    stanza: msg,
+                    forced_tcp,
+                    fork: None,
+                    account: Some((a.key(), req.clone(), transport)),
+                },
+            );
+            self.outputs
+                .push_back(Output::SipSend { tx, req, transport });
+            return;
+        }
         debug!(%from, %target, size = estimate, ?transport, "XMPP message → SIP MESSAGE");
         self.send_message(req, transport, msg, forced_tcp, None);
     }
@@ -1065,6 +1154,7 @@ impl Gateway {
                 stanza,
                 forced_tcp,
                 fork,
+                account: None,
             },
         );
         self.outputs
@@ -1188,9 +1278,32 @@ impl Gateway {
         if self.on_presence_response(now, tx, &result) {
             return;
         }
-        let Some(p) = self.pending_out.remove(&tx) else {
+        if self.on_account_response(now, tx, &result) {
+            return;
+        }
+        let Some(mut p) = self.pending_out.remove(&tx) else {
             return;
         };
+        // A provider's challenge to a message sent through an account: answered once.
+        if let (Ok(r), Some((key, req, transport))) = (&result, p.account.take()) {
+            if matches!(r.code, 401 | 407) {
+                let authorized = req.headers.iter().any(|(n, _)| {
+                    n.eq_ignore_ascii_case("Authorization")
+                        || n.eq_ignore_ascii_case("Proxy-Authorization")
+                });
+                if !authorized {
+                    if let Some(req) = self.answer_challenge(&key, req, r) {
+                        let tx = self.next_tx;
+                        self.next_tx -= 1;
+                        p.account = Some((key, req.clone(), transport));
+                        self.pending_out.insert(tx, p);
+                        self.outputs
+                            .push_back(Output::SipSend { tx, req, transport });
+                        return;
+                    }
+                }
+            }
+        }
         let delivered = matches!(&result, Ok(r) if r.code < 300);
         if let Some(f) = p.fork.and_then(|f| self.forks.get_mut(&f)) {
             f.left = f.left.saturating_sub(1);

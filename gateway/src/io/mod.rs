@@ -247,6 +247,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Gateway::new(settings, &store, seed).map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
     gateway.restore_presence(Instant::now());
     gateway.restore_registrar(Instant::now());
+    gateway.restore_accounts(Instant::now());
 
     let sip_local = udp_local
         .or(tcp_local)
@@ -669,11 +670,19 @@ fn random_token(n: usize) -> String {
     s[..n.min(s.len())].to_string()
 }
 
-/// Resolves where a request goes: the outbound proxy, else the Request-URI's host.
+/// Resolves where a request goes: its own next hop (an external account's proxy), else the
+/// outbound proxy, else the Request-URI's host.
 async fn destination(
     sender: &Sender,
     uri: &stox_sip::uri::SipUri,
+    next_hop: Option<&str>,
 ) -> Result<SocketAddr, SendFailure> {
+    if let Some(h) = next_hop {
+        let hop: stox_sip::uri::SipUri = h
+            .parse()
+            .map_err(|e| SendFailure::Transport(format!("bad next hop {h}: {e}")))?;
+        return destination_of(&hop).await;
+    }
     if let Some(p) = sender.proxy {
         return Ok(p);
     }
@@ -715,7 +724,7 @@ async fn send_request(
         .map_err(|e| SendFailure::Transport(format!("bad Route: {e}")))?;
     let dest = match &first_route {
         Some(route) => destination_of(route).await?,
-        None => destination(sender, &target).await?,
+        None => destination(sender, &target, req.next_hop.as_deref()).await?,
     };
     let (local, proto, stack_transport) = match transport {
         Transport::Udp => (sender.udp_local, "UDP", rsipstack::sip::Transport::Udp),
@@ -737,11 +746,11 @@ async fn send_request(
     };
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let mut text = format!(
-        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: <{from}>;tag={from_tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: {from};tag={from_tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
         m = req.method,
         uri = req.uri,
         branch = random_token(20),
-        from = req.from,
+        from = req.from_name_addr(),
         to = req.to,
     );
     for r in req.dialog.iter().flat_map(|d| d.route.iter()) {
