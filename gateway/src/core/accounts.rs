@@ -138,6 +138,14 @@ pub enum AccountError {
         /// The id.
         id: String,
     },
+    /// The owner has an account with this id already.
+    #[error("{jid} has an account {id} already")]
+    Exists {
+        /// The owner.
+        jid: String,
+        /// The id.
+        id: String,
+    },
     /// The store failed.
     #[error("store: {0}")]
     Store(String),

@@ -540,6 +540,9 @@ fn on_event(
         Event::Admin(crate::admin::calls::CallRequest::Subscriptions(reply)) => {
             let _ = reply.send(gateway.subscriptions(now));
         }
+        Event::Admin(crate::admin::calls::CallRequest::Accounts(r)) => {
+            crate::admin::accounts::answer(gateway, now, r);
+        }
     }
 }
 
