@@ -485,6 +485,12 @@ impl Sipp {
             .spawn()
     }
 
+    /// A SIP provider on a free UDP port (`tests/sipp/uas_provider.xml`): answers `calls`
+    /// requests, each a REGISTER or a MESSAGE, with 200 OK and `Expires: 120`.
+    pub fn uas_provider(calls: u32) -> Result<Sipp> {
+        SippCommand::new("uas_provider.xml").calls(calls).spawn()
+    }
+
     /// A UAS answering one MESSAGE with `status reason`.
     pub fn uas_message(status: u16, reason: &str) -> Result<Sipp> {
         Sipp::uas_message_n(status, reason, 1)
