@@ -394,6 +394,7 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
     assert_eq!(
         json_of(resp, StatusCode::CREATED).await,
         json!({"user": "dave", "aor": "sip:dave@sip.localhost", "jid": "dave@sip.localhost",
+               "bindings": [],
                "created_unix": f.store.tables.get(Table::SipUsers, "dave").unwrap()
                    .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["created_unix"].clone())
                    .unwrap()})
@@ -417,6 +418,53 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
             "sip.localhost",
             "correct horse"
         )
+    );
+    // The listing shows dave's live bindings, not expired ones, not other users'.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (aor, contact, expires_unix) in [
+        (
+            "sip:dave@sip.localhost",
+            "sip:dave@127.0.0.1:5999",
+            now + 60,
+        ),
+        ("sip:dave@sip.localhost", "sip:dave@127.0.0.1:5998", now - 1),
+        (
+            "sip:davey@sip.localhost",
+            "sip:davey@127.0.0.1:5997",
+            now + 60,
+        ),
+    ] {
+        let b = crate::core::registrar::BindingRecord {
+            aor: aor.into(),
+            contact: contact.into(),
+            expires_unix,
+            call_id: "c".into(),
+            cseq: 1,
+            q: None,
+            source: None,
+            tcp: false,
+        };
+        f.store
+            .tables
+            .put(
+                Table::Bindings,
+                &format!("{aor}|{contact}"),
+                &serde_json::to_vec(&b).unwrap(),
+            )
+            .unwrap();
+    }
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/sip-users", Some(TOKEN), None),
+    )
+    .await;
+    let list = json_of(resp, StatusCode::OK).await;
+    assert_eq!(
+        list[0]["bindings"],
+        json!([{"contact": "sip:dave@127.0.0.1:5999", "expires_unix": now + 60}])
     );
     // Twice: 409. Bad bodies: 400 with a reason.
     let resp = send(
