@@ -173,31 +173,7 @@ async fn ask<T>(
         .map_err(|_| ApiError::Internal("the gateway did not answer".into()))
 }
 
-/// An id from the registrar's host: `sip:sip2.localhost` → `sip2-localhost`.
-fn id_from(registrar: &str) -> String {
-    let host = registrar
-        .trim()
-        .trim_start_matches("sip:")
-        .split([':', ';', '?'])
-        .next()
-        .unwrap_or_default();
-    let id: String = host
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .take(32)
-        .collect();
-    if id.is_empty() {
-        "default".into()
-    } else {
-        id
-    }
-}
+use crate::core::accounts::id_from_registrar as id_from;
 
 /// Every account with its registration state.
 #[utoipa::path(

@@ -1152,5 +1152,32 @@ impl Gateway {
     }
 }
 
+/// An account id from the registrar's host: `sip:sip2.localhost` → `sip2-localhost`.
+pub fn id_from_registrar(registrar: &str) -> String {
+    let host = registrar
+        .trim()
+        .trim_start_matches("sip:")
+        .split([':', ';', '?'])
+        .next()
+        .unwrap_or_default();
+    let id: String = host
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .take(32)
+        .collect();
+    if id.is_empty() {
+        "default".into()
+    } else {
+        id
+    }
+}
+
+pub mod commands;
 #[cfg(test)]
 mod tests;

@@ -885,7 +885,7 @@ impl Gateway {
                     }
                     _ => {}
                 }
-                self.on_iq(s)
+                self.on_iq(now, s)
             }
             "message" => {
                 if s.attr("type") != Some("error") {
@@ -922,7 +922,11 @@ impl Gateway {
         }
     }
 
-    fn on_iq(&mut self, iq: Element) {
+    fn on_iq(&mut self, now: Instant, iq: Element) {
+        // XEP-0077 / XEP-0050: the user's external SIP accounts.
+        if self.on_account_iq(now, &iq) {
+            return;
+        }
         let addresses = &self.addresses;
         let escape = |prompt: &str| -> Option<String> {
             let text = prompt.trim();

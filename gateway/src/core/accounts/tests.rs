@@ -682,3 +682,320 @@ fn outs_clone(outs: &[Output]) -> Vec<Output> {
         })
         .collect()
 }
+
+fn iq(a: &mut Side, now: Instant, from: &str, kind: &str, payload: &str) -> Element {
+    let xml = format!(
+        "<iq xmlns='jabber:component:accept' type='{kind}' id='q1' from='{from}' to='sip.localhost'>{payload}</iq>"
+    );
+    a.gw.handle_input(now, Input::Stanza(xml.parse().expect("xml")));
+    let outs = a.drain();
+    stanzas(&outs)
+        .into_iter()
+        .find(|s| s.name() == "iq")
+        .expect("an iq answer")
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let f: String = fields
+        .iter()
+        .map(|(k, v)| format!("<field var='{k}'><value>{v}</value></field>"))
+        .collect();
+    format!("<x xmlns='jabber:x:data' type='submit'>{f}</x>")
+}
+
+fn field_vars(e: &Element) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in e.children() {
+        if c.name() == "field" {
+            out.push(c.attr("var").unwrap_or_default().to_string());
+        }
+        out.extend(field_vars(c));
+    }
+    out
+}
+
+#[test]
+fn xep0077_registers_changes_and_removes_the_default_account() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    const REG: &str = "jabber:iq:register";
+    let alice = "alice@localhost/phone";
+    // The form, nothing registered yet.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"));
+    let q = r.get_child("query", REG).expect("query");
+    assert!(q.get_child("registered", REG).is_none());
+    let vars = field_vars(q);
+    for v in [
+        "FORM_TYPE",
+        "registrar",
+        "user",
+        "auth_user",
+        "password",
+        "transport",
+        "outbound_proxy",
+        "display_name",
+    ] {
+        assert!(vars.iter().any(|x| x == v), "{v} in {vars:?}");
+    }
+    // Missing the password: not-acceptable, nothing stored.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<query xmlns='{REG}'>{}</query>",
+            form(&[("registrar", "sip:sip2.localhost"), ("user", "alice2")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(a.gw.accounts(now, None).is_empty());
+    // Registered: stored as the default account, REGISTER sent.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(
+            format!(
+                "<iq xmlns='jabber:component:accept' type='set' id='q2' from='{alice}' to='sip.localhost'><query xmlns='{REG}'>{}</query></iq>",
+                form(&[("registrar", "sip:sip2.localhost"), ("user", "alice2"), ("password", "pw"), ("display_name", "Alice")])
+            )
+            .parse()
+            .expect("xml"),
+        ),
+    );
+    let outs = a.drain();
+    assert!(stanzas(&outs)
+        .iter()
+        .any(|s| s.attr("type") == Some("result") && s.attr("id") == Some("q2")));
+    assert_eq!(sends(outs).len(), 1, "registering");
+    let v = a.gw.accounts(now, Some("alice@localhost"));
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        (v[0].id.as_str(), v[0].default, v[0].aor.as_str()),
+        ("sip2-localhost", true, "sip:alice2@sip2.localhost")
+    );
+    // The form now says registered and shows the values, not the password.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    let q = r.get_child("query", REG).expect("query");
+    assert!(q.get_child("registered", REG).is_some());
+    assert!(String::from(&r).contains("alice2"));
+    assert!(!String::from(&r).contains(">pw<"));
+    // A change without a password keeps it.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<query xmlns='{REG}'>{}</query>",
+            form(&[("display_name", "Alice B")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    let rec =
+        a.gw.account_record("alice@localhost", "sip2-localhost")
+            .expect("record");
+    assert_eq!(
+        (rec.password.as_str(), rec.display_name.as_deref()),
+        ("pw", Some("Alice B"))
+    );
+    // Someone of another domain may not.
+    let r = iq(
+        &mut a,
+        now,
+        "eve@elsewhere.example/x",
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(String::from(&r).contains("forbidden"));
+    // <remove/>: all accounts gone, unregistered.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(
+            format!("<iq xmlns='jabber:component:accept' type='set' id='q3' from='{alice}' to='sip.localhost'><query xmlns='{REG}'><remove/></query></iq>")
+                .parse()
+                .expect("xml"),
+        ),
+    );
+    let outs = a.drain();
+    assert!(stanzas(&outs)
+        .iter()
+        .any(|s| s.attr("type") == Some("result") && s.attr("id") == Some("q3")));
+    let s = sends(outs);
+    assert_eq!(s.len(), 1);
+    assert_eq!(header_in(&s[0].1.headers, "Expires"), Some("0"));
+    assert!(a.gw.accounts(now, None).is_empty());
+}
+
+#[test]
+fn xep0050_commands_list_add_remove_and_choose_the_default() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    const CMD: &str = "http://jabber.org/protocol/commands";
+    let alice = "alice@localhost/phone";
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='http://jabber.org/protocol/disco#items' node='{CMD}'/>"),
+    );
+    let nodes: Vec<String> = r
+        .children()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("node").map(str::to_string))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "list-accounts",
+            "add-account",
+            "remove-account",
+            "set-default-account"
+        ]
+    );
+    // add-account: a form first, then the submitted form.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='add-account' action='execute'/>"),
+    );
+    let c = r.get_child("command", CMD).expect("command");
+    assert_eq!(c.attr("status"), Some("executing"));
+    let session = c.attr("sessionid").expect("session").to_string();
+    assert!(field_vars(c).iter().any(|v| v == "registrar"));
+    for (id, user) in [("work", "alice2"), ("home", "al")] {
+        let r = iq(
+            &mut a,
+            now,
+            alice,
+            "set",
+            &format!(
+                "<command xmlns='{CMD}' node='add-account' sessionid='{session}' action='complete'>{}</command>",
+                form(&[("id", id), ("registrar", "sip:sip2.localhost"), ("user", user), ("password", "pw")])
+            ),
+        );
+        let c = r.get_child("command", CMD).expect("command");
+        assert_eq!(c.attr("status"), Some("completed"), "{}", String::from(&r));
+    }
+    a.drain();
+    // list-accounts: both, with their state; work is the default (the first).
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='list-accounts' action='execute'/>"),
+    );
+    let text = String::from(&r);
+    assert!(
+        text.contains("status=\"completed\"") || text.contains("status='completed'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sip:alice2@sip2.localhost") && text.contains("sip:al@sip2.localhost"),
+        "{text}"
+    );
+    assert!(text.contains("registering"), "{text}");
+    // set-default-account: a list of her accounts, then the choice.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='set-default-account' action='execute'/>"),
+    );
+    let options: Vec<String> = String::from(&r)
+        .match_indices("<value>")
+        .map(|(i, _)| {
+            String::from(&r)[i..]
+                .chars()
+                .skip(7)
+                .take_while(|c| *c != '<')
+                .collect()
+        })
+        .collect();
+    assert!(
+        options.contains(&"home".to_string()) && options.contains(&"work".to_string()),
+        "{options:?}"
+    );
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='set-default-account' action='complete'>{}</command>",
+            form(&[("id", "home")])
+        ),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("completed")
+    );
+    let v = a.gw.accounts(now, Some("alice@localhost"));
+    let d: Vec<(&str, bool)> = v.iter().map(|v| (v.id.as_str(), v.default)).collect();
+    assert_eq!(d, vec![("home", true), ("work", false)]);
+    // remove-account: work goes; an unknown id is item-not-found.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='remove-account' action='complete'>{}</command>",
+            form(&[("id", "work")])
+        ),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("completed")
+    );
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='remove-account' action='complete'>{}</command>",
+            form(&[("id", "nope")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert_eq!(a.gw.accounts(now, None).len(), 1);
+    // Unknown command; cancel.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='format-disk' action='execute'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='add-account' sessionid='s' action='cancel'/>"),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("canceled")
+    );
+}
