@@ -313,3 +313,128 @@ fn a_chosen_account_carries_its_identity_to_the_provider() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// alice, from her own client: disco#info on C lists jabber:iq:register and commands;
+/// XEP-0077 form → submit (her account at B) → registered; XEP-0050 list-accounts shows
+/// it registered; add-account adds a second one (wrong password → failed in the list);
+/// set-default-account, remove-account; XEP-0077 <remove/> deletes the rest
+#[test]
+fn alice_manages_her_accounts_with_in_band_registration_and_commands() {
+    let prosody = prosody_with_two_components();
+    let b = provider(&prosody);
+    let a = Stox::start(&prosody, "").expect("stox A");
+    let mut alice = XmppClient::connect(&prosody, "alice", PASSWORD, "laptop").expect("alice");
+    let c = "sip.localhost";
+
+    let info = alice
+        .iq(
+            "get",
+            c,
+            "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            T,
+        )
+        .expect("disco");
+    for f in ["jabber:iq:register", "http://jabber.org/protocol/commands"] {
+        assert!(
+            info.xml().contains(&format!("var='{f}'"))
+                || info.xml().contains(&format!("var=\"{f}\"")),
+            "{f}: {}",
+            info.xml()
+        );
+    }
+    let form = alice
+        .iq("get", c, "<query xmlns='jabber:iq:register'/>", T)
+        .expect("form");
+    assert_eq!(form.kind(), Some("result"), "{}", form.xml());
+    assert!(
+        form.xml().contains("registrar") && !form.xml().contains("<registered"),
+        "{}",
+        form.xml()
+    );
+
+    let proxy = format!("sip:127.0.0.1:{}", b.sip_port());
+    let r = alice
+        .register_with_form(
+            c,
+            &[
+                ("FORM_TYPE", "jabber:iq:register"),
+                ("registrar", "sip:sip2.localhost"),
+                ("user", "alice2"),
+                ("password", "alice2-secret"),
+                ("outbound_proxy", &proxy),
+            ],
+            T,
+        )
+        .expect("register");
+    assert_eq!(r.kind(), Some("result"), "{}", r.xml());
+    let v = wait_state(&a, "sip2-localhost", "registered");
+    assert_eq!(v["default"], true);
+
+    // The status, as her client shows it.
+    let list = alice.command(c, "list-accounts", None, T).expect("list");
+    assert!(list.xml().contains("completed"), "{}", list.xml());
+    assert!(
+        list.xml().contains("sip:alice2@sip2.localhost registered"),
+        "{}",
+        list.xml()
+    );
+
+    // A second account with a wrong password: failed, with the reason in the list.
+    let form = alice.command(c, "add-account", None, T).expect("form");
+    assert!(form.xml().contains("executing"), "{}", form.xml());
+    let r = alice
+        .command(
+            c,
+            "add-account",
+            Some(&[
+                ("id", "bad"),
+                ("registrar", "sip:sip2.localhost"),
+                ("user", "alice2"),
+                ("password", "wrong"),
+                ("outbound_proxy", &proxy),
+            ]),
+            T,
+        )
+        .expect("add");
+    assert!(r.xml().contains("completed"), "{}", r.xml());
+    wait_state(&a, "bad", "failed");
+    let list = alice.command(c, "list-accounts", None, T).expect("list");
+    assert!(
+        list.xml()
+            .contains("bad sip:alice2@sip2.localhost failed: 401"),
+        "{}",
+        list.xml()
+    );
+
+    let r = alice
+        .command(c, "set-default-account", Some(&[("id", "bad")]), T)
+        .expect("default");
+    assert!(r.xml().contains("completed"), "{}", r.xml());
+    assert_eq!(account(&a, "bad")["default"], true);
+    assert_eq!(account(&a, "sip2-localhost")["default"], false);
+    let r = alice
+        .command(c, "remove-account", Some(&[("id", "bad")]), T)
+        .expect("remove");
+    assert!(r.xml().contains("completed"), "{}", r.xml());
+    assert_eq!(
+        account(&a, "sip2-localhost")["default"],
+        true,
+        "the other one is default again"
+    );
+
+    let r = alice
+        .iq(
+            "set",
+            c,
+            "<query xmlns='jabber:iq:register'><remove/></query>",
+            T,
+        )
+        .expect("remove all");
+    assert_eq!(r.kind(), Some("result"), "{}", r.xml());
+    let all = a
+        .admin_get("/api/v1/accounts?jid=alice@localhost")
+        .expect("admin")
+        .json()
+        .expect("json");
+    assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
+}
