@@ -9,6 +9,8 @@
 //!   account Contact; alice gets a headline "registered"
 //! bob@localhost → alice2@sip2.localhost (through B, to the binding at A)
 //! expect alice gets it from bob\40localhost@sip.localhost
+//! sipp UAC MESSAGE sip:alice2@sip2.localhost to B (B relays it to the binding)
+//! expect 200, alice gets it from carol\40127.0.0.1\3aPORT@sip.localhost
 //! alice → bob\40localhost@sip.localhost (through her account: B challenges with 407)
 //! expect bob gets it from alice2@sip2.localhost, never from alice@localhost
 //! A restarts → the account registers again
@@ -149,6 +151,24 @@ fn an_account_at_a_second_stox_registers_and_carries_messages_both_ways() {
     // bob's device travels as a GRUU (`;gr=desk`) and comes back as the resource.
     assert_eq!(m.from(), Some("bob\\40localhost@sip.localhost/desk"));
     assert_ne!(m.kind(), Some("error"));
+
+    // In from SIP: a SIPp UAC sends MESSAGE sip:alice2@sip2.localhost to B; B relays it to
+    // the binding, A delivers it to alice.
+    let run = Sipp::uac_message(b.sip_addr(), "alice2", "sip2.localhost", "hello from sipp")
+        .run()
+        .expect("sipp uac");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    assert_eq!(run.final_status(), Some(200), "{}", run.summary());
+    let m = alice
+        .expect(T, |s| {
+            s.is_message() && s.body().as_deref() == Some("hello from sipp")
+        })
+        .expect("delivered from SIP through B and the account");
+    let from = m.from().unwrap_or_default();
+    assert!(
+        from.starts_with("carol\\40127.0.0.1\\3a") && from.ends_with("@sip.localhost"),
+        "{from}"
+    );
 
     // Out: alice answers through C; B challenges (407), A answers with alice2's credentials,
     // and bob sees the account's identity.

@@ -239,6 +239,15 @@ struct PendingOut {
     account: Option<(String, OutRequest, Transport)>,
 }
 
+/// A MESSAGE relayed to the contacts of a SIP user of `C`: the sender's transaction and
+/// what came back so far.
+struct RelayGroup {
+    tx: TxId,
+    left: usize,
+    answered: bool,
+    last: u16,
+}
+
 /// A refusal: status code, headers (a challenge), and why (for the log).
 type Refusal = (u16, Vec<(String, String)>, String);
 
@@ -295,6 +304,9 @@ pub struct Gateway {
     /// Forked MESSAGEs: group → (forks still out, best failure so far, delivered).
     forks: HashMap<u64, Fork>,
     next_fork: u64,
+    /// Relayed SIP MESSAGEs: client transaction → group, and the groups.
+    relays: HashMap<TxId, u64>,
+    relay_groups: HashMap<u64, RelayGroup>,
     /// The `now` of the latest input or timeout (for work that runs later in the same turn).
     last_now: Instant,
     tables: Arc<dyn TableStore>,
@@ -347,6 +359,8 @@ impl Gateway {
             accounts: accounts::AccountsState::default(),
             forks: HashMap::new(),
             next_fork: 0,
+            relays: HashMap::new(),
+            relay_groups: HashMap::new(),
             last_now: settings_epoch_now,
             tables: store.tables.clone(),
             tables_dirty: std::cell::Cell::new(false),
@@ -665,6 +679,10 @@ impl Gateway {
     }
 
     fn on_sip_message(&mut self, now: Instant, tx: TxId, req: SipRequest) {
+        // A SIP user of `C` with registered contacts: relayed to them (RFC 3261 §16.6).
+        if self.relay_to_contacts(now, tx, &req) {
+            return;
+        }
         let to = match self.sip_target(&req) {
             Ok(j) => j,
             Err((code, why)) => {
@@ -1233,6 +1251,123 @@ impl Gateway {
         }
     }
 
+    /// RFC 3261 §16.6 / §16.7 as a registrar's proxy would for MESSAGE: a request for a SIP
+    /// user of `C` (`sip:dave@C`) goes to each of his registered contacts, each a new client
+    /// transaction; the first 2xx answers the sender, else the last failure does (`408` for
+    /// a timeout, `503` when no contact could be reached). No contact: `480`. `false` when
+    /// the Request-URI is not such a user (the XMPP side then decides).
+    fn relay_to_contacts(&mut self, now: Instant, tx: TxId, req: &SipRequest) -> bool {
+        let Some((user, aor)) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.local_aor(&u))
+        else {
+            return false;
+        };
+        if self.sip_user(&user).is_none() {
+            return false;
+        }
+        let max_forwards = match req.header("Max-Forwards").map(str::parse::<u32>) {
+            None => 70,
+            Some(Ok(0)) => {
+                self.reply(tx, 483, vec![]);
+                return true;
+            }
+            Some(Ok(n)) => n - 1,
+            Some(Err(_)) => {
+                self.reply(tx, 400, vec![]);
+                return true;
+            }
+        };
+        let contacts = self.registrar.contacts(&aor, now);
+        if contacts.is_empty() {
+            info!(%aor, "MESSAGE for a SIP user with no registered contact: 480");
+            self.reply(tx, 480, vec![]);
+            return true;
+        }
+        let from = req.header("From").map(uri_of_name_addr).unwrap_or_default();
+        let group = self.next_fork;
+        self.next_fork += 1;
+        self.relay_groups.insert(
+            group,
+            RelayGroup {
+                tx,
+                left: contacts.len(),
+                answered: false,
+                last: 480,
+            },
+        );
+        let mut headers = vec![("Max-Forwards".to_string(), max_forwards.to_string())];
+        for name in ["Subject", "Content-Language"] {
+            if let Some(v) = req.header(name) {
+                headers.push((name.to_string(), one_line(v)));
+            }
+        }
+        debug!(%aor, forks = contacts.len(), "SIP MESSAGE relayed to the registered contacts");
+        for b in contacts {
+            let out = OutRequest {
+                method: "MESSAGE".into(),
+                uri: b.contact.clone(),
+                from: from.to_string(),
+                to: aor.clone(),
+                call_id: None,
+                headers: headers.clone(),
+                content_type: req.header("Content-Type").map(one_line),
+                body: req.body.clone(),
+                dialog: None,
+                next_hop: None,
+            };
+            let out_tx = self.next_tx;
+            self.next_tx -= 1;
+            self.relays.insert(out_tx, group);
+            let transport = if b.tcp {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            self.outputs.push_back(Output::SipSend {
+                tx: out_tx,
+                req: out,
+                transport,
+            });
+        }
+        true
+    }
+
+    /// The outcome of a relayed MESSAGE; `false` when `tx` is not one.
+    fn on_relay_response(&mut self, tx: TxId, result: &Result<SipResponse, SendFailure>) -> bool {
+        let Some(group) = self.relays.remove(&tx) else {
+            return false;
+        };
+        let Some(g) = self.relay_groups.get_mut(&group) else {
+            return true;
+        };
+        g.left = g.left.saturating_sub(1);
+        let code = match result {
+            Ok(r) => r.code,
+            Err(SendFailure::Timeout) => 408,
+            Err(SendFailure::Transport(_)) => 503,
+        };
+        let mut answer = None;
+        if (200..300).contains(&code) && !g.answered {
+            g.answered = true;
+            answer = Some((g.tx, code));
+        } else if code >= 300 {
+            g.last = code;
+        }
+        if g.left == 0 {
+            if !g.answered {
+                answer = Some((g.tx, g.last));
+            }
+            self.relay_groups.remove(&group);
+        }
+        if let Some((tx, code)) = answer {
+            self.reply(tx, code, vec![]);
+        }
+        true
+    }
+
     fn on_message_error(&mut self, msg: Element) {
         let Some(id) = msg.attr("id") else { return };
         let (cond, text) = stanza::error_of(&msg).unwrap_or((None, None));
@@ -1283,6 +1418,9 @@ impl Gateway {
             return;
         }
         if self.on_account_response(now, tx, &result) {
+            return;
+        }
+        if self.on_relay_response(tx, &result) {
             return;
         }
         let Some(mut p) = self.pending_out.remove(&tx) else {

@@ -999,3 +999,88 @@ fn xep0050_commands_list_add_remove_and_choose_the_default() {
         Some("canceled")
     );
 }
+
+#[test]
+fn the_provider_stox_relays_a_sip_message_to_the_accounts_contact() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "pw2");
+    let message = |user: &str| SipRequest {
+        method: "MESSAGE".into(),
+        uri: format!("sip:{user}@sip2.localhost"),
+        headers: vec![
+            ("From".into(), "<sip:carol@127.0.0.1:5099>;tag=1".into()),
+            ("To".into(), format!("<sip:{user}@sip2.localhost>")),
+            ("Call-ID".into(), "relay-1".into()),
+            ("CSeq".into(), "1 MESSAGE".into()),
+            ("Max-Forwards".into(), "70".into()),
+            ("Content-Type".into(), "text/plain".into()),
+        ],
+        body: b"hi alice2".to_vec(),
+        transport: Transport::Udp,
+        source: None,
+    };
+    let reply_of = |outs: &[Output], tx: TxId| {
+        outs.iter().find_map(|o| match o {
+            Output::SipReply { tx: t, code, .. } if *t == tx => Some(*code),
+            _ => None,
+        })
+    };
+    // No contact yet: 480.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 40,
+            req: message("alice2"),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 40), Some(480));
+    register_at_b(&mut a, &mut b, now, account("work", "pw2"));
+    // Relayed to A's Contact for the account, answered with A's answer.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 41,
+            req: message("alice2"),
+        },
+    );
+    let outs = b.drain();
+    assert_eq!(reply_of(&outs, 41), None, "waits for the contact");
+    let (tx, relayed) = sends(outs).remove(0);
+    let user = account("work", "x").contact_user();
+    assert_eq!(relayed.uri, format!("sip:{user}@{A_UDP}"));
+    assert_eq!(relayed.from, "sip:carol@127.0.0.1:5099");
+    assert_eq!(relayed.body, b"hi alice2");
+    assert_eq!(header_in(&relayed.headers, "Max-Forwards"), Some("69"));
+    b.gw.handle_input(
+        now,
+        Input::SipResponse {
+            tx,
+            result: ok(200, &[]),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 41), Some(200));
+    // A failure comes back as it is.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 42,
+            req: message("alice2"),
+        },
+    );
+    let (tx, _) = sends(b.drain()).remove(0);
+    b.gw.handle_input(
+        now,
+        Input::SipResponse {
+            tx,
+            result: ok(486, &[]),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 42), Some(486));
+    // Max-Forwards 0: 483.
+    let mut m = message("alice2");
+    m.headers.retain(|(n, _)| n != "Max-Forwards");
+    m.headers.push(("Max-Forwards".into(), "0".into()));
+    b.gw.handle_input(now, Input::SipRequest { tx: 43, req: m });
+    assert_eq!(reply_of(&b.drain(), 43), Some(483));
+}
