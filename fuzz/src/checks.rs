@@ -2731,7 +2731,7 @@ impl Driver {
                 }
                 let log = self.outgoing.get_mut(&call);
                 match (action, log) {
-                    (DialogAction::Invite { req }, None) => {
+                    (DialogAction::Invite { req, .. }, None) => {
                         assert!(
                             call > u64::MAX / 2,
                             "the core sent an INVITE under key {call}, in the io layer's range"

@@ -56,7 +56,9 @@ pub mod presence;
 pub mod registrar;
 
 pub use accounts::{AccountError, AccountRecord, AccountView};
-pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
+pub use call::{
+    CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, InviteAccount, MediaCommand,
+};
 pub use presence::{PresenceSettings, SubscriptionInfo};
 pub use registrar::{RegistrarSettings, SipUserRecord};
 

@@ -208,11 +208,16 @@ impl CallIo {
                     });
                 }
             }
-            DialogAction::Invite { req } => self.invite(key, *req),
+            DialogAction::Invite { req, account } => self.invite(key, *req, account.map(|a| *a)),
         }
     }
 
-    fn invite(&mut self, key: CallKey, req: crate::sipmsg::OutRequest) {
+    fn invite(
+        &mut self,
+        key: CallKey,
+        req: crate::sipmsg::OutRequest,
+        account: Option<crate::core::InviteAccount>,
+    ) {
         let events = self.events.clone();
         let fail = move |code: u16, reason: String| {
             let _ = events.send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
@@ -224,7 +229,16 @@ impl CallIo {
             (Ok(a), Ok(b)) => (a, b),
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
-        let dest = self.proxy.or_else(|| {
+        let ip_of = |uri: &str| -> Option<SocketAddr> {
+            let target: stox_sip::uri::SipUri = uri.parse().ok()?;
+            let host = target.host.trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
+        };
+        // An external account's outbound proxy first (an IP address; a name is left to
+        // the stack's resolution of the Request-URI).
+        let hop = req.next_hop.as_deref().and_then(ip_of);
+        let dest = hop.or(self.proxy).or_else(|| {
             let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
             let host = target.host.trim_start_matches('[').trim_end_matches(']');
             let ip: std::net::IpAddr = host.parse().ok()?;
@@ -254,6 +268,13 @@ impl CallIo {
                 _ => self.contact.clone(),
             },
             headers: (!headers.is_empty()).then_some(headers),
+            caller_display_name: account.as_ref().and_then(|a| a.display_name.clone()),
+            credential: account.map(|a| rsipstack::dialog::authenticate::Credential {
+                username: a.user,
+                password: a.password,
+                realm: None,
+                auth_username: a.auth_user,
+            }),
             ..Default::default()
         };
         let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
