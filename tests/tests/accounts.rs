@@ -458,3 +458,70 @@ fn alice_manages_her_accounts_with_in_band_registration_and_commands() {
         .expect("json");
     assert_eq!(all.as_array().map(Vec::len), Some(0), "{all}");
 }
+
+/// alice (a StanzaJS + libwebrtc client) calls a SIP phone at a provider's proxy (SIPp)
+/// through her account: the proxy challenges the INVITE (407), stox answers with the
+/// account's credentials; the INVITE carries the account's identity, rings and is refused
+/// 486, which ends alice's session
+#[test]
+fn a_call_leaves_through_the_account_and_answers_the_proxy_challenge() {
+    use stox_tests::jingle_peer::{CallOptions, JinglePeer, PeerOptions};
+    let prosody = Prosody::start(ProsodyOptions {
+        websocket: true,
+        ..ProsodyOptions::without_offline()
+    })
+    .expect("prosody");
+    let a = Stox::start(&prosody, "[media]\naddress = \"127.0.0.1\"\n").expect("stox A");
+    let silent = stox_tests::ports::free_port();
+    add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "p", "registrar": "sip:127.0.0.1:{silent}",
+                "user": "alice3", "password": "pw-three", "display_name": "Alice Three"}}"#
+        ),
+    );
+    let uas = Sipp::uas_invite_auth().expect("sipp");
+    let port = uas.port();
+    let mut alice = JinglePeer::connect(&prosody, "alice", PASSWORD, "a", PeerOptions::tone(660))
+        .expect("alice online");
+    let contact = format!("bob\\40127.0.0.1\\3a{port}@sip.localhost");
+    let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+    alice
+        .expect_event("session_ringing", &sid, T)
+        .expect("the authenticated INVITE rings");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .expect("486 ends the session");
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+    let run = uas.wait(T).expect("sipp ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let invites: Vec<_> = run
+        .received_requests_unique()
+        .into_iter()
+        .filter(|m| m.method() == Some("INVITE"))
+        .collect();
+    assert_eq!(invites.len(), 2, "{}", run.summary());
+    for inv in &invites {
+        let from = inv.header("From").unwrap_or_default();
+        assert!(
+            from.contains(&format!("sip:alice3@127.0.0.1:{silent}"))
+                && from.contains("Alice Three"),
+            "{from}"
+        );
+        let raw = String::from_utf8_lossy(&inv.raw).to_string();
+        assert!(!raw.contains("alice@localhost"), "{raw}");
+    }
+    assert!(invites[0].header("Proxy-Authorization").is_none());
+    let auth = invites[1]
+        .header("Proxy-Authorization")
+        .expect("credentials in the second INVITE");
+    let param = |n: &str| stox_tests::digest::challenge_param(auth, n).unwrap_or_default();
+    assert_eq!(
+        (param("username"), param("realm")),
+        ("alice3".to_string(), "provider.test".to_string())
+    );
+    assert!(
+        stox_tests::digest::md5_response_ok(auth, "INVITE", "pw-three"),
+        "the response is right for the account's password: {auth}"
+    );
+}
