@@ -371,6 +371,9 @@ struct Account {
     nc: u32,
     /// The outstanding REGISTER carries credentials for the current challenge.
     sent_credentials: bool,
+    /// Challenges answered since the last final outcome (a registrar that answers every
+    /// REGISTER with a fresh `stale=true` challenge must not get a tight loop).
+    auth_rounds: u32,
     /// The expiry asked for (raised by a 423).
     expires: u32,
     /// Told the user about this state (registered/failed) already.
@@ -650,6 +653,7 @@ impl Gateway {
                 challenge: None,
                 nc: 0,
                 sent_credentials: false,
+                auth_rounds: 0,
                 expires,
                 told: None,
             },
@@ -943,6 +947,7 @@ impl Gateway {
                 let expires_at = now + Duration::from_secs(u64::from(granted));
                 a.state = RegState::Registered { expires_at };
                 a.failures = 0;
+                a.auth_rounds = 0;
                 a.next = Some(now + refresh_after(granted));
                 let (jid, id) = (a.rec.jid.clone(), a.rec.id.clone());
                 info!(%jid, %id, %contact, expires = granted, "account: registered");
@@ -959,6 +964,16 @@ impl Gateway {
                 let Some(a) = self.accounts.accounts.get_mut(key) else {
                     return;
                 };
+                a.auth_rounds += 1;
+                if a.auth_rounds > 3 {
+                    a.challenge = Some(ch);
+                    a.nc = 0;
+                    return self.account_failed(
+                        now,
+                        key,
+                        format!("{} {}: challenged again and again", r.code, r.reason),
+                    );
+                }
                 if a.sent_credentials && !ch.0.stale {
                     a.challenge = Some(ch);
                     a.nc = 0;
@@ -1002,6 +1017,7 @@ impl Gateway {
             return;
         };
         a.failures += 1;
+        a.auth_rounds = 0;
         let wait = backoff(a.failures);
         a.next = Some(now + wait);
         a.state = RegState::Failed {

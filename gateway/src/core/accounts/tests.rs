@@ -1084,3 +1084,28 @@ fn the_provider_stox_relays_a_sip_message_to_the_accounts_contact() {
     b.gw.handle_input(now, Input::SipRequest { tx: 43, req: m });
     assert_eq!(reply_of(&b.drain(), 43), Some(483));
 }
+
+#[test]
+fn endless_stale_challenges_end_in_a_failure_not_a_loop() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    a.gw.put_account(now, account("work", "pw"))
+        .expect("stored");
+    let (mut tx, _) = sends(a.drain()).remove(0);
+    let stale = "Digest realm=\"r\", nonce=\"n\", qop=\"auth\", stale=true";
+    let mut sent = 1;
+    loop {
+        let out = respond(&mut a, now, tx, ok(401, &[("WWW-Authenticate", stale)]));
+        let mut s = sends(out);
+        if s.is_empty() {
+            break;
+        }
+        sent += 1;
+        assert!(sent < 10, "a tight loop");
+        tx = s.remove(0).0;
+    }
+    assert_eq!(sent, 4, "three answers to the challenge, then failed");
+    let v = a.gw.account(now, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "failed");
+    assert_eq!(v.next_register_in, Some(BACKOFF_MIN.as_secs()));
+}
