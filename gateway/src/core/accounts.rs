@@ -1113,6 +1113,35 @@ impl Gateway {
         self.accounts.accounts.get(key).map(|a| a.rec.clone())
     }
 
+    /// The sender JID of a request that arrived at an account's Contact: through an account
+    /// that is not the user's default, the local part carries `#id`, so that a reply or a
+    /// call back leaves through the same account.
+    pub(in crate::core) fn sender_through_account(
+        &self,
+        req: &crate::sipmsg::SipRequest,
+        from: xmpp_parsers::jid::Jid,
+    ) -> xmpp_parsers::jid::Jid {
+        let account = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u));
+        match account {
+            Some(a) if !a.default => from
+                .node()
+                .and_then(|n| {
+                    let bare = format!("{}#{}@{}", n, a.id, from.domain());
+                    let full = match from.resource() {
+                        Some(r) => format!("{bare}/{r}"),
+                        None => bare,
+                    };
+                    full.parse().ok()
+                })
+                .unwrap_or(from),
+            _ => from,
+        }
+    }
+
     /// The account a message from `from` to `to` leaves through, and `to` without the
     /// account suffix: `<target>#<id>@C` names one of the sender's accounts, else his
     /// default one is used (if he has any).

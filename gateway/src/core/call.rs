@@ -470,7 +470,7 @@ impl Gateway {
             Err((code, why)) => return reject(self, code, why),
         };
         let from = match self.sip_sender(&req) {
-            Ok(j) => j,
+            Ok(j) => self.sender_through_account(&req, j),
             Err((code, why)) => return reject(self, code, why),
         };
         let is_sdp = req

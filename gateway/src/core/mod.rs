@@ -701,27 +701,7 @@ impl Gateway {
                 return self.reply(tx, code, vec![]);
             }
         };
-        // Through an account that is not the user's default: the sender carries `#id`, so
-        // that a reply leaves through the same account (module `accounts`).
-        let from = match req
-            .uri
-            .parse::<SipUri>()
-            .ok()
-            .and_then(|u| self.account_of_request_uri(&u))
-        {
-            Some(a) if !a.default => from
-                .node()
-                .and_then(|n| {
-                    let bare = format!("{}#{}@{}", n, a.id, from.domain());
-                    let full = match from.resource() {
-                        Some(r) => format!("{bare}/{r}"),
-                        None => bare,
-                    };
-                    full.parse::<Jid>().ok()
-                })
-                .unwrap_or(from),
-            _ => from,
-        };
+        let from = self.sender_through_account(&req, from);
         let id = self.fresh_id();
         let stanza = match im::sip_to_stanza(
             &req,

@@ -93,9 +93,13 @@ impl Harness {
     }
 
     fn invite(&mut self, key: CallKey) -> Vec<Output> {
+        self.invite_to(key, "sip:alice@localhost")
+    }
+
+    fn invite_to(&mut self, key: CallKey, uri: &str) -> Vec<Output> {
         let req = SipRequest {
             method: "INVITE".into(),
-            uri: "sip:alice@localhost".into(),
+            uri: uri.into(),
             headers: vec![
                 ("From".into(), "<sip:carol@127.0.0.1:5070>;tag=a".into()),
                 ("To".into(), "<sip:alice@localhost>".into()),
@@ -605,6 +609,29 @@ fn xmpp_to_sip_calls_leave_through_the_callers_account() {
         .unwrap();
     }
     while h.gw.poll_output().is_some() {}
+    // In: an INVITE at each account's Contact rings alice; through the non-default one the
+    // caller's JID carries `#home`, so that calling back uses the same account.
+    for (key, id, from) in [
+        (7, "work", format!("{CAROL}/phone")),
+        (
+            8,
+            "home",
+            format!(
+                "{}/phone",
+                CAROL.replace("@sip.localhost", "#home@sip.localhost")
+            ),
+        ),
+    ] {
+        let rec = h.gw.account_record("alice@localhost", id).unwrap();
+        let out = h.invite_to(key, &format!("sip:{}@127.0.0.1:5060", rec.contact_user()));
+        let propose = stanzas(&out)
+            .into_iter()
+            .find(|s| jmi(s).is_some())
+            .cloned()
+            .expect("a propose");
+        assert_eq!(propose.attr("to"), Some("alice@localhost"));
+        assert_eq!(propose.attr("from"), Some(from.as_str()));
+    }
     for (to, sid, from, hop, pw) in [
         (
             CAROL.to_string(),
