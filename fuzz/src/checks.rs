@@ -981,6 +981,19 @@ pub fn digest(data: &[u8]) {
         assert!(!digest::verify(&bad, "REGISTER", &ha1));
         assert!(matches!(c.algorithm, Algorithm::Md5 | Algorithm::Sha256));
     }
+    // The same text as a provider's challenge (the client side of the external accounts):
+    // whatever parses is answered with credentials that parse back and verify.
+    if let Ok(ch) = digest::parse_challenge(&text) {
+        let v = digest::authorization(&ch, "al\"ice", "pw", "REGISTER", "sip:p.example", 1, "c0");
+        let c = digest::parse_credentials(&v)
+            .unwrap_or_else(|e| panic!("our own answer does not parse ({e}): {v}"));
+        assert_eq!(
+            (c.realm.as_str(), c.nonce.as_str()),
+            (ch.realm.as_str(), ch.nonce.as_str())
+        );
+        let ha1 = digest::ha1(ch.algorithm, "al\"ice", &ch.realm, "pw");
+        assert!(digest::verify(&c, "REGISTER", &ha1), "{v}");
+    }
     let nonce = key.issue(1_800_000_000, "sip.localhost");
     assert_eq!(
         key.check(&nonce, 1_800_000_000, "sip.localhost", 300),
@@ -2731,7 +2744,7 @@ impl Driver {
                 }
                 let log = self.outgoing.get_mut(&call);
                 match (action, log) {
-                    (DialogAction::Invite { req }, None) => {
+                    (DialogAction::Invite { req, .. }, None) => {
                         assert!(
                             call > u64::MAX / 2,
                             "the core sent an INVITE under key {call}, in the io layer's range"

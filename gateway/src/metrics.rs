@@ -7,6 +7,10 @@ use metrics::{describe_counter, describe_gauge};
 
 /// Registers descriptions of every metric stox exports.
 pub fn describe() {
+    describe_gauge!(
+        "stox_accounts",
+        "External SIP accounts of XMPP users, by registration state (registering, registered, failed)"
+    );
     describe_counter!(
         "stox_messages_total",
         "Messages translated, by direction (sip_to_xmpp, xmpp_to_sip)"

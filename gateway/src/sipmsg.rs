@@ -207,7 +207,8 @@ pub struct OutRequest {
     pub method: String,
     /// Request-URI.
     pub uri: String,
-    /// `From` URI (the io layer adds the tag).
+    /// `From` URI (the io layer adds the tag), or a whole name-addr with a display name
+    /// (`"Alice" <sip:alice2@provider.example>`) when it contains `<`.
     pub from: String,
     /// `To` URI.
     pub to: String,
@@ -219,8 +220,25 @@ pub struct OutRequest {
     pub content_type: Option<String>,
     /// The body.
     pub body: Vec<u8>,
-    /// Dialog state, for requests that create or belong to a dialog (SUBSCRIBE, NOTIFY).
+    /// Dialog state, for requests that create or belong to a dialog (SUBSCRIBE, NOTIFY);
+    /// also the From tag and CSeq of a request that is sent again with credentials
+    /// (REGISTER refreshes, RFC 3261 §10.2.4; a challenged MESSAGE, §22.2).
     pub dialog: Option<DialogRef>,
+    /// Where the request goes instead of the Request-URI's host (an external account's
+    /// outbound proxy or registrar, issue 5): a SIP URI whose host and port are the next
+    /// hop; a dialog's route set still comes first.
+    pub next_hop: Option<String>,
+}
+
+impl OutRequest {
+    /// The From header's name-addr (the URI in `<>` unless `from` already is a name-addr).
+    pub fn from_name_addr(&self) -> String {
+        if self.from.contains('<') {
+            self.from.clone()
+        } else {
+            format!("<{}>", self.from)
+        }
+    }
 }
 
 /// Where a SIP header value carries a URI in `<...>` or bare (RFC 3261 §20.20 name-addr / addr-spec),

@@ -246,6 +246,18 @@ fn tables_list_by_prefix_and_flush(s: &Store) {
     assert_eq!(t.get(Held, "sip:dave@c|1").unwrap(), Some(b"held".to_vec()));
     assert!(t.remove(Held, "sip:dave@c|1").unwrap());
     assert!(!t.remove(Held, "sip:dave@c|1").unwrap());
+    // Accounts are keyed `jid|id`: one user's accounts by prefix, apart from the others.
+    t.put(Accounts, "alice@h|work", b"w").unwrap();
+    t.put(Accounts, "alice@h|home", b"h").unwrap();
+    t.put(Accounts, "alice2@h|x", b"x").unwrap();
+    let keys: Vec<String> = t
+        .list_prefix(Accounts, "alice@h|")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, vec!["alice@h|home", "alice@h|work"]);
+    assert!(t.list_prefix(Bindings, "alice@h|").unwrap().is_empty());
 }
 
 fn presence_tables_are_separate_namespaces(s: &Store) {

@@ -9,7 +9,7 @@
 //!   and for in-flight messages so that a crash or a restart does not lose them).
 //! - [`TableStore`]: records per [`Table`]: presence authorizations, subscriptions in both
 //!   directions and published state (RFC 8048, RFC 3903); the registrar's users, bindings and
-//!   held messages (RFC 3261 §10).
+//!   held messages (RFC 3261 §10); the external SIP accounts of XMPP users (issue 5).
 //!
 //! Backends: [`SledStore`] (embedded, on disk, one sled `Tree` per concern) and [`MemoryStore`]
 //! (tests, and deployments that accept losing state). The traits are deliberately small and
@@ -127,11 +127,14 @@ pub enum Table {
     Bindings,
     /// Messages for a SIP user with no registered contact, delivered when one registers.
     Held,
+    /// External SIP accounts of XMPP users (issue 5): stox registers them at their
+    /// providers. Key `bare JID|account id`.
+    Accounts,
 }
 
 impl Table {
     /// Every table.
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Authorizations,
         Table::Watches,
         Table::Watchers,
@@ -139,6 +142,7 @@ impl Table {
         Table::SipUsers,
         Table::Bindings,
         Table::Held,
+        Table::Accounts,
     ];
 
     /// The table's name.
@@ -151,10 +155,12 @@ impl Table {
             Table::SipUsers => "sip_users",
             Table::Bindings => "bindings",
             Table::Held => "held",
+            Table::Accounts => "accounts",
         }
     }
 
-    /// The sled tree that holds it (`presence.<name>` or `registrar.<name>`).
+    /// The sled tree that holds it (`presence.<name>`, `registrar.<name>` or
+    /// `accounts.accounts`).
     pub fn tree(self) -> String {
         match self {
             Table::Authorizations | Table::Watches | Table::Watchers | Table::Published => {
@@ -163,6 +169,7 @@ impl Table {
             Table::SipUsers | Table::Bindings | Table::Held => {
                 format!("registrar.{}", self.name())
             }
+            Table::Accounts => "accounts.accounts".to_string(),
         }
     }
 }

@@ -1,6 +1,8 @@
 //! HTTP Digest authentication as SIP uses it (RFC 3261 §22, RFC 7616, RFC 8760 for SHA-256),
 //! server side: challenges, stateless nonces, parsing `Authorization` /
-//! `Proxy-Authorization`, and checking a response against a stored `HA1`.
+//! `Proxy-Authorization`, and checking a response against a stored `HA1`; and client side
+//! ([`parse_challenge`], [`authorization`]): answering a provider's `401`/`407` for the
+//! external accounts stox registers (issue 5).
 //!
 //! Passwords are never kept: a SIP user's credential is `HA1 = H(username ":" realm ":"
 //! password)` for each algorithm stox offers ([`ha1`]), which is what the response is
@@ -235,6 +237,102 @@ pub fn parse_credentials(value: &str) -> Result<Credentials, DigestError> {
         qop_auth,
         opaque: get("opaque"),
     })
+}
+
+/// A Digest challenge from a `WWW-Authenticate` / `Proxy-Authenticate` header (RFC 7616
+/// §3.3), as a client reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Challenge {
+    /// `realm`.
+    pub realm: String,
+    /// `nonce`.
+    pub nonce: String,
+    /// `algorithm` (MD5 when absent).
+    pub algorithm: Algorithm,
+    /// The server offers `qop=auth` (the client then sends `qop=auth`, `nc` and `cnonce`);
+    /// `false` for an RFC 2069 style challenge without `qop`.
+    pub qop_auth: bool,
+    /// `opaque`, to echo.
+    pub opaque: Option<String>,
+    /// `stale=true`: the nonce expired, the credentials were right (RFC 7616 §3.3).
+    pub stale: bool,
+}
+
+/// Parses a Digest `WWW-Authenticate` / `Proxy-Authenticate` value. A challenge whose `qop`
+/// list lacks `auth` (only `auth-int`) or whose algorithm stox does not know is refused.
+pub fn parse_challenge(value: &str) -> Result<Challenge, DigestError> {
+    let value = value.trim();
+    let (scheme, rest) = value.split_once(char::is_whitespace).unwrap_or((value, ""));
+    if !scheme.eq_ignore_ascii_case("Digest") {
+        return Err(DigestError::NotDigest);
+    }
+    let ps = params(rest)?;
+    let get = |k: &str| ps.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let algorithm = match get("algorithm") {
+        None => Algorithm::Md5,
+        Some(a) => Algorithm::parse(&a).ok_or(DigestError::Algorithm(a))?,
+    };
+    let qop_auth = match get("qop") {
+        None => false,
+        Some(q) if q.split(',').any(|t| t.trim().eq_ignore_ascii_case("auth")) => true,
+        Some(q) => return Err(DigestError::Qop(q)),
+    };
+    Ok(Challenge {
+        realm: get("realm").ok_or(DigestError::Missing("realm"))?,
+        nonce: get("nonce").ok_or(DigestError::Missing("nonce"))?,
+        algorithm,
+        qop_auth,
+        opaque: get("opaque"),
+        stale: get("stale").is_some_and(|s| s.eq_ignore_ascii_case("true")),
+    })
+}
+
+/// Quotes a value for an auth-param (RFC 7230 §3.2.6 quoted-string).
+fn quoted(v: &str) -> String {
+    let mut s = String::with_capacity(v.len() + 2);
+    s.push('"');
+    for c in v.chars() {
+        if c == '"' || c == '\\' {
+            s.push('\\');
+        }
+        s.push(c);
+    }
+    s.push('"');
+    s
+}
+
+/// The `Authorization` / `Proxy-Authorization` value a client sends in answer to `ch`
+/// (RFC 7616 §3.4): `uri` is the Request-URI, `nc` the count of requests sent with this
+/// nonce (from 1), `cnonce` a fresh client nonce (used only when the server offers
+/// `qop=auth`).
+pub fn authorization(
+    ch: &Challenge,
+    username: &str,
+    password: &str,
+    method: &str,
+    uri: &str,
+    nc: u32,
+    cnonce: &str,
+) -> String {
+    let ha1 = ha1(ch.algorithm, username, &ch.realm, password);
+    let nc = format!("{nc:08x}");
+    let qop = ch.qop_auth.then_some((nc.as_str(), cnonce));
+    let response = expected_response(ch.algorithm, &ha1, &ch.nonce, method, uri, qop);
+    let mut v = format!(
+        "Digest username={}, realm={}, nonce={}, uri={}, response=\"{response}\", algorithm={}",
+        quoted(username),
+        quoted(&ch.realm),
+        quoted(&ch.nonce),
+        quoted(uri),
+        ch.algorithm.name(),
+    );
+    if let Some(o) = &ch.opaque {
+        v.push_str(&format!(", opaque={}", quoted(o)));
+    }
+    if ch.qop_auth {
+        v.push_str(&format!(", qop=auth, nc={nc}, cnonce={}", quoted(cnonce)));
+    }
+    v
 }
 
 /// Whether `creds` carries the right response for `method` given the stored `ha1` of its
@@ -499,6 +597,126 @@ mod tests {
         assert_eq!(
             c,
             format!("Digest realm=\"sip.localhost\", nonce=\"{n}\", algorithm=SHA-256, qop=\"auth\", stale=true")
+        );
+    }
+
+    #[test]
+    fn rfc2617_client_answers_its_challenge() {
+        // RFC 2617 §3.5: the server's challenge and the client's answer.
+        let ch = parse_challenge(
+            "Digest realm=\"testrealm@host.com\", qop=\"auth,auth-int\", \
+             nonce=\"dcd98b7102dd2f0e8b11d0f600bfb0c093\", \
+             opaque=\"5ccc069c403ebaf9f0171e9517f40e41\"",
+        )
+        .expect("parses");
+        assert_eq!(
+            (ch.algorithm, ch.qop_auth, ch.stale),
+            (Algorithm::Md5, true, false)
+        );
+        let v = authorization(
+            &ch,
+            "Mufasa",
+            "Circle Of Life",
+            "GET",
+            "/dir/index.html",
+            1,
+            "0a4f113b",
+        );
+        let c = parse_credentials(&v).expect("our header parses");
+        assert_eq!(c.response, "6629fae49393a05397450978507c4ef1");
+        assert_eq!(c.qop_auth, Some(("00000001".into(), "0a4f113b".into())));
+        assert_eq!(
+            c.opaque.as_deref(),
+            Some("5ccc069c403ebaf9f0171e9517f40e41")
+        );
+        assert_eq!(
+            (c.username.as_str(), c.uri.as_str()),
+            ("Mufasa", "/dir/index.html")
+        );
+    }
+
+    #[test]
+    fn rfc7616_client_answers_sha256() {
+        // RFC 7616 §3.9.1.
+        let ch = parse_challenge(
+            "Digest realm=\"http-auth@example.org\", qop=\"auth, auth-int\", algorithm=SHA-256, \
+             nonce=\"7ypf/xlj9XXwfDPEoM4URrv/xwf94BcCAzFZH4GiTo0v\", \
+             opaque=\"FQhe/qaU925kfnzjCev0ciny7QMkPqMAFRtzCUYo5tdS\"",
+        )
+        .expect("parses");
+        assert_eq!(ch.algorithm, Algorithm::Sha256);
+        let v = authorization(
+            &ch,
+            "Mufasa",
+            "Circle of Life",
+            "GET",
+            "/dir/index.html",
+            1,
+            "f2/wE4q74E6zIJEtWaHKaf5wv/H5QzzpXusqGemxURZJ",
+        );
+        let c = parse_credentials(&v).expect("parses");
+        assert_eq!(
+            c.response,
+            "753927fa0e85d155564e2e272a28d1802ca10daf4496794697cf8db5856cb6c1"
+        );
+        assert_eq!(c.algorithm, Algorithm::Sha256);
+    }
+
+    #[test]
+    fn client_and_server_agree() {
+        // stox's own challenge answered by stox's client: the server accepts, in both
+        // algorithms, and a wrong password is refused; a quote in the user name survives.
+        let key = NonceKey::new([3; 32]);
+        let nonce = key.issue(1000, "sip2.localhost");
+        for alg in Algorithm::ALL {
+            let ch =
+                parse_challenge(&challenge("sip2.localhost", &nonce, alg, true)).expect("parses");
+            assert!(ch.stale);
+            let v = authorization(
+                &ch,
+                "al\"ice",
+                "pw",
+                "REGISTER",
+                "sip:sip2.localhost",
+                7,
+                "c",
+            );
+            let c = parse_credentials(&v).expect("parses");
+            assert_eq!(c.username, "al\"ice");
+            assert_eq!(c.qop_auth, Some(("00000007".into(), "c".into())));
+            assert!(verify(
+                &c,
+                "REGISTER",
+                &ha1(alg, "al\"ice", "sip2.localhost", "pw")
+            ));
+            assert!(!verify(
+                &c,
+                "REGISTER",
+                &ha1(alg, "al\"ice", "sip2.localhost", "PW")
+            ));
+        }
+        // RFC 2069 style (no qop): no nc/cnonce sent.
+        let ch = parse_challenge("Digest realm=\"r\", nonce=\"n\"").expect("parses");
+        let v = authorization(&ch, "u", "p", "MESSAGE", "sip:x@r", 1, "c");
+        assert!(!v.contains("qop") && !v.contains("cnonce"), "{v}");
+        let c = parse_credentials(&v).expect("parses");
+        assert!(verify(&c, "MESSAGE", &ha1(Algorithm::Md5, "u", "r", "p")));
+        // What stox cannot answer.
+        assert_eq!(
+            parse_challenge("Basic realm=\"r\""),
+            Err(DigestError::NotDigest)
+        );
+        assert_eq!(
+            parse_challenge("Digest realm=\"r\", nonce=\"n\", qop=\"auth-int\""),
+            Err(DigestError::Qop("auth-int".into()))
+        );
+        assert_eq!(
+            parse_challenge("Digest realm=\"r\", nonce=\"n\", algorithm=SHA-512-256"),
+            Err(DigestError::Algorithm("SHA-512-256".into()))
+        );
+        assert_eq!(
+            parse_challenge("Digest nonce=\"n\""),
+            Err(DigestError::Missing("realm"))
         );
     }
 }

@@ -43,6 +43,25 @@ pub fn md5_credentials(
     ))
 }
 
+/// Whether an MD5 `Authorization` / `Proxy-Authorization` value (qop `auth` or none) carries
+/// the right `response` for `method` and `password`, computed from its own parameters.
+pub fn md5_response_ok(credentials: &str, method: &str, password: &str) -> bool {
+    let p = |n: &str| challenge_param(credentials, n).unwrap_or_default();
+    let ha1 = md5_hex(&format!("{}:{}:{password}", p("username"), p("realm")));
+    let ha2 = md5_hex(&format!("{method}:{}", p("uri")));
+    let want = if p("qop").is_empty() {
+        md5_hex(&format!("{ha1}:{}:{ha2}", p("nonce")))
+    } else {
+        md5_hex(&format!(
+            "{ha1}:{}:{}:{}:auth:{ha2}",
+            p("nonce"),
+            p("nc"),
+            p("cnonce")
+        ))
+    };
+    p("response").eq_ignore_ascii_case(&want)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -62,5 +81,20 @@ mod tests {
             c.contains("response=\"6629fae49393a05397450978507c4ef1\""),
             "{c}"
         );
+    }
+
+    #[test]
+    fn md5_response_ok_checks_what_md5_credentials_wrote() {
+        let c = md5_credentials(
+            "Digest realm=\"r\", nonce=\"n\", qop=\"auth\"",
+            "INVITE",
+            "sip:bob@x",
+            "alice3",
+            "pw",
+        )
+        .unwrap();
+        assert!(md5_response_ok(&c, "INVITE", "pw"));
+        assert!(!md5_response_ok(&c, "INVITE", "PW"));
+        assert!(!md5_response_ok(&c, "BYE", "pw"));
     }
 }

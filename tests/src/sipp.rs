@@ -485,6 +485,19 @@ impl Sipp {
             .spawn()
     }
 
+    /// A SIP provider on a free UDP port (`tests/sipp/uas_provider.xml`): answers `calls`
+    /// requests, each a REGISTER or a MESSAGE, with 200 OK and `Expires: 120`.
+    pub fn uas_provider(calls: u32) -> Result<Sipp> {
+        SippCommand::new("uas_provider.xml").calls(calls).spawn()
+    }
+
+    /// A provider's proxy that challenges one call (`tests/sipp/uas_invite_auth.xml`): 407
+    /// with a Digest challenge (realm `provider.test`), then the INVITE with credentials
+    /// rings and is refused 486.
+    pub fn uas_invite_auth() -> Result<Sipp> {
+        SippCommand::new("uas_invite_auth.xml").spawn()
+    }
+
     /// A UAS answering one MESSAGE with `status reason`.
     pub fn uas_message(status: u16, reason: &str) -> Result<Sipp> {
         Sipp::uas_message_n(status, reason, 1)

@@ -32,6 +32,21 @@ fn python() -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/usr/bin/python3"))
 }
 
+/// A XEP-0004 form of `type='submit'` with one value per field.
+pub fn data_form_submit(fields: &[(&str, &str)]) -> String {
+    let f: String = fields
+        .iter()
+        .map(|(k, v)| {
+            format!(
+                "<field var='{}'><value>{}</value></field>",
+                xml_escape(k),
+                xml_escape(v)
+            )
+        })
+        .collect();
+    format!("<x xmlns='jabber:x:data' type='submit'>{f}</x>")
+}
+
 /// Escapes text for XML character data and attribute values.
 pub fn xml_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
@@ -534,6 +549,56 @@ impl XmppClient {
                 name: item.attr("name").map(str::to_string),
             })
             .collect())
+    }
+
+    /// Sends `<iq type=KIND to=TO>PAYLOAD</iq>` with a fresh id and returns the answer with
+    /// that id (a result or an error), within `timeout`.
+    pub fn iq(&mut self, kind: &str, to: &str, payload: &str, timeout: Duration) -> Result<Stanza> {
+        self.next_iq += 1;
+        let id = format!("iq-{}", self.next_iq);
+        self.send_raw(&format!(
+            "<iq type='{kind}' id='{id}' to='{}'>{payload}</iq>",
+            xml_escape(to)
+        ))?;
+        self.expect(timeout, |s| s.name() == "iq" && s.id() == Some(&id))
+    }
+
+    /// XEP-0077: registers with `to` by submitting a XEP-0004 form with `fields`
+    /// (`jabber:iq:register`); returns the answer.
+    pub fn register_with_form(
+        &mut self,
+        to: &str,
+        fields: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Result<Stanza> {
+        let payload = format!(
+            "<query xmlns='jabber:iq:register'>{}</query>",
+            data_form_submit(fields)
+        );
+        self.iq("set", to, &payload, timeout)
+    }
+
+    /// XEP-0050: executes command `node` at `to`, with a submitted form when `fields` is
+    /// given (`action='complete'`), else `action='execute'`; returns the answer.
+    pub fn command(
+        &mut self,
+        to: &str,
+        node: &str,
+        fields: Option<&[(&str, &str)]>,
+        timeout: Duration,
+    ) -> Result<Stanza> {
+        let payload = match fields {
+            Some(f) => format!(
+                "<command xmlns='http://jabber.org/protocol/commands' node='{}' action='complete'>{}</command>",
+                xml_escape(node),
+                data_form_submit(f)
+            ),
+            None => format!(
+                "<command xmlns='http://jabber.org/protocol/commands' node='{}' action='execute'/>",
+                xml_escape(node)
+            ),
+        };
+        self.iq("set", to, &payload, timeout)
     }
 
     fn next_event_until(&mut self, deadline: Instant) -> Option<Stanza> {

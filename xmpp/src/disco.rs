@@ -47,8 +47,12 @@ pub const CAPS_NODE: &str = "https://stox.invalid/caps";
 pub const COMPONENT_FEATURES: &[&str] = &[
     ns::CAPS,
     ns::CHATSTATES,
+    // XEP-0050: the account commands.
+    "http://jabber.org/protocol/commands",
     ns::DISCO_INFO,
     NS_GATEWAY,
+    // XEP-0077: registering a SIP account with the gateway.
+    "jabber:iq:register",
     // XEP-0106 §5: the entity understands escaped JIDs.
     "jid\\20escaping",
     ns::PING,
@@ -426,8 +430,10 @@ mod tests {
                  <identity category='gateway' type='sip' name='stox SIP gateway'/>\
                  <feature var='http://jabber.org/protocol/caps'/>\
                  <feature var='http://jabber.org/protocol/chatstates'/>\
+                 <feature var='http://jabber.org/protocol/commands'/>\
                  <feature var='http://jabber.org/protocol/disco#info'/>\
                  <feature var='jabber:iq:gateway'/>\
+                 <feature var='jabber:iq:register'/>\
                  <feature var='jid\\20escaping'/>\
                  <feature var='urn:xmpp:ping'/>\
                  <feature var='urn:xmpp:receipts'/>\

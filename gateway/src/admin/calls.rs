@@ -27,6 +27,8 @@ pub enum CallRequest {
     Hangup(u64, oneshot::Sender<bool>),
     /// Every presence subscription, both directions.
     Subscriptions(oneshot::Sender<Vec<crate::core::SubscriptionInfo>>),
+    /// About the external accounts (which the loop registers).
+    Accounts(super::accounts::AccountRequest),
 }
 
 /// The channel to the event loop.

@@ -14,6 +14,12 @@
 //! | `POST /api/v1/sip-users` | bearer | 201 `{"user","password"}` creates one (only Digest HA1s are kept), 409 if it exists |
 //! | `PUT /api/v1/sip-users/{user}` | bearer | 200 `{"password"}` changes the password, or 404 |
 //! | `DELETE /api/v1/sip-users/{user}` | bearer | 204, or 404 |
+//! | `GET /api/v1/accounts[?jid=]` | bearer | 200, the external SIP accounts of XMPP users with their registration state (no passwords) |
+//! | `POST /api/v1/accounts` | bearer | 201, creates an account and registers it; 400 on a bad field, 409 if the owner has that id |
+//! | `GET /api/v1/accounts/{jid}/{id}` | bearer | 200, or 404 |
+//! | `PUT /api/v1/accounts/{jid}/{id}` | bearer | 200, changes the fields given and registers again, or 404 |
+//! | `DELETE /api/v1/accounts/{jid}/{id}` | bearer | 204 (unregistered at the provider), or 404 |
+//! | `POST /api/v1/accounts/{jid}/{id}/default` | bearer | 200, now the owner's default account, or 404 |
 //! | `GET /api/v1/subscriptions` | bearer | 200, every presence subscription (both directions) with state and expiry |
 //! | `GET /api/v1/openapi.json` | bearer | the OpenAPI 3.1 document of all of the above |
 //!
@@ -24,6 +30,7 @@
 //! Stored data goes through the [`stox_mappings`] traits directly (ARCHITECTURE.md "Admin
 //! API"); blocking store calls run on tokio's blocking pool.
 
+pub mod accounts;
 mod auth;
 pub mod calls;
 mod error;
@@ -115,6 +122,7 @@ impl utoipa::Modify for BearerScheme {
         (name = "calls", description = "Live calls and hanging them up"),
         (name = "presence", description = "Presence subscriptions (RFC 8048)"),
         (name = "sip-users", description = "SIP users of the component domain (the registrar)"),
+        (name = "accounts", description = "External SIP accounts of XMPP users, registered by stox"),
     )
 )]
 struct ApiDoc;
@@ -146,6 +154,13 @@ fn documented() -> (
             sip_users::create_sip_user
         ))
         .routes(routes!(sip_users::set_password, sip_users::delete_sip_user))
+        .routes(routes!(accounts::list_accounts, accounts::create_account))
+        .routes(routes!(
+            accounts::get_account,
+            accounts::update_account,
+            accounts::delete_account
+        ))
+        .routes(routes!(accounts::set_default))
         .split_for_parts();
     doc.merge(public_doc);
     (public, api, doc)

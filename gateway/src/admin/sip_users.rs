@@ -51,6 +51,18 @@ pub struct SipUserView {
     pub jid: String,
     /// When it was created, seconds since the Unix epoch.
     pub created_unix: u64,
+    /// Its registered contacts (as last made durable), with their expiry.
+    #[serde(default)]
+    pub bindings: Vec<BindingView>,
+}
+
+/// A registered contact of a SIP user.
+#[derive(Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct BindingView {
+    /// The contact URI.
+    pub contact: String,
+    /// When it expires, seconds since the Unix epoch.
+    pub expires_unix: u64,
 }
 
 fn tables(state: &AdminState) -> Arc<dyn TableStore> {
@@ -63,7 +75,27 @@ fn view(state: &AdminState, r: &SipUserRecord) -> SipUserView {
         aor: format!("sip:{}@{}", r.user, state.realm),
         jid: format!("{}@{}", r.user.to_lowercase(), state.realm),
         created_unix: r.created_unix,
+        bindings: Vec::new(),
     }
+}
+
+/// The stored bindings of `aor` (unreadable ones skipped).
+fn bindings_of(
+    t: &dyn TableStore,
+    aor: &str,
+) -> Result<Vec<BindingView>, stox_mappings::StoreError> {
+    let now = now_unix();
+    Ok(t.list_prefix(Table::Bindings, &format!("{aor}|"))?
+        .into_iter()
+        .filter_map(|(_, b)| {
+            serde_json::from_slice::<crate::core::registrar::BindingRecord>(&b).ok()
+        })
+        .filter(|b| b.expires_unix > now)
+        .map(|b| BindingView {
+            contact: b.contact,
+            expires_unix: b.expires_unix,
+        })
+        .collect())
 }
 
 fn check_user(user: &str) -> Result<(), ApiError> {
@@ -128,6 +160,14 @@ pub(super) async fn list_sip_users(
     for (_, bytes) in rows {
         out.push(view(&state, &read(&bytes)?));
     }
+    let t = tables(&state);
+    let out = blocking(move || {
+        for u in &mut out {
+            u.bindings = bindings_of(t.as_ref(), &u.aor)?;
+        }
+        Ok(out)
+    })
+    .await?;
     Ok(Json(out))
 }
 

@@ -132,6 +132,12 @@ async fn api_routes_refuse_missing_or_wrong_tokens() {
         ("POST", "/api/v1/sip-users"),
         ("PUT", "/api/v1/sip-users/dave"),
         ("DELETE", "/api/v1/sip-users/dave"),
+        ("GET", "/api/v1/accounts"),
+        ("POST", "/api/v1/accounts"),
+        ("GET", "/api/v1/accounts/alice@localhost/work"),
+        ("PUT", "/api/v1/accounts/alice@localhost/work"),
+        ("DELETE", "/api/v1/accounts/alice@localhost/work"),
+        ("POST", "/api/v1/accounts/alice@localhost/work/default"),
     ] {
         for auth in [
             None,
@@ -346,12 +352,26 @@ async fn the_openapi_document_describes_every_route() {
         ("/api/v1/mappings", "post"),
         ("/api/v1/mappings/{jid}", "get"),
         ("/api/v1/mappings/{jid}", "delete"),
+        ("/api/v1/accounts", "get"),
+        ("/api/v1/accounts", "post"),
+        ("/api/v1/accounts/{jid}/{id}", "get"),
+        ("/api/v1/accounts/{jid}/{id}", "put"),
+        ("/api/v1/accounts/{jid}/{id}", "delete"),
+        ("/api/v1/accounts/{jid}/{id}/default", "post"),
     ] {
         assert!(paths[path][method].is_object(), "{method} {path} missing");
     }
     assert!(paths["/api/v1/mappings"]["post"]["responses"]["201"].is_object());
     let schemas = doc["components"]["schemas"].as_object().unwrap();
-    for schema in ["NewMapping", "MappingView", "ErrorBody", "Health"] {
+    for schema in [
+        "NewMapping",
+        "MappingView",
+        "ErrorBody",
+        "Health",
+        "NewAccount",
+        "AccountUpdate",
+        "AccountView",
+    ] {
         assert!(schemas.contains_key(schema), "schema {schema} missing");
     }
     assert_eq!(
@@ -374,6 +394,7 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
     assert_eq!(
         json_of(resp, StatusCode::CREATED).await,
         json!({"user": "dave", "aor": "sip:dave@sip.localhost", "jid": "dave@sip.localhost",
+               "bindings": [],
                "created_unix": f.store.tables.get(Table::SipUsers, "dave").unwrap()
                    .map(|b| serde_json::from_slice::<Value>(&b).unwrap()["created_unix"].clone())
                    .unwrap()})
@@ -397,6 +418,53 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
             "sip.localhost",
             "correct horse"
         )
+    );
+    // The listing shows dave's live bindings, not expired ones, not other users'.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for (aor, contact, expires_unix) in [
+        (
+            "sip:dave@sip.localhost",
+            "sip:dave@127.0.0.1:5999",
+            now + 60,
+        ),
+        ("sip:dave@sip.localhost", "sip:dave@127.0.0.1:5998", now - 1),
+        (
+            "sip:davey@sip.localhost",
+            "sip:davey@127.0.0.1:5997",
+            now + 60,
+        ),
+    ] {
+        let b = crate::core::registrar::BindingRecord {
+            aor: aor.into(),
+            contact: contact.into(),
+            expires_unix,
+            call_id: "c".into(),
+            cseq: 1,
+            q: None,
+            source: None,
+            tcp: false,
+        };
+        f.store
+            .tables
+            .put(
+                Table::Bindings,
+                &format!("{aor}|{contact}"),
+                &serde_json::to_vec(&b).unwrap(),
+            )
+            .unwrap();
+    }
+    let resp = send(
+        &f.router,
+        request("GET", "/api/v1/sip-users", Some(TOKEN), None),
+    )
+    .await;
+    let list = json_of(resp, StatusCode::OK).await;
+    assert_eq!(
+        list[0]["bindings"],
+        json!([{"contact": "sip:dave@127.0.0.1:5999", "expires_unix": now + 60}])
     );
     // Twice: 409. Bad bodies: 400 with a reason.
     let resp = send(
@@ -484,4 +552,253 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
         .get(Table::SipUsers, "dave")
         .unwrap()
         .is_none());
+}
+
+/// A router whose calls channel is served by a real `Gateway` (memory store), the way the
+/// event loop serves it.
+fn fixture_with_gateway() -> (Router, tokio::task::JoinHandle<Vec<String>>) {
+    let recorder = PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let store = stox_mappings::Store::memory();
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<calls::CallRequest>();
+    let router = router(AdminState {
+        token: TOKEN.into(),
+        store: store.clone(),
+        link_up: Arc::new(AtomicBool::new(true)),
+        metrics: handle,
+        calls: Some(tx),
+        realm: "sip.localhost".into(),
+    });
+    let loop_task = tokio::spawn(async move {
+        let now = std::time::Instant::now();
+        let settings = crate::core::Settings {
+            home: "localhost".into(),
+            component: "sip.localhost".into(),
+            message_type: "chat".into(),
+            bounce_window: std::time::Duration::from_millis(300),
+            udp_max_bytes: 1300,
+            default_transport: crate::sipmsg::Transport::Udp,
+            epoch: (now, std::time::SystemTime::now()),
+            calls: Default::default(),
+            presence: Default::default(),
+            registrar: Default::default(),
+            contacts: crate::core::LocalContacts {
+                udp: Some("127.0.0.1:5070".parse().unwrap()),
+                tcp: None,
+            },
+        };
+        let mut gw = crate::core::Gateway::new(settings, &store, 3).unwrap();
+        let mut sent = Vec::new();
+        while let Some(r) = rx.recv().await {
+            if let calls::CallRequest::Accounts(r) = r {
+                accounts::answer(&mut gw, now, r);
+            }
+            while let Some(o) = gw.poll_output() {
+                if let crate::core::Output::SipSend { req, .. } = o {
+                    sent.push(format!("{} {} {:?}", req.method, req.uri, req.headers));
+                }
+            }
+        }
+        sent
+    });
+    (router, loop_task)
+}
+
+#[tokio::test]
+async fn accounts_are_created_listed_changed_defaulted_and_deleted_without_showing_passwords() {
+    let (r, loop_task) = fixture_with_gateway();
+    let new = json!({
+        "jid": "Alice@LocalHost", "id": "work", "registrar": "sip:sip2.localhost",
+        "user": "alice2", "password": "pa55-secret-word", "display_name": "Alice Two",
+        "outbound_proxy": "sip:127.0.0.1:5062"
+    });
+    let resp = send(
+        &r,
+        request(
+            "POST",
+            "/api/v1/accounts",
+            Some(TOKEN),
+            Some(&new.to_string()),
+        ),
+    )
+    .await;
+    let v = json_of(resp, StatusCode::CREATED).await;
+    assert_eq!(v["jid"], "alice@localhost");
+    assert_eq!(v["aor"], "sip:alice2@sip2.localhost");
+    assert_eq!(v["state"], "registering");
+    assert_eq!(v["default"], true, "the first account is the default");
+    assert!(!v.to_string().contains("pa55"), "{v}");
+    let resp = send(
+        &r,
+        request(
+            "POST",
+            "/api/v1/accounts",
+            Some(TOKEN),
+            Some(&new.to_string()),
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::CONFLICT).await;
+    // Bad JSON, unknown fields, bad values: 400 with the reason.
+    for body in [
+        "{".to_string(),
+        json!({"jid": "alice@localhost", "registrar": "sip:x", "user": "a", "password": "p", "colour": 1}).to_string(),
+        json!({"jid": "alice@localhost", "registrar": "not a uri", "user": "a", "password": "p"}).to_string(),
+        json!({"jid": "alice@localhost", "id": "Bad Id", "registrar": "sip:x", "user": "a", "password": "p"}).to_string(),
+    ] {
+        let resp = send(&r, request("POST", "/api/v1/accounts", Some(TOKEN), Some(&body))).await;
+        error_of(resp, StatusCode::BAD_REQUEST).await;
+    }
+    // A second account without an id: named after its registrar.
+    let other = json!({"jid": "alice@localhost", "registrar": "sip:Other.Example", "user": "al", "password": "xx-secret"});
+    let resp = send(
+        &r,
+        request(
+            "POST",
+            "/api/v1/accounts",
+            Some(TOKEN),
+            Some(&other.to_string()),
+        ),
+    )
+    .await;
+    let v = json_of(resp, StatusCode::CREATED).await;
+    assert_eq!(
+        (v["id"].as_str(), v["default"].as_bool()),
+        (Some("other-example"), Some(false))
+    );
+    let bob = json!({"jid": "bob@localhost", "registrar": "sip:b.example", "user": "b", "password": "bb-secret"});
+    let resp = send(
+        &r,
+        request(
+            "POST",
+            "/api/v1/accounts",
+            Some(TOKEN),
+            Some(&bob.to_string()),
+        ),
+    )
+    .await;
+    json_of(resp, StatusCode::CREATED).await;
+    let resp = send(
+        &r,
+        request(
+            "GET",
+            "/api/v1/accounts?jid=alice@localhost",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    let list = json_of(resp, StatusCode::OK).await;
+    let ids: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec!["other-example", "work"]);
+    let resp = send(&r, request("GET", "/api/v1/accounts", Some(TOKEN), None)).await;
+    assert_eq!(
+        json_of(resp, StatusCode::OK)
+            .await
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+    // Update: the display name goes, the password changes (and is not shown).
+    let resp = send(
+        &r,
+        request(
+            "PUT",
+            "/api/v1/accounts/alice@localhost/work",
+            Some(TOKEN),
+            Some(r#"{"display_name": "", "password": "new-pa55-word"}"#),
+        ),
+    )
+    .await;
+    let v = json_of(resp, StatusCode::OK).await;
+    assert_eq!(v["display_name"], Value::Null);
+    assert!(!v.to_string().contains("pa55"));
+    let resp = send(
+        &r,
+        request(
+            "PUT",
+            "/api/v1/accounts/alice@localhost/nope",
+            Some(TOKEN),
+            Some("{}"),
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    // Default.
+    let resp = send(
+        &r,
+        request(
+            "POST",
+            "/api/v1/accounts/alice@localhost/other-example/default",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(json_of(resp, StatusCode::OK).await["default"], true);
+    let resp = send(
+        &r,
+        request(
+            "GET",
+            "/api/v1/accounts/alice@localhost/work",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(json_of(resp, StatusCode::OK).await["default"], false);
+    // Delete.
+    let resp = send(
+        &r,
+        request(
+            "DELETE",
+            "/api/v1/accounts/alice@localhost/work",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+    let resp = send(
+        &r,
+        request(
+            "DELETE",
+            "/api/v1/accounts/alice@localhost/work",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    let resp = send(
+        &r,
+        request(
+            "GET",
+            "/api/v1/accounts/alice@localhost/work",
+            Some(TOKEN),
+            None,
+        ),
+    )
+    .await;
+    error_of(resp, StatusCode::NOT_FOUND).await;
+    drop(r);
+    let sent = loop_task.await.unwrap();
+    // REGISTERs for each account created or changed, and Expires: 0 for the deleted one.
+    assert!(
+        sent.iter()
+            .filter(|s| s.starts_with("REGISTER sip:sip2.localhost"))
+            .count()
+            >= 3,
+        "{sent:#?}"
+    );
+    assert!(
+        sent.last().unwrap().contains("(\"Expires\", \"0\")"),
+        "{sent:#?}"
+    );
 }

@@ -117,9 +117,26 @@ pub enum DialogAction {
     Invite {
         /// The request.
         req: Box<OutRequest>,
+        /// The caller's external account, when the call leaves through one: its
+        /// credentials answer the provider's 401/407, its display name goes into From
+        /// (`req.from` is then the account's AOR and `req.next_hop` its outbound proxy).
+        account: Option<Box<InviteAccount>>,
     },
     /// End the dialog: BYE once established, CANCEL while stox's INVITE is pending.
     Hangup,
+}
+
+/// The external account an INVITE leaves through (module `accounts`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InviteAccount {
+    /// The AOR's user part.
+    pub user: String,
+    /// The Digest user name when it is not `user`.
+    pub auth_user: Option<String>,
+    /// The password.
+    pub password: String,
+    /// From's display name.
+    pub display_name: Option<String>,
 }
 
 /// What the core asks of the relay for one call (core → io).
@@ -570,7 +587,7 @@ impl Gateway {
             Err((code, why)) => return reject(self, code, why),
         };
         let from = match self.sip_sender(&req) {
-            Ok(j) => j,
+            Ok(j) => self.sender_through_account(&req, j),
             Err((code, why)) => return reject(self, code, why),
         };
         let is_sdp = req
@@ -949,7 +966,10 @@ impl Gateway {
             this.stanza_out(iq_set(&gw, &from, &id, &t));
         };
         // The contact's AOR: the resource names stox's own call endpoint, not a SIP GRUU.
-        let target = match self.sip_target_of(&Jid::from(to_jid.to_bare())) {
+        // A `#id` suffix picks the caller's external account (module `accounts`); the
+        // account itself is looked up again when the INVITE is written.
+        let (_, plain_to) = self.account_for(&from_jid, &Jid::from(to_jid.to_bare()));
+        let target = match self.sip_target_of(&plain_to) {
             Ok(t) => t,
             Err(why) => return terminate(self, ReasonCondition::Gone, why),
         };
@@ -1036,6 +1056,7 @@ impl Gateway {
             .parse::<stox_sip::uri::SipUri>()
             .ok()
             .and_then(|u| self.local_aor(&u));
+        let to_local_user = local.is_some();
         let uris: Vec<String> = match local {
             Some((_, aor)) => {
                 let contacts: Vec<String> = self
@@ -1056,6 +1077,14 @@ impl Gateway {
             }
             None => vec![to.clone()],
         };
+        // The caller's external account (never for a SIP user of `C`).
+        let account = match (to_local_user, self.calls.by_key.get(&key)) {
+            (false, Some(c)) => match (c.peer.parse::<Jid>(), c.gw.parse::<Jid>()) {
+                (Ok(peer), Ok(gw)) => self.account_for(&peer, &Jid::from(gw.to_bare())).0,
+                _ => None,
+            },
+            _ => None,
+        };
         let branches: Vec<CallKey> = (0..uris.len())
             .map(|i| if i == 0 { key } else { self.calls.next_key() })
             .collect();
@@ -1075,7 +1104,7 @@ impl Gateway {
             );
         }
         for (uri, branch) in uris.into_iter().zip(branches) {
-            let req = OutRequest {
+            let mut req = OutRequest {
                 method: "INVITE".into(),
                 uri,
                 from: from.clone(),
@@ -1085,8 +1114,26 @@ impl Gateway {
                 content_type: Some("application/sdp".into()),
                 body: body.clone(),
                 dialog: None,
+                next_hop: None,
             };
-            self.call_out(branch, DialogAction::Invite { req: Box::new(req) });
+            let account = account.as_ref().and_then(|a| {
+                req.from = a.aor().ok()?.to_string();
+                req.next_hop = a.outbound_proxy.clone();
+                info!(call = key, account = %a.id, from = %req.from, "INVITE through an external account");
+                Some(Box::new(InviteAccount {
+                    user: a.user.clone(),
+                    auth_user: a.auth_user.clone(),
+                    password: a.password.clone(),
+                    display_name: a.display_name.clone(),
+                }))
+            });
+            self.call_out(
+                branch,
+                DialogAction::Invite {
+                    req: Box::new(req),
+                    account,
+                },
+            );
         }
     }
 

@@ -50,11 +50,15 @@ use xmpp_parsers::jid::Jid;
 use xmpp_parsers::minidom::Element;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+pub mod accounts;
 pub mod call;
 pub mod presence;
 pub mod registrar;
 
-pub use call::{CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, MediaCommand};
+pub use accounts::{AccountError, AccountRecord, AccountView};
+pub use call::{
+    CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, InviteAccount, MediaCommand,
+};
 pub use presence::{PresenceSettings, SubscriptionInfo};
 pub use registrar::{RegistrarSettings, SipUserRecord};
 
@@ -232,6 +236,18 @@ struct PendingOut {
     forced_tcp: bool,
     /// The fork group when the MESSAGE went to several contacts of a SIP user of `C`.
     fork: Option<u64>,
+    /// Sent through an external account (its key), with the request and transport to send
+    /// again with credentials if the provider challenges (once).
+    account: Option<(String, OutRequest, Transport)>,
+}
+
+/// A MESSAGE relayed to the contacts of a SIP user of `C`: the sender's transaction and
+/// what came back so far.
+struct RelayGroup {
+    tx: TxId,
+    left: usize,
+    answered: bool,
+    last: u16,
 }
 
 /// A refusal: status code, headers (a challenge), and why (for the log).
@@ -285,9 +301,14 @@ pub struct Gateway {
     presence: presence::PresenceState,
     /// Registrations of the SIP users of `C`, authentication state.
     registrar: registrar::RegistrarState,
+    /// External SIP accounts of XMPP users and their registrations.
+    accounts: accounts::AccountsState,
     /// Forked MESSAGEs: group → (forks still out, best failure so far, delivered).
     forks: HashMap<u64, Fork>,
     next_fork: u64,
+    /// Relayed SIP MESSAGEs: client transaction → group, and the groups.
+    relays: HashMap<TxId, u64>,
+    relay_groups: HashMap<u64, RelayGroup>,
     /// The `now` of the latest input or timeout (for work that runs later in the same turn).
     last_now: Instant,
     tables: Arc<dyn TableStore>,
@@ -337,8 +358,11 @@ impl Gateway {
             recent: VecDeque::new(),
             presence: presence::PresenceState::default(),
             registrar: registrar::RegistrarState::default(),
+            accounts: accounts::AccountsState::default(),
             forks: HashMap::new(),
             next_fork: 0,
+            relays: HashMap::new(),
+            relay_groups: HashMap::new(),
             last_now: settings_epoch_now,
             tables: store.tables.clone(),
             tables_dirty: std::cell::Cell::new(false),
@@ -438,6 +462,7 @@ impl Gateway {
         self.calls_handle_timeout(now);
         self.presence_handle_timeout(now);
         self.registrar_handle_timeout(now);
+        self.accounts_handle_timeout(now);
         while let Some((deadline, _)) = self.window.front() {
             if *deadline > now {
                 break;
@@ -485,6 +510,7 @@ impl Gateway {
             self.calls_timeout(),
             self.presence.next_timeout(),
             self.registrar.next_timeout(),
+            self.accounts.next_timeout(),
         ]
         .into_iter()
         .flatten()
@@ -568,6 +594,18 @@ impl Gateway {
 
     /// Resolves the Request-URI of a MESSAGE to a JID (explicit mapping first).
     fn sip_target(&self, req: &SipRequest) -> Result<Jid, (u16, String)> {
+        // An external account's Contact: its XMPP user (issue 5).
+        if let Some(a) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+        {
+            return a
+                .jid
+                .parse::<Jid>()
+                .map_err(|e| (404, format!("account owner {}: {e}", a.jid)));
+        }
         let jid = self.sip_target_any(req)?;
         if jid.domain().as_str() == self.settings.component {
             // A SIP user of stox's own registrar: not available before the
@@ -653,6 +691,10 @@ impl Gateway {
     }
 
     fn on_sip_message(&mut self, now: Instant, tx: TxId, req: SipRequest) {
+        // A SIP user of `C` with registered contacts: relayed to them (RFC 3261 §16.6).
+        if self.relay_to_contacts(now, tx, &req) {
+            return;
+        }
         let to = match self.sip_target(&req) {
             Ok(j) => j,
             Err((code, why)) => {
@@ -669,6 +711,7 @@ impl Gateway {
                 return self.reply(tx, code, vec![]);
             }
         };
+        let from = self.sender_through_account(&req, from);
         let id = self.fresh_id();
         let stanza = match im::sip_to_stanza(
             &req,
@@ -852,7 +895,7 @@ impl Gateway {
                     }
                     _ => {}
                 }
-                self.on_iq(s)
+                self.on_iq(now, s)
             }
             "message" => {
                 if s.attr("type") != Some("error") {
@@ -889,7 +932,11 @@ impl Gateway {
         }
     }
 
-    fn on_iq(&mut self, iq: Element) {
+    fn on_iq(&mut self, now: Instant, iq: Element) {
+        // XEP-0077 / XEP-0050: the user's external SIP accounts.
+        if self.on_account_iq(now, &iq) {
+            return;
+        }
         let addresses = &self.addresses;
         let escape = |prompt: &str| -> Option<String> {
             let text = prompt.trim();
@@ -948,6 +995,8 @@ impl Gateway {
                 "groupchat is not translated",
             );
         }
+        // The sender's external account, if he has one (`<target>#<id>@C` picks one).
+        let (account, to) = self.account_for(&from, &to);
         // An explicit mapping wins; a stored SIP URI that no longer parses is
         // the operator's error: item-not-found with the reason.
         let target = match self.mappings.by_jid(to.to_bare().as_str()) {
@@ -1006,6 +1055,7 @@ impl Gateway {
             content_type: Some(content.content_type),
             body: content.body,
             dialog: None,
+            next_hop: None,
         };
         // RFC 3261 §18.1.1: a request within 200 bytes of the path MTU (1300
         // bytes) must go over a congestion-controlled transport.
@@ -1055,6 +1105,49 @@ impl Gateway {
             }
             return;
         }
+        if let Some(a) = account {
+            // The provider sees the account's identity, never the XMPP address.
+            let Ok(from_na) = a.from_name_addr() else {
+                return self.bounce(
+                    &msg,
+                    DefinedCondition::InternalServerError,
+                    "account address",
+                );
+            };
+            let mut req = req;
+            req.from = from_na;
+            req.next_hop = a.outbound_proxy.clone();
+            self.next_id += 1;
+            req.call_id = Some(
+                req.call_id
+                    .unwrap_or_else(|| format!("{}-{}@stox", self.id_prefix, self.next_id)),
+            );
+            req.dialog = Some(crate::sipmsg::DialogRef {
+                from_tag: format!("{:x}{:x}", self.id_seed & 0xffff_ffff, self.next_id),
+                to_tag: None,
+                cseq: 1,
+                route: Vec::new(),
+            });
+            let transport = match a.transport {
+                accounts::AccountTransport::Tcp => Transport::Tcp,
+                accounts::AccountTransport::Udp => transport,
+            };
+            debug!(%from, %target, account = %a.id, "XMPP message → SIP MESSAGE through an account");
+            let tx = self.next_tx;
+            self.next_tx -= 1;
+            self.pending_out.insert(
+                tx,
+                PendingOut {
+                    stanza: msg,
+                    forced_tcp,
+                    fork: None,
+                    account: Some((a.key(), req.clone(), transport)),
+                },
+            );
+            self.outputs
+                .push_back(Output::SipSend { tx, req, transport });
+            return;
+        }
         debug!(%from, %target, size = estimate, ?transport, "XMPP message → SIP MESSAGE");
         self.send_message(req, transport, msg, forced_tcp, None);
     }
@@ -1075,6 +1168,7 @@ impl Gateway {
                 stanza,
                 forced_tcp,
                 fork,
+                account: None,
             },
         );
         self.outputs
@@ -1149,6 +1243,123 @@ impl Gateway {
         }
     }
 
+    /// RFC 3261 §16.6 / §16.7 as a registrar's proxy would for MESSAGE: a request for a SIP
+    /// user of `C` (`sip:dave@C`) goes to each of his registered contacts, each a new client
+    /// transaction; the first 2xx answers the sender, else the last failure does (`408` for
+    /// a timeout, `503` when no contact could be reached). No contact: `480`. `false` when
+    /// the Request-URI is not such a user (the XMPP side then decides).
+    fn relay_to_contacts(&mut self, now: Instant, tx: TxId, req: &SipRequest) -> bool {
+        let Some((user, aor)) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.local_aor(&u))
+        else {
+            return false;
+        };
+        if self.sip_user(&user).is_none() {
+            return false;
+        }
+        let max_forwards = match req.header("Max-Forwards").map(str::parse::<u32>) {
+            None => 70,
+            Some(Ok(0)) => {
+                self.reply(tx, 483, vec![]);
+                return true;
+            }
+            Some(Ok(n)) => n - 1,
+            Some(Err(_)) => {
+                self.reply(tx, 400, vec![]);
+                return true;
+            }
+        };
+        let contacts = self.registrar.contacts(&aor, now);
+        if contacts.is_empty() {
+            info!(%aor, "MESSAGE for a SIP user with no registered contact: 480");
+            self.reply(tx, 480, vec![]);
+            return true;
+        }
+        let from = req.header("From").map(uri_of_name_addr).unwrap_or_default();
+        let group = self.next_fork;
+        self.next_fork += 1;
+        self.relay_groups.insert(
+            group,
+            RelayGroup {
+                tx,
+                left: contacts.len(),
+                answered: false,
+                last: 480,
+            },
+        );
+        let mut headers = vec![("Max-Forwards".to_string(), max_forwards.to_string())];
+        for name in ["Subject", "Content-Language"] {
+            if let Some(v) = req.header(name) {
+                headers.push((name.to_string(), one_line(v)));
+            }
+        }
+        debug!(%aor, forks = contacts.len(), "SIP MESSAGE relayed to the registered contacts");
+        for b in contacts {
+            let out = OutRequest {
+                method: "MESSAGE".into(),
+                uri: b.contact.clone(),
+                from: from.to_string(),
+                to: aor.clone(),
+                call_id: None,
+                headers: headers.clone(),
+                content_type: req.header("Content-Type").map(one_line),
+                body: req.body.clone(),
+                dialog: None,
+                next_hop: None,
+            };
+            let out_tx = self.next_tx;
+            self.next_tx -= 1;
+            self.relays.insert(out_tx, group);
+            let transport = if b.tcp {
+                Transport::Tcp
+            } else {
+                Transport::Udp
+            };
+            self.outputs.push_back(Output::SipSend {
+                tx: out_tx,
+                req: out,
+                transport,
+            });
+        }
+        true
+    }
+
+    /// The outcome of a relayed MESSAGE; `false` when `tx` is not one.
+    fn on_relay_response(&mut self, tx: TxId, result: &Result<SipResponse, SendFailure>) -> bool {
+        let Some(group) = self.relays.remove(&tx) else {
+            return false;
+        };
+        let Some(g) = self.relay_groups.get_mut(&group) else {
+            return true;
+        };
+        g.left = g.left.saturating_sub(1);
+        let code = match result {
+            Ok(r) => r.code,
+            Err(SendFailure::Timeout) => 408,
+            Err(SendFailure::Transport(_)) => 503,
+        };
+        let mut answer = None;
+        if (200..300).contains(&code) && !g.answered {
+            g.answered = true;
+            answer = Some((g.tx, code));
+        } else if code >= 300 {
+            g.last = code;
+        }
+        if g.left == 0 {
+            if !g.answered {
+                answer = Some((g.tx, g.last));
+            }
+            self.relay_groups.remove(&group);
+        }
+        if let Some((tx, code)) = answer {
+            self.reply(tx, code, vec![]);
+        }
+        true
+    }
+
     fn on_message_error(&mut self, msg: Element) {
         let Some(id) = msg.attr("id") else { return };
         let (cond, text) = stanza::error_of(&msg).unwrap_or((None, None));
@@ -1198,9 +1409,35 @@ impl Gateway {
         if self.on_presence_response(now, tx, &result) {
             return;
         }
-        let Some(p) = self.pending_out.remove(&tx) else {
+        if self.on_account_response(now, tx, &result) {
+            return;
+        }
+        if self.on_relay_response(tx, &result) {
+            return;
+        }
+        let Some(mut p) = self.pending_out.remove(&tx) else {
             return;
         };
+        // A provider's challenge to a message sent through an account: answered once.
+        if let (Ok(r), Some((key, req, transport))) = (&result, p.account.take()) {
+            if matches!(r.code, 401 | 407) {
+                let authorized = req.headers.iter().any(|(n, _)| {
+                    n.eq_ignore_ascii_case("Authorization")
+                        || n.eq_ignore_ascii_case("Proxy-Authorization")
+                });
+                if !authorized {
+                    if let Some(req) = self.answer_challenge(&key, req, r) {
+                        let tx = self.next_tx;
+                        self.next_tx -= 1;
+                        p.account = Some((key, req.clone(), transport));
+                        self.pending_out.insert(tx, p);
+                        self.outputs
+                            .push_back(Output::SipSend { tx, req, transport });
+                        return;
+                    }
+                }
+            }
+        }
         let delivered = matches!(&result, Ok(r) if r.code < 300);
         if let Some(f) = p.fork.and_then(|f| self.forks.get_mut(&f)) {
             f.left = f.left.saturating_sub(1);

@@ -51,7 +51,7 @@ pub(super) struct CallIo {
     dns: Option<stox_sip::locate::Resolver>,
     /// Calls whose INVITE waits for its next hop to be located; a hangup meanwhile
     /// removes the call, and the INVITE is then never sent.
-    locating: std::collections::HashSet<CallKey>,
+    locating: HashMap<CallKey, Option<crate::core::InviteAccount>>,
     next_key: CallKey,
     /// Counters of calls that already closed (live ones are read from the relay).
     closed: CallCounters,
@@ -103,7 +103,7 @@ impl CallIo {
             proxy,
             transport,
             dns,
-            locating: std::collections::HashSet::new(),
+            locating: HashMap::new(),
             next_key: 0,
             closed: CallCounters::default(),
         })
@@ -220,7 +220,7 @@ impl CallIo {
                 }
             }
             DialogAction::Hangup => {
-                if self.locating.remove(&key) {
+                if self.locating.remove(&key).is_some() {
                     // The INVITE never left: end it as a CANCEL would have (RFC 3261 §9.1).
                     let _ = self.events.send(Event::Dialog(
                         key,
@@ -239,15 +239,27 @@ impl CallIo {
                     });
                 }
             }
-            DialogAction::Invite { req } => self.locate_then_invite(key, *req),
+            DialogAction::Invite { req, account } => {
+                self.locate_then_invite(key, *req, account.map(|a| *a))
+            }
         }
     }
 
     /// Sends the INVITE now when its next hop is the proxy or an IP address; for a
     /// domain, locates its server first (RFC 3263) and sends it when
     /// [`CallIo::located`] is called with the outcome.
-    fn locate_then_invite(&mut self, key: CallKey, req: crate::sipmsg::OutRequest) {
-        let target: Option<stox_sip::uri::SipUri> = req.uri.parse().ok();
+    fn locate_then_invite(
+        &mut self,
+        key: CallKey,
+        req: crate::sipmsg::OutRequest,
+        account: Option<crate::core::InviteAccount>,
+    ) {
+        // An external account's outbound proxy is the next hop when it has one; else the
+        // global proxy, else the Request-URI.
+        let (target, via_proxy) = match &req.next_hop {
+            Some(hop) => (hop.parse::<stox_sip::uri::SipUri>().ok(), false),
+            None => (req.uri.parse().ok(), self.proxy.is_some()),
+        };
         let named = target.as_ref().is_some_and(|t| {
             t.host
                 .trim_start_matches('[')
@@ -255,11 +267,11 @@ impl CallIo {
                 .parse::<std::net::IpAddr>()
                 .is_err()
         });
-        let (Some(dns), None, Some(target), true) = (self.dns.clone(), self.proxy, target, named)
+        let (Some(dns), false, Some(target), true) = (self.dns.clone(), via_proxy, target, named)
         else {
-            return self.invite(key, req, None);
+            return self.invite(key, req, None, account);
         };
-        self.locating.insert(key);
+        self.locating.insert(key, account);
         let mut supported = vec![stox_sip::locate::Proto::Udp];
         if self.contact_tcp.is_some() {
             supported.push(stox_sip::locate::Proto::Tcp);
@@ -306,12 +318,12 @@ impl CallIo {
         req: crate::sipmsg::OutRequest,
         hop: Result<(SocketAddr, Transport), (u16, String)>,
     ) {
-        if !self.locating.remove(&key) {
+        let Some(account) = self.locating.remove(&key) else {
             debug!(call = key, "call ended while its callee was being located");
             return;
-        }
+        };
         match hop {
-            Ok(hop) => self.invite(key, req, Some(hop)),
+            Ok(hop) => self.invite(key, req, Some(hop), account),
             Err((code, reason)) => {
                 let _ = self
                     .events
@@ -325,6 +337,7 @@ impl CallIo {
         key: CallKey,
         req: crate::sipmsg::OutRequest,
         hop: Option<(SocketAddr, Transport)>,
+        account: Option<crate::core::InviteAccount>,
     ) {
         let transport = hop.map_or(self.transport, |(_, t)| t);
         let events = self.events.clone();
@@ -338,7 +351,16 @@ impl CallIo {
             (Ok(a), Ok(b)) => (a, b),
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
-        let dest = hop.map(|(a, _)| a).or(self.proxy).or_else(|| {
+        let ip_of = |uri: &str| -> Option<SocketAddr> {
+            let target: stox_sip::uri::SipUri = uri.parse().ok()?;
+            let host = target.host.trim_start_matches('[').trim_end_matches(']');
+            let ip: std::net::IpAddr = host.parse().ok()?;
+            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
+        };
+        // An external account's outbound proxy first (an IP address; a name is left to
+        // the stack's resolution of the Request-URI).
+        let next_hop = req.next_hop.as_deref().and_then(ip_of);
+        let dest = hop.map(|(a, _)| a).or(next_hop).or(self.proxy).or_else(|| {
             let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
             let host = target.host.trim_start_matches('[').trim_end_matches(']');
             let ip: std::net::IpAddr = host.parse().ok()?;
@@ -368,6 +390,13 @@ impl CallIo {
                 _ => self.contact.clone(),
             },
             headers: (!headers.is_empty()).then_some(headers),
+            caller_display_name: account.as_ref().and_then(|a| a.display_name.clone()),
+            credential: account.map(|a| rsipstack::dialog::authenticate::Credential {
+                username: a.user,
+                password: a.password,
+                realm: None,
+                auth_username: a.auth_user,
+            }),
             ..Default::default()
         };
         let (state_tx, state_rx) = self.layer.new_dialog_state_channel();

@@ -256,6 +256,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         Gateway::new(settings, &store, seed).map_err(|e| anyhow::anyhow!("addresses: {e}"))?;
     gateway.restore_presence(Instant::now());
     gateway.restore_registrar(Instant::now());
+    gateway.restore_accounts(Instant::now());
 
     let sip_local = udp_local
         .or(tcp_local)
@@ -566,6 +567,9 @@ fn on_event(
             let _ = reply.send(gateway.subscriptions(now));
         }
         Event::Located { call, req, hop } => call_io.located(call, *req, hop),
+        Event::Admin(crate::admin::calls::CallRequest::Accounts(r)) => {
+            crate::admin::accounts::answer(gateway, now, r);
+        }
     }
 }
 
@@ -782,9 +786,20 @@ async fn send_request(
         .map(|r| crate::sipmsg::uri_of_name_addr(r).parse::<stox_sip::uri::SipUri>())
         .transpose()
         .map_err(|e| SendFailure::Transport(format!("bad Route: {e}")))?;
-    let hops = match &first_route {
-        Some(route) => next_hops(sender, route, transport, false).await?,
-        None => next_hops(sender, &target, transport, true).await?,
+    // An external account's outbound proxy (RFC 3261 §8.1.2: a request's own next hop)
+    // before the global one.
+    let next_hop = req
+        .next_hop
+        .as_deref()
+        .map(|h| {
+            h.parse::<stox_sip::uri::SipUri>()
+                .map_err(|e| SendFailure::Transport(format!("bad next hop {h}: {e}")))
+        })
+        .transpose()?;
+    let hops = match (&first_route, &next_hop) {
+        (Some(route), _) => next_hops(sender, route, transport, false).await?,
+        (None, Some(hop)) => next_hops(sender, hop, transport, false).await?,
+        (None, None) => next_hops(sender, &target, transport, true).await?,
     };
     // RFC 3263 §4.3: the next target when a connection cannot be made to one.
     let mut last_error = None;
@@ -828,11 +843,11 @@ async fn send_to(
     };
     let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
     let mut text = format!(
-        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: <{from}>;tag={from_tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/{proto} {local};branch=z9hG4bK{branch};rport\r\nFrom: {from};tag={from_tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
         m = req.method,
         uri = req.uri,
         branch = random_token(20),
-        from = req.from,
+        from = req.from_name_addr(),
         to = req.to,
     );
     for r in req.dialog.iter().flat_map(|d| d.route.iter()) {

@@ -383,7 +383,14 @@ impl Table {
         };
         // RFC 3261 §12.2.1.1: a dialog's route set decides the next hop.
         let first_route = req.dialog.as_ref().and_then(|d| d.route.first());
-        let dest = match (first_route, proxy) {
+        let next_hop = match req.next_hop.as_deref() {
+            Some(h) => match ip_of(h) {
+                Some(d) => Some(d),
+                None => return Some(req),
+            },
+            None => proxy,
+        };
+        let dest = match (first_route, next_hop) {
             (Some(r), _) => match ip_of(crate::sipmsg::uri_of_name_addr(r)) {
                 Some(d) => d,
                 None => return Some(req),
@@ -464,9 +471,10 @@ impl Table {
             .wire_reason
             .clone()
             .unwrap_or_else(|| resp.status_code.to_string());
-        // What a SUBSCRIBE's answer tells (To tag, Contact, Expires, Record-Route...);
-        // a MESSAGE's caller reads only the code.
-        let headers = if code < 300 || code == 423 {
+        // What a SUBSCRIBE's or REGISTER's answer tells (To tag, Contact, Expires,
+        // Record-Route, Min-Expires, a Digest challenge...); a MESSAGE's caller reads only
+        // the code, or the challenge of an external account's provider.
+        let headers = if code < 300 || matches!(code, 401 | 407 | 423) {
             resp.headers
                 .iter()
                 .filter(|h| !matches!(h, Header::Via(_) | Header::ContentLength(_)))
@@ -603,10 +611,10 @@ fn request_bytes(req: &OutRequest, local: SocketAddr, branch: &str) -> Vec<u8> {
     let mut text = String::with_capacity(512 + req.body.len());
     let _ = write!(
         text,
-        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nFrom: <{from}>;tag={tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
+        "{m} {uri} SIP/2.0\r\nVia: SIP/2.0/UDP {local};branch={branch};rport\r\nFrom: {from};tag={tag}\r\nTo: <{to}>{to_tag}\r\nCall-ID: {call_id}\r\nCSeq: {cseq} {m}\r\n",
         m = req.method,
         uri = req.uri,
-        from = req.from,
+        from = req.from_name_addr(),
         to = req.to,
     );
     for r in req.dialog.iter().flat_map(|d| d.route.iter()) {
@@ -876,6 +884,7 @@ mod tests {
             content_type: Some("text/plain;charset=UTF-8".into()),
             body: "héllo".as_bytes().to_vec(),
             dialog: None,
+            next_hop: None,
         };
         // A host name is left to rsipstack; so are INVITE transactions.
         assert!(table

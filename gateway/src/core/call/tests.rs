@@ -128,9 +128,13 @@ impl Harness {
     }
 
     fn invite(&mut self, key: CallKey) -> Vec<Output> {
+        self.invite_to(key, "sip:alice@localhost")
+    }
+
+    fn invite_to(&mut self, key: CallKey, uri: &str) -> Vec<Output> {
         let req = SipRequest {
             method: "INVITE".into(),
-            uri: "sip:alice@localhost".into(),
+            uri: uri.into(),
             headers: vec![
                 ("From".into(), "<sip:carol@127.0.0.1:5070>;tag=a".into()),
                 ("To".into(), "<sip:alice@localhost>".into()),
@@ -430,7 +434,7 @@ fn xmpp_to_sip_with_jmi_then_sip_answers_and_hangs_up() {
         webrtc_content("0", "actpass")
     ));
     assert_eq!(stanzas(&out)[0].attr("type"), Some("result"));
-    let [DialogAction::Invite { req }] = actions(&out)[..] else {
+    let [DialogAction::Invite { req, .. }] = actions(&out)[..] else {
         panic!("{out:?}")
     };
     assert_eq!(req.uri, "sip:carol@127.0.0.1:5070");
@@ -631,7 +635,7 @@ fn xmpp_call_to_a_registered_user_forks_and_the_first_answer_wins() {
         .filter_map(|o| match o {
             Output::Dialog {
                 call,
-                action: DialogAction::Invite { req },
+                action: DialogAction::Invite { req, .. },
             } => Some((*call, req.uri.clone())),
             _ => None,
         })
@@ -812,4 +816,95 @@ fn failure_ranking_follows_rfc3261_16_7() {
         "408 ranks below real 4xx but above 5xx"
     );
     assert!(!better_failure(487, 486));
+}
+
+/// alice has external accounts: her call leaves with the account's AOR, next hop and
+/// credentials; `#id` in the callee's JID picks another account.
+#[test]
+fn xmpp_to_sip_calls_leave_through_the_callers_account() {
+    let mut h = Harness::new();
+    let now = h.now;
+    for (id, user, proxy) in [
+        ("work", "alice2", Some("sip:127.0.0.1:5062")),
+        ("home", "al", None),
+    ] {
+        h.gw.put_account(
+            now,
+            crate::core::AccountRecord {
+                jid: "alice@localhost".into(),
+                id: id.into(),
+                registrar: "sip:sip2.localhost".into(),
+                user: user.into(),
+                auth_user: None,
+                password: format!("{id}-pw"),
+                transport: Default::default(),
+                outbound_proxy: proxy.map(str::to_string),
+                display_name: Some("Alice".into()),
+                default: false,
+                expires: 3600,
+                created_unix: 0,
+            },
+        )
+        .unwrap();
+    }
+    while h.gw.poll_output().is_some() {}
+    // In: an INVITE at each account's Contact rings alice; through the non-default one the
+    // caller's JID carries `#home`, so that calling back uses the same account.
+    for (key, id, from) in [
+        (7, "work", format!("{CAROL}/phone")),
+        (
+            8,
+            "home",
+            format!(
+                "{}/phone",
+                CAROL.replace("@sip.localhost", "#home@sip.localhost")
+            ),
+        ),
+    ] {
+        let rec = h.gw.account_record("alice@localhost", id).unwrap();
+        let out = h.invite_to(key, &format!("sip:{}@127.0.0.1:5060", rec.contact_user()));
+        let propose = stanzas(&out)
+            .into_iter()
+            .find(|s| jmi(s).is_some())
+            .cloned()
+            .expect("a propose");
+        assert_eq!(propose.attr("to"), Some("alice@localhost"));
+        assert_eq!(propose.attr("from"), Some(from.as_str()));
+    }
+    for (to, sid, from, hop, pw) in [
+        (
+            CAROL.to_string(),
+            "a1",
+            "sip:alice2@sip2.localhost",
+            Some("sip:127.0.0.1:5062"),
+            "work-pw",
+        ),
+        (
+            CAROL.replace("@sip.localhost", "#home@sip.localhost"),
+            "a2",
+            "sip:al@sip2.localhost",
+            None,
+            "home-pw",
+        ),
+    ] {
+        let out = h.stanza(&format!(
+            "<iq xmlns='jabber:component:accept' type='set' id='i-{sid}' from='{ALICE_PHONE}' to='{to}/phone'>\
+<jingle xmlns='urn:xmpp:jingle:1' action='session-initiate' sid='{sid}'>{}</jingle></iq>",
+            webrtc_content("0", "actpass")
+        ));
+        let [DialogAction::Invite { req, account }] = actions(&out)[..] else {
+            panic!("{out:?}")
+        };
+        assert_eq!(
+            req.uri, "sip:carol@127.0.0.1:5070",
+            "the #id is not part of the target"
+        );
+        assert_eq!(req.from, from);
+        assert_eq!(req.next_hop.as_deref(), hop);
+        let a = account.as_ref().expect("the account's credentials");
+        assert_eq!(
+            (a.password.as_str(), a.display_name.as_deref()),
+            (pw, Some("Alice"))
+        );
+    }
 }

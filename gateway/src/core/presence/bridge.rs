@@ -895,6 +895,7 @@ impl Gateway {
                     cseq: d.local_cseq,
                     route: d.route.clone(),
                 }),
+                next_hop: None,
             };
             (req, d.tcp, d.call_id.clone())
         };
@@ -1606,6 +1607,7 @@ impl Gateway {
                 cseq: d.local_cseq,
                 route: d.route.clone(),
             }),
+            next_hop: None,
         };
         let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let tx = self.next_tx;

@@ -1,0 +1,1111 @@
+//! External accounts under a fake clock: stox A's REGISTER client against stox B's
+//! registrar (two `Gateway` values wired together), and against scripted answers.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use stox_mappings::{Store, Table};
+use stox_sip::digest::Algorithm;
+use xmpp_parsers::minidom::Element;
+
+use super::{backoff, refresh_after, AccountRecord, AccountTransport, BACKOFF_MAX, BACKOFF_MIN};
+use crate::core::{
+    CallSettings, Gateway, Input, LocalContacts, Output, PresenceSettings, RegistrarSettings,
+    SendFailure, Settings, SipUserRecord, TxId,
+};
+use crate::sipmsg::{header_in, OutRequest, SipRequest, SipResponse, Transport};
+
+const A_UDP: &str = "127.0.0.1:5070";
+
+fn settings(epoch: Instant, component: &str) -> Settings {
+    Settings {
+        home: "localhost".into(),
+        component: component.into(),
+        message_type: "chat".into(),
+        bounce_window: Duration::from_millis(300),
+        udp_max_bytes: 1300,
+        default_transport: Transport::Udp,
+        epoch: (
+            epoch,
+            SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000),
+        ),
+        calls: CallSettings::default(),
+        presence: PresenceSettings::default(),
+        contacts: LocalContacts {
+            udp: Some(A_UDP.parse().expect("addr")),
+            tcp: None,
+        },
+        registrar: RegistrarSettings {
+            nonce_secret: [5; 32],
+            digest_algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            min_expires: 60,
+            ..RegistrarSettings::default()
+        },
+    }
+}
+
+/// One gateway and its outputs.
+struct Side {
+    gw: Gateway,
+    store: Store,
+}
+
+impl Side {
+    fn new(now: Instant, component: &str) -> Side {
+        let store = Store::memory();
+        let mut gw = Gateway::new(settings(now, component), &store, 7).expect("gateway");
+        gw.handle_input(now, Input::LinkUp);
+        let mut s = Side { gw, store };
+        s.drain();
+        s
+    }
+
+    fn drain(&mut self) -> Vec<Output> {
+        let mut v = Vec::new();
+        while let Some(o) = self.gw.poll_output() {
+            v.push(o);
+        }
+        v
+    }
+}
+
+fn account(id: &str, password: &str) -> AccountRecord {
+    AccountRecord {
+        jid: "alice@localhost".into(),
+        id: id.into(),
+        registrar: "sip:sip2.localhost".into(),
+        user: "alice2".into(),
+        auth_user: None,
+        password: password.into(),
+        transport: AccountTransport::Udp,
+        outbound_proxy: Some("sip:127.0.0.1:5062".into()),
+        display_name: Some("Alice Two".into()),
+        default: false,
+        expires: 3600,
+        created_unix: 0,
+    }
+}
+
+/// The SIP requests among outputs.
+fn sends(outs: Vec<Output>) -> Vec<(TxId, OutRequest)> {
+    outs.into_iter()
+        .filter_map(|o| match o {
+            Output::SipSend { tx, req, .. } => Some((tx, req)),
+            _ => None,
+        })
+        .collect()
+}
+
+fn stanzas(outs: &[Output]) -> Vec<Element> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::Stanza(s) => Some(s.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// What B receives when A sends `req` (the headers the io layer writes).
+fn as_received(req: &OutRequest) -> SipRequest {
+    let d = req
+        .dialog
+        .as_ref()
+        .expect("account requests carry their CSeq");
+    let mut headers = vec![
+        (
+            "Via".to_string(),
+            format!("SIP/2.0/UDP {A_UDP};branch=z9hG4bKx"),
+        ),
+        (
+            "From".into(),
+            format!("{};tag={}", req.from_name_addr(), d.from_tag),
+        ),
+        ("To".into(), format!("<{}>", req.to)),
+        ("Call-ID".into(), req.call_id.clone().expect("call-id")),
+        ("CSeq".into(), format!("{} {}", d.cseq, req.method)),
+    ];
+    headers.extend(req.headers.iter().cloned());
+    SipRequest {
+        method: req.method.clone(),
+        uri: req.uri.clone(),
+        headers,
+        body: req.body.clone(),
+        transport: Transport::Udp,
+        source: Some(A_UDP.parse().expect("addr")),
+    }
+}
+
+/// B answers `req` (a new server transaction); the reply as A's `SipResponse`.
+fn b_answers(b: &mut Side, now: Instant, req: &OutRequest) -> SipResponse {
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 1,
+            req: as_received(req),
+        },
+    );
+    let outs = b.drain();
+    let (code, headers) = outs
+        .into_iter()
+        .find_map(|o| match o {
+            Output::SipReply {
+                tx: 1,
+                code,
+                headers,
+                ..
+            } => Some((code, headers)),
+            _ => None,
+        })
+        .expect("B answers at once");
+    SipResponse {
+        code,
+        reason: String::new(),
+        headers,
+    }
+}
+
+fn respond(
+    a: &mut Side,
+    now: Instant,
+    tx: TxId,
+    r: Result<SipResponse, SendFailure>,
+) -> Vec<Output> {
+    a.gw.handle_input(now, Input::SipResponse { tx, result: r });
+    a.drain()
+}
+
+fn ok(code: u16, headers: &[(&str, &str)]) -> Result<SipResponse, SendFailure> {
+    Ok(SipResponse {
+        code,
+        reason: "x".into(),
+        headers: headers
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect(),
+    })
+}
+
+fn b_with_alice2(now: Instant, password: &str) -> Side {
+    let b = Side::new(now, "sip2.localhost");
+    let u = SipUserRecord::new("alice2", "sip2.localhost", password, 0);
+    b.store
+        .tables
+        .put(
+            Table::SipUsers,
+            "alice2",
+            &serde_json::to_vec(&u).expect("json"),
+        )
+        .expect("put");
+    b
+}
+
+/// A registers alice's account at B: 401, then credentials, then 200.
+fn register_at_b(a: &mut Side, b: &mut Side, now: Instant, rec: AccountRecord) {
+    a.gw.put_account(now, rec).expect("stored");
+    let mut s = sends(a.drain());
+    assert_eq!(s.len(), 1, "REGISTER at once");
+    let (tx, first) = s.remove(0);
+    let r = b_answers(b, now, &first);
+    assert_eq!(r.code, 401);
+    let mut s = sends(respond(a, now, tx, Ok(r)));
+    let (tx, second) = s.remove(0);
+    let r = b_answers(b, now, &second);
+    assert_eq!(r.code, 200, "B accepts A's Digest answer");
+    respond(a, now, tx, Ok(r));
+}
+
+#[test]
+fn registers_with_digest_at_a_stox_registrar() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "alice2-secret");
+    a.gw.put_account(now, account("work", "alice2-secret"))
+        .expect("stored");
+    let mut s = sends(a.drain());
+    let (tx, first) = s.remove(0);
+    assert_eq!(first.method, "REGISTER");
+    assert_eq!(first.uri, "sip:sip2.localhost");
+    assert_eq!(first.to, "sip:alice2@sip2.localhost");
+    assert_eq!(first.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
+    assert_eq!(first.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    let contact = header_in(&first.headers, "Contact")
+        .expect("contact")
+        .to_string();
+    let user = account("work", "x").contact_user();
+    assert_eq!(contact, format!("<sip:{user}@{A_UDP}>;expires=3600"));
+    assert!(header_in(&first.headers, "Authorization").is_none());
+    let r = b_answers(&mut b, now, &first);
+    assert_eq!(r.code, 401);
+    let mut s = sends(respond(&mut a, now, tx, Ok(r)));
+    assert_eq!(s.len(), 1);
+    let (tx, second) = s.remove(0);
+    assert_eq!(
+        second.call_id, first.call_id,
+        "RFC 3261 §10.2.4: one Call-ID"
+    );
+    assert_eq!(
+        second.dialog.as_ref().map(|d| d.cseq),
+        first.dialog.as_ref().map(|d| d.cseq + 1)
+    );
+    let auth = header_in(&second.headers, "Authorization").expect("credentials");
+    assert!(
+        auth.contains("algorithm=SHA-256") && auth.contains("qop=auth"),
+        "{auth}"
+    );
+    assert!(auth.contains("username=\"alice2\"") && auth.contains("realm=\"sip2.localhost\""));
+    let r = b_answers(&mut b, now, &second);
+    assert_eq!(r.code, 200);
+    let outs = respond(&mut a, now, tx, Ok(r));
+    let v = a.gw.account(now, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "registered");
+    assert_eq!(v.expires_in, Some(3600));
+    assert_eq!(
+        v.next_register_in,
+        Some(3540),
+        "refreshed 60 s before expiry"
+    );
+    assert!(v.default, "the first account is the default");
+    // B holds the binding; alice heard about it once.
+    let bindings = b.store.tables.list(Table::Bindings).expect("list");
+    assert_eq!(bindings.len(), 1);
+    assert!(bindings[0].0.contains(&user), "{}", bindings[0].0);
+    let told = stanzas(&outs);
+    assert_eq!(told.len(), 1);
+    assert_eq!(told[0].attr("type"), Some("headline"));
+    assert!(
+        told[0].text().contains("registered")
+            || told[0].children().any(|c| c.text().contains("registered"))
+    );
+}
+
+#[test]
+fn refreshes_before_expiry_with_the_cached_challenge() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "pw-alice2");
+    let mut rec = account("work", "pw-alice2");
+    rec.expires = 120;
+    register_at_b(&mut a, &mut b, now, rec);
+    let due = a.gw.poll_timeout().expect("a refresh is scheduled");
+    assert_eq!(due, now + Duration::from_secs(60), "max(120/2, 120-60)");
+    assert!(sends(a.drain()).is_empty());
+    a.gw.handle_timeout(now + Duration::from_secs(59));
+    assert!(sends(a.drain()).is_empty(), "not before it is due");
+    let t = now + Duration::from_secs(60);
+    a.gw.handle_timeout(t);
+    let mut s = sends(a.drain());
+    assert_eq!(s.len(), 1);
+    let (tx, refresh) = s.remove(0);
+    let auth = header_in(&refresh.headers, "Authorization").expect("credentials at once");
+    assert!(auth.contains("nc=00000002"), "{auth}");
+    let r = b_answers(&mut b, t, &refresh);
+    assert_eq!(r.code, 200, "the nonce is still fresh at B");
+    respond(&mut a, t, tx, Ok(r));
+    let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+    assert_eq!((v.state.as_str(), v.expires_in), ("registered", Some(120)));
+}
+
+#[test]
+fn a_wrong_password_fails_and_backs_off() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "the-right-one");
+    a.gw.put_account(now, account("work", "a-wrong-one"))
+        .expect("stored");
+    let mut t = now;
+    let mut tells = 0;
+    for round in 1..=3u32 {
+        let mut s = sends(a.drain());
+        assert_eq!(s.len(), 1, "round {round}: one REGISTER");
+        let (tx, req) = s.remove(0);
+        let r = b_answers(&mut b, t, &req);
+        assert_eq!(r.code, 401);
+        let outs = respond(&mut a, t, tx, Ok(r));
+        tells += stanzas(&outs).len();
+        let mut s = sends(outs);
+        let (tx, req) = if round == 1 {
+            assert_eq!(s.len(), 1, "the first challenge is answered");
+            s.remove(0)
+        } else {
+            // The challenge from the failure is answered at once in later rounds.
+            assert!(header_in(&req.headers, "Authorization").is_some());
+            let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+            assert_eq!(v.state, "failed");
+            assert_eq!(v.failures, round);
+            let wait = backoff(round);
+            assert_eq!(a.gw.poll_timeout(), Some(t + wait), "round {round}");
+            assert!(s.is_empty(), "no tight loop");
+            t += wait;
+            a.gw.handle_timeout(t);
+            continue;
+        };
+        let r = b_answers(&mut b, t, &req);
+        assert_eq!(r.code, 401, "B refuses the wrong password");
+        let outs = respond(&mut a, t, tx, Ok(r));
+        tells += stanzas(&outs).len();
+        assert!(sends(outs).is_empty(), "failed: nothing more now");
+        let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+        assert_eq!(v.state, "failed");
+        assert!(
+            v.last_error.as_deref().unwrap_or("").contains("401"),
+            "{v:?}"
+        );
+        assert_eq!(v.next_register_in, Some(BACKOFF_MIN.as_secs()));
+        t += BACKOFF_MIN;
+        a.gw.handle_timeout(t);
+    }
+    assert_eq!(tells, 1, "the user is told once, not every attempt");
+}
+
+#[test]
+fn backoff_doubles_up_to_its_cap_and_refresh_times() {
+    assert_eq!(backoff(1), BACKOFF_MIN);
+    assert_eq!(backoff(2), BACKOFF_MIN * 2);
+    assert_eq!(backoff(3), BACKOFF_MIN * 4);
+    assert_eq!(backoff(40), BACKOFF_MAX);
+    assert_eq!(refresh_after(3600), Duration::from_secs(3540));
+    assert_eq!(refresh_after(100), Duration::from_secs(50));
+    assert_eq!(refresh_after(1), Duration::from_millis(500));
+}
+
+#[test]
+fn min_expires_timeouts_and_removal() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut rec = account("work", "pw");
+    rec.outbound_proxy = None;
+    a.gw.put_account(now, rec).expect("stored");
+    let (tx, _) = sends(a.drain()).remove(0);
+    // 423 → asks again with Min-Expires.
+    let mut s = sends(respond(
+        &mut a,
+        now,
+        tx,
+        ok(423, &[("Min-Expires", "7200")]),
+    ));
+    let (tx, again) = s.remove(0);
+    assert_eq!(header_in(&again.headers, "Expires"), Some("7200"));
+    assert_eq!(
+        again.next_hop, None,
+        "no outbound proxy: the registrar's host"
+    );
+    // A timeout → failed, retried after the backoff.
+    let out = respond(&mut a, now, tx, Err(SendFailure::Timeout));
+    assert!(sends(out).is_empty());
+    let v = a.gw.account(now, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "failed");
+    assert_eq!(
+        v.last_error.as_deref(),
+        Some("no answer from the registrar")
+    );
+    let t = now + BACKOFF_MIN;
+    a.gw.handle_timeout(t);
+    let (tx, retry) = sends(a.drain()).remove(0);
+    assert_eq!(header_in(&retry.headers, "Expires"), Some("7200"));
+    // 200 with our contact's expiry, among others.
+    let user = account("work", "x").contact_user();
+    let other = "<sip:someone@192.0.2.1>;expires=30".to_string();
+    let ours = format!("<sip:{user}@{A_UDP}>;expires=7000");
+    respond(
+        &mut a,
+        t,
+        tx,
+        ok(
+            200,
+            &[("Contact", &other), ("Contact", &ours), ("Expires", "9")],
+        ),
+    );
+    let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+    assert_eq!(
+        (v.state.as_str(), v.expires_in, v.failures),
+        ("registered", Some(7000), 0)
+    );
+    // Removed → REGISTER Expires: 0, and the record is gone from the store.
+    a.gw.remove_account("alice@localhost", "work")
+        .expect("removed");
+    let mut s = sends(a.drain());
+    assert_eq!(s.len(), 1);
+    let (tx, bye) = s.remove(0);
+    assert_eq!(header_in(&bye.headers, "Expires"), Some("0"));
+    assert!(header_in(&bye.headers, "Contact").is_some_and(|c| c.ends_with(";expires=0")));
+    assert!(a.gw.accounts(t, None).is_empty());
+    assert!(a
+        .store
+        .tables
+        .list(Table::Accounts)
+        .expect("list")
+        .is_empty());
+    // Its challenge is answered once, then nothing more.
+    let out = respond(
+        &mut a,
+        t,
+        tx,
+        ok(
+            401,
+            &[(
+                "WWW-Authenticate",
+                "Digest realm=\"sip2.localhost\", nonce=\"n\", qop=\"auth\"",
+            )],
+        ),
+    );
+    let (tx, bye2) = sends(out).remove(0);
+    assert!(header_in(&bye2.headers, "Authorization").is_some());
+    let out = respond(
+        &mut a,
+        t,
+        tx,
+        ok(
+            401,
+            &[(
+                "WWW-Authenticate",
+                "Digest realm=\"sip2.localhost\", nonce=\"n\", qop=\"auth\"",
+            )],
+        ),
+    );
+    assert!(sends(out).is_empty());
+    assert_eq!(a.gw.poll_timeout(), None);
+}
+
+#[test]
+fn accounts_are_restored_and_registered_at_start() {
+    let now = Instant::now();
+    let store = Store::memory();
+    {
+        let mut gw = Gateway::new(settings(now, "sip.localhost"), &store, 1).expect("gw");
+        gw.put_account(now, account("work", "pw")).expect("stored");
+        gw.put_account(now, account("home", "pw")).expect("stored");
+        gw.set_default_account("alice@localhost", "home")
+            .expect("default");
+    }
+    let mut gw = Gateway::new(settings(now, "sip.localhost"), &store, 2).expect("gw");
+    gw.restore_accounts(now);
+    let mut n = 0;
+    while let Some(o) = gw.poll_output() {
+        if matches!(o, Output::SipSend { ref req, .. } if req.method == "REGISTER") {
+            n += 1;
+        }
+    }
+    assert_eq!(n, 2, "both registered again");
+    let v = gw.accounts(now, Some("Alice@LocalHost"));
+    let defaults: Vec<(&str, bool)> = v.iter().map(|a| (a.id.as_str(), a.default)).collect();
+    assert_eq!(defaults, vec![("home", true), ("work", false)]);
+    assert!(
+        !serde_json::to_string(&v).expect("json").contains("pw\""),
+        "no password shown"
+    );
+}
+
+#[test]
+fn invalid_records_are_refused() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    for (f, what) in [
+        (
+            Box::new(|r: &mut AccountRecord| r.id = "Work!".into())
+                as Box<dyn Fn(&mut AccountRecord)>,
+            "id",
+        ),
+        (
+            Box::new(|r: &mut AccountRecord| r.registrar = "sip:bob@x".into()),
+            "registrar",
+        ),
+        (
+            Box::new(|r: &mut AccountRecord| r.registrar = "nonsense".into()),
+            "registrar",
+        ),
+        (
+            Box::new(|r: &mut AccountRecord| r.jid = "localhost".into()),
+            "jid",
+        ),
+        (
+            Box::new(|r: &mut AccountRecord| r.password = String::new()),
+            "password",
+        ),
+        (
+            Box::new(|r: &mut AccountRecord| r.user = "a b".into()),
+            "user",
+        ),
+        (Box::new(|r: &mut AccountRecord| r.expires = 5), "expires"),
+    ] {
+        let mut r = account("work", "pw");
+        f(&mut r);
+        let e = a.gw.put_account(now, r).expect_err(what).to_string();
+        assert!(e.contains(what), "{e}");
+    }
+    assert!(sends(a.drain()).is_empty());
+}
+
+fn message(from: &str, to: &str, body: &str) -> Element {
+    format!(
+        "<message xmlns='jabber:component:accept' from='{from}' to='{to}' type='chat' id='m1'><body>{body}</body></message>"
+    )
+    .parse()
+    .expect("xml")
+}
+
+#[test]
+fn messages_arrive_at_the_account_and_leave_through_it() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "pw2");
+    register_at_b(&mut a, &mut b, now, account("work", "pw2"));
+    let mut other = account("home", "pw3");
+    other.registrar = "sip:other.example".into();
+    other.user = "al".into();
+    other.outbound_proxy = None;
+    other.display_name = None;
+    a.gw.put_account(now, other).expect("second account");
+    a.drain();
+
+    // In: a MESSAGE at the account's Contact reaches alice, from the sender's JID at C.
+    for (id, from_node) in [
+        ("work", "carol\\40pbx.example"),
+        ("home", "carol\\40pbx.example#home"),
+    ] {
+        let user = account(id, "x").contact_user();
+        let req = SipRequest {
+            method: "MESSAGE".into(),
+            uri: format!("sip:{user}@{A_UDP}"),
+            headers: vec![
+                ("From".into(), "<sip:carol@pbx.example>;tag=1".into()),
+                ("To".into(), "<sip:alice2@sip2.localhost>".into()),
+                ("Call-ID".into(), format!("in-{id}")),
+                ("CSeq".into(), "1 MESSAGE".into()),
+                ("Content-Type".into(), "text/plain".into()),
+            ],
+            body: b"hello alice".to_vec(),
+            transport: Transport::Udp,
+            source: None,
+        };
+        a.gw.handle_input(now, Input::SipRequest { tx: 5, req });
+        let outs = a.drain();
+        let s = stanzas(&outs);
+        assert_eq!(s.len(), 1, "{id}");
+        assert_eq!(s[0].attr("to"), Some("alice@localhost"));
+        assert_eq!(
+            s[0].attr("from"),
+            Some(format!("{from_node}@sip.localhost").as_str()),
+            "non-default accounts mark the sender"
+        );
+    }
+
+    // Out: through the default account, answering the provider's 407.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(message(
+            "alice@localhost/phone",
+            "carol\\40pbx.example@sip.localhost",
+            "hi carol",
+        )),
+    );
+    let mut s = sends(a.drain());
+    assert_eq!(s.len(), 1);
+    let (tx, m) = s.remove(0);
+    assert_eq!(m.method, "MESSAGE");
+    assert_eq!(m.uri, "sip:carol@pbx.example");
+    assert_eq!(m.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
+    assert!(
+        !format!("{m:?}").contains("alice@localhost"),
+        "no XMPP address: {m:?}"
+    );
+    assert_eq!(m.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    let challenge = "Digest realm=\"sip2.localhost\", nonce=\"abc\", algorithm=MD5, qop=\"auth\"";
+    let mut s = sends(respond(
+        &mut a,
+        now,
+        tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    let (tx, m2) = s.remove(0);
+    assert_eq!(m2.call_id, m.call_id);
+    assert_eq!(m2.dialog.as_ref().map(|d| d.cseq), Some(2));
+    let pa = header_in(&m2.headers, "Proxy-Authorization").expect("answered");
+    assert!(pa.contains("username=\"alice2\"") && pa.contains("uri=\"sip:carol@pbx.example\""));
+    // A second 407: the credentials were refused; the XMPP sender gets an error.
+    let outs = respond(
+        &mut a,
+        now,
+        tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    );
+    assert!(sends(outs_clone(&outs)).is_empty(), "answered once only");
+    let errs = stanzas(&outs);
+    assert_eq!(errs.len(), 1);
+    assert_eq!(errs[0].attr("type"), Some("error"));
+
+    // `#home` picks the other account: its identity, straight to the target.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(message(
+            "alice@localhost/phone",
+            "carol\\40pbx.example#home@sip.localhost",
+            "via home",
+        )),
+    );
+    let (_, m) = sends(a.drain()).remove(0);
+    assert_eq!(m.uri, "sip:carol@pbx.example");
+    assert_eq!(m.from, "sip:al@other.example");
+    assert_eq!(m.next_hop, None);
+    // Someone without accounts still speaks as himself.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(message(
+            "bob@localhost/x",
+            "carol\\40pbx.example@sip.localhost",
+            "plain",
+        )),
+    );
+    let (_, m) = sends(a.drain()).remove(0);
+    assert!(m.from.starts_with("sip:bob@localhost"), "{}", m.from);
+    // An unknown `#suffix` is not an account: left as it is (and here not a valid host).
+    a.gw.handle_input(
+        now,
+        Input::Stanza(message(
+            "alice@localhost/phone",
+            "carol\\40pbx.example#nope@sip.localhost",
+            "?",
+        )),
+    );
+    let outs = a.drain();
+    assert!(sends(outs_clone(&outs)).is_empty());
+    assert_eq!(stanzas(&outs)[0].attr("type"), Some("error"));
+}
+
+fn outs_clone(outs: &[Output]) -> Vec<Output> {
+    outs.iter()
+        .filter_map(|o| match o {
+            Output::SipSend { tx, req, transport } => Some(Output::SipSend {
+                tx: *tx,
+                req: req.clone(),
+                transport: *transport,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
+fn iq(a: &mut Side, now: Instant, from: &str, kind: &str, payload: &str) -> Element {
+    let xml = format!(
+        "<iq xmlns='jabber:component:accept' type='{kind}' id='q1' from='{from}' to='sip.localhost'>{payload}</iq>"
+    );
+    a.gw.handle_input(now, Input::Stanza(xml.parse().expect("xml")));
+    let outs = a.drain();
+    stanzas(&outs)
+        .into_iter()
+        .find(|s| s.name() == "iq")
+        .expect("an iq answer")
+}
+
+fn form(fields: &[(&str, &str)]) -> String {
+    let f: String = fields
+        .iter()
+        .map(|(k, v)| format!("<field var='{k}'><value>{v}</value></field>"))
+        .collect();
+    format!("<x xmlns='jabber:x:data' type='submit'>{f}</x>")
+}
+
+fn field_vars(e: &Element) -> Vec<String> {
+    let mut out = Vec::new();
+    for c in e.children() {
+        if c.name() == "field" {
+            out.push(c.attr("var").unwrap_or_default().to_string());
+        }
+        out.extend(field_vars(c));
+    }
+    out
+}
+
+#[test]
+fn xep0077_registers_changes_and_removes_the_default_account() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    const REG: &str = "jabber:iq:register";
+    let alice = "alice@localhost/phone";
+    // The form, nothing registered yet.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("result"));
+    let q = r.get_child("query", REG).expect("query");
+    assert!(q.get_child("registered", REG).is_none());
+    let vars = field_vars(q);
+    for v in [
+        "FORM_TYPE",
+        "registrar",
+        "user",
+        "auth_user",
+        "password",
+        "transport",
+        "outbound_proxy",
+        "display_name",
+    ] {
+        assert!(vars.iter().any(|x| x == v), "{v} in {vars:?}");
+    }
+    // Missing the password: not-acceptable, nothing stored.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<query xmlns='{REG}'>{}</query>",
+            form(&[("registrar", "sip:sip2.localhost"), ("user", "alice2")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(a.gw.accounts(now, None).is_empty());
+    // Registered: stored as the default account, REGISTER sent.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(
+            format!(
+                "<iq xmlns='jabber:component:accept' type='set' id='q2' from='{alice}' to='sip.localhost'><query xmlns='{REG}'>{}</query></iq>",
+                form(&[("registrar", "sip:sip2.localhost"), ("user", "alice2"), ("password", "pw"), ("display_name", "Alice")])
+            )
+            .parse()
+            .expect("xml"),
+        ),
+    );
+    let outs = a.drain();
+    assert!(stanzas(&outs)
+        .iter()
+        .any(|s| s.attr("type") == Some("result") && s.attr("id") == Some("q2")));
+    assert_eq!(sends(outs).len(), 1, "registering");
+    let v = a.gw.accounts(now, Some("alice@localhost"));
+    assert_eq!(v.len(), 1);
+    assert_eq!(
+        (v[0].id.as_str(), v[0].default, v[0].aor.as_str()),
+        ("sip2-localhost", true, "sip:alice2@sip2.localhost")
+    );
+    // The form now says registered and shows the values, not the password.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    let q = r.get_child("query", REG).expect("query");
+    assert!(q.get_child("registered", REG).is_some());
+    assert!(String::from(&r).contains("alice2"));
+    assert!(!String::from(&r).contains(">pw<"));
+    // A change without a password keeps it.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<query xmlns='{REG}'>{}</query>",
+            form(&[("display_name", "Alice B")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("result"), "{}", String::from(&r));
+    let rec =
+        a.gw.account_record("alice@localhost", "sip2-localhost")
+            .expect("record");
+    assert_eq!(
+        (rec.password.as_str(), rec.display_name.as_deref()),
+        ("pw", Some("Alice B"))
+    );
+    // Someone of another domain may not.
+    let r = iq(
+        &mut a,
+        now,
+        "eve@elsewhere.example/x",
+        "get",
+        &format!("<query xmlns='{REG}'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert!(String::from(&r).contains("forbidden"));
+    // <remove/>: all accounts gone, unregistered.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(
+            format!("<iq xmlns='jabber:component:accept' type='set' id='q3' from='{alice}' to='sip.localhost'><query xmlns='{REG}'><remove/></query></iq>")
+                .parse()
+                .expect("xml"),
+        ),
+    );
+    let outs = a.drain();
+    assert!(stanzas(&outs)
+        .iter()
+        .any(|s| s.attr("type") == Some("result") && s.attr("id") == Some("q3")));
+    let s = sends(outs);
+    assert_eq!(s.len(), 1);
+    assert_eq!(header_in(&s[0].1.headers, "Expires"), Some("0"));
+    assert!(a.gw.accounts(now, None).is_empty());
+}
+
+#[test]
+fn xep0050_commands_list_add_remove_and_choose_the_default() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    const CMD: &str = "http://jabber.org/protocol/commands";
+    let alice = "alice@localhost/phone";
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "get",
+        &format!("<query xmlns='http://jabber.org/protocol/disco#items' node='{CMD}'/>"),
+    );
+    let nodes: Vec<String> = r
+        .children()
+        .flat_map(|q| q.children())
+        .filter_map(|i| i.attr("node").map(str::to_string))
+        .collect();
+    assert_eq!(
+        nodes,
+        [
+            "list-accounts",
+            "add-account",
+            "remove-account",
+            "set-default-account"
+        ]
+    );
+    // add-account: a form first, then the submitted form.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='add-account' action='execute'/>"),
+    );
+    let c = r.get_child("command", CMD).expect("command");
+    assert_eq!(c.attr("status"), Some("executing"));
+    let session = c.attr("sessionid").expect("session").to_string();
+    assert!(field_vars(c).iter().any(|v| v == "registrar"));
+    for (id, user) in [("work", "alice2"), ("home", "al")] {
+        let r = iq(
+            &mut a,
+            now,
+            alice,
+            "set",
+            &format!(
+                "<command xmlns='{CMD}' node='add-account' sessionid='{session}' action='complete'>{}</command>",
+                form(&[("id", id), ("registrar", "sip:sip2.localhost"), ("user", user), ("password", "pw")])
+            ),
+        );
+        let c = r.get_child("command", CMD).expect("command");
+        assert_eq!(c.attr("status"), Some("completed"), "{}", String::from(&r));
+    }
+    a.drain();
+    // list-accounts: both, with their state; work is the default (the first).
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='list-accounts' action='execute'/>"),
+    );
+    let text = String::from(&r);
+    assert!(
+        text.contains("status=\"completed\"") || text.contains("status='completed'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sip:alice2@sip2.localhost") && text.contains("sip:al@sip2.localhost"),
+        "{text}"
+    );
+    assert!(text.contains("registering"), "{text}");
+    // set-default-account: a list of her accounts, then the choice.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='set-default-account' action='execute'/>"),
+    );
+    let options: Vec<String> = String::from(&r)
+        .match_indices("<value>")
+        .map(|(i, _)| {
+            String::from(&r)[i..]
+                .chars()
+                .skip(7)
+                .take_while(|c| *c != '<')
+                .collect()
+        })
+        .collect();
+    assert!(
+        options.contains(&"home".to_string()) && options.contains(&"work".to_string()),
+        "{options:?}"
+    );
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='set-default-account' action='complete'>{}</command>",
+            form(&[("id", "home")])
+        ),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("completed")
+    );
+    let v = a.gw.accounts(now, Some("alice@localhost"));
+    let d: Vec<(&str, bool)> = v.iter().map(|v| (v.id.as_str(), v.default)).collect();
+    assert_eq!(d, vec![("home", true), ("work", false)]);
+    // remove-account: work goes; an unknown id is item-not-found.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='remove-account' action='complete'>{}</command>",
+            form(&[("id", "work")])
+        ),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("completed")
+    );
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!(
+            "<command xmlns='{CMD}' node='remove-account' action='complete'>{}</command>",
+            form(&[("id", "nope")])
+        ),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    assert_eq!(a.gw.accounts(now, None).len(), 1);
+    // Unknown command; cancel.
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='format-disk' action='execute'/>"),
+    );
+    assert_eq!(r.attr("type"), Some("error"));
+    let r = iq(
+        &mut a,
+        now,
+        alice,
+        "set",
+        &format!("<command xmlns='{CMD}' node='add-account' sessionid='s' action='cancel'/>"),
+    );
+    assert_eq!(
+        r.get_child("command", CMD).and_then(|c| c.attr("status")),
+        Some("canceled")
+    );
+}
+
+#[test]
+fn the_provider_stox_relays_a_sip_message_to_the_accounts_contact() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "pw2");
+    let message = |user: &str| SipRequest {
+        method: "MESSAGE".into(),
+        uri: format!("sip:{user}@sip2.localhost"),
+        headers: vec![
+            ("From".into(), "<sip:carol@127.0.0.1:5099>;tag=1".into()),
+            ("To".into(), format!("<sip:{user}@sip2.localhost>")),
+            ("Call-ID".into(), "relay-1".into()),
+            ("CSeq".into(), "1 MESSAGE".into()),
+            ("Max-Forwards".into(), "70".into()),
+            ("Content-Type".into(), "text/plain".into()),
+        ],
+        body: b"hi alice2".to_vec(),
+        transport: Transport::Udp,
+        source: None,
+    };
+    let reply_of = |outs: &[Output], tx: TxId| {
+        outs.iter().find_map(|o| match o {
+            Output::SipReply { tx: t, code, .. } if *t == tx => Some(*code),
+            _ => None,
+        })
+    };
+    // No contact yet: 480.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 40,
+            req: message("alice2"),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 40), Some(480));
+    register_at_b(&mut a, &mut b, now, account("work", "pw2"));
+    // Relayed to A's Contact for the account, answered with A's answer.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 41,
+            req: message("alice2"),
+        },
+    );
+    let outs = b.drain();
+    assert_eq!(reply_of(&outs, 41), None, "waits for the contact");
+    let (tx, relayed) = sends(outs).remove(0);
+    let user = account("work", "x").contact_user();
+    assert_eq!(relayed.uri, format!("sip:{user}@{A_UDP}"));
+    assert_eq!(relayed.from, "sip:carol@127.0.0.1:5099");
+    assert_eq!(relayed.body, b"hi alice2");
+    assert_eq!(header_in(&relayed.headers, "Max-Forwards"), Some("69"));
+    b.gw.handle_input(
+        now,
+        Input::SipResponse {
+            tx,
+            result: ok(200, &[]),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 41), Some(200));
+    // A failure comes back as it is.
+    b.gw.handle_input(
+        now,
+        Input::SipRequest {
+            tx: 42,
+            req: message("alice2"),
+        },
+    );
+    let (tx, _) = sends(b.drain()).remove(0);
+    b.gw.handle_input(
+        now,
+        Input::SipResponse {
+            tx,
+            result: ok(486, &[]),
+        },
+    );
+    assert_eq!(reply_of(&b.drain(), 42), Some(486));
+    // Max-Forwards 0: 483.
+    let mut m = message("alice2");
+    m.headers.retain(|(n, _)| n != "Max-Forwards");
+    m.headers.push(("Max-Forwards".into(), "0".into()));
+    b.gw.handle_input(now, Input::SipRequest { tx: 43, req: m });
+    assert_eq!(reply_of(&b.drain(), 43), Some(483));
+}
+
+#[test]
+fn endless_stale_challenges_end_in_a_failure_not_a_loop() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    a.gw.put_account(now, account("work", "pw"))
+        .expect("stored");
+    let (mut tx, _) = sends(a.drain()).remove(0);
+    let stale = "Digest realm=\"r\", nonce=\"n\", qop=\"auth\", stale=true";
+    let mut sent = 1;
+    loop {
+        let out = respond(&mut a, now, tx, ok(401, &[("WWW-Authenticate", stale)]));
+        let mut s = sends(out);
+        if s.is_empty() {
+            break;
+        }
+        sent += 1;
+        assert!(sent < 10, "a tight loop");
+        tx = s.remove(0).0;
+    }
+    assert_eq!(sent, 4, "three answers to the challenge, then failed");
+    let v = a.gw.account(now, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "failed");
+    assert_eq!(v.next_register_in, Some(BACKOFF_MIN.as_secs()));
+}
