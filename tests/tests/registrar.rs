@@ -349,3 +349,59 @@ fn requests_for_foreign_domains_are_refused() {
         got.iter().map(|s| s.xml()).collect::<Vec<_>>()
     );
 }
+
+/// A SIP phone calling a SIP user of `C` is redirected to his contacts (RFC 3261 §8.3):
+/// stox bridges SIP and XMPP, it does not proxy SIP to SIP.
+/// raw INVITE sip:dave@sip.localhost while dave has no binding → 480
+/// sipp registers dave with Contact sip:dave@127.0.0.1:5999 → the INVITE gets 302 with
+///   that Contact
+#[test]
+fn a_sip_call_to_a_user_of_the_domain_is_redirected_to_his_contact() {
+    let w = world();
+    create_user(&w, "dave", "dave-secret");
+    let invite = || {
+        let text = stox_tests::sip_raw::build_message(
+            &format!("sip:dave@{DOMAIN}"),
+            "carol",
+            "127.0.0.1:9".parse().expect("addr"),
+            "UDP",
+            b"v=0\r\no=- 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 4000 RTP/AVP 0\r\n",
+        );
+        let text = String::from_utf8(text)
+            .expect("utf-8")
+            .replacen("MESSAGE sip:", "INVITE sip:", 1)
+            .replace(
+                "CSeq: 1 MESSAGE",
+                "CSeq: 1 INVITE\r\nContact: <sip:carol@127.0.0.1:9>",
+            )
+            .replace(
+                "Content-Type: text/plain;charset=UTF-8",
+                "Content-Type: application/sdp",
+            );
+        let reply = stox_tests::sip_raw::send_sip_udp(w.stox.sip_addr(), text.as_bytes())
+            .expect("a final response");
+        stox_tests::SipMessage::parse(&reply).expect("parse")
+    };
+    let reply = invite();
+    assert_eq!(reply.status(), Some(480), "{reply:?}");
+    let run = Sipp::uac_register(
+        w.stox.sip_addr(),
+        "dave",
+        DOMAIN,
+        "dave-secret",
+        "sip:dave@127.0.0.1:5999",
+        60,
+        200,
+        None,
+    )
+    .run()
+    .expect("sipp");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let reply = invite();
+    assert_eq!(reply.status(), Some(302), "{reply:?}");
+    let contact = reply.header("Contact").unwrap_or_default();
+    assert!(
+        contact.starts_with("<sip:dave@127.0.0.1:5999>") && contact.contains("expires="),
+        "{contact}"
+    );
+}

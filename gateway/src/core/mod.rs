@@ -1231,6 +1231,49 @@ impl Gateway {
         Some((code, headers))
     }
 
+    /// The answer to a new INVITE for a SIP user of `C` (`sip:dave@C`) from the SIP side:
+    /// stox bridges calls between SIP and XMPP only, so it acts as a redirect server
+    /// (RFC 3261 §8.3, §21.3.3): `302 Moved Temporarily` with one `Contact` per registered
+    /// binding (its `q` and remaining `expires`), the caller then calls them itself; `480`
+    /// when he has none. `None` for any other Request-URI.
+    pub fn redirect_invite(
+        &mut self,
+        now: Instant,
+        req: &SipRequest,
+    ) -> Option<(u16, Vec<(String, String)>)> {
+        let uri: SipUri = req.uri.parse().ok()?;
+        let (_, aor) = self.local_aor(&uri)?;
+        let contacts = self.registrar.contacts(&aor, now);
+        if contacts.is_empty() {
+            info!(%aor, "INVITE for a SIP user of the component with no binding: 480");
+            counter!("stox_sip_responses_sent_total", "code" => "480").increment(1);
+            return Some((
+                480,
+                vec![(
+                    "Warning".into(),
+                    format!("399 stox \"{aor} is not registered\""),
+                )],
+            ));
+        }
+        let headers = contacts
+            .iter()
+            .map(|b| {
+                let expires = b.expires_at.saturating_duration_since(now).as_secs();
+                let q =
+                    b.q.as_deref()
+                        .map(|q| format!(";q={q}"))
+                        .unwrap_or_default();
+                (
+                    "Contact".to_string(),
+                    format!("<{}>{q};expires={expires}", b.contact),
+                )
+            })
+            .collect::<Vec<_>>();
+        info!(%aor, contacts = headers.len(), "INVITE for a SIP user of the component: 302 to his contacts");
+        counter!("stox_sip_responses_sent_total", "code" => "302").increment(1);
+        Some((302, headers))
+    }
+
     /// `Some((code, headers, why))` when `req` comes from a SIP user of `C` (its From) and is
     /// not authenticated as him (RFC 3261 §22.3, `407` with a challenge).
     fn local_sender_refused(&mut self, now: Instant, req: &SipRequest) -> Option<Refusal> {

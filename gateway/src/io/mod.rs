@@ -621,7 +621,10 @@ fn on_server_transaction(
     // dialog exists (the core decides; the challenge needs headers a dialog's reject
     // cannot carry).
     if value.method == "INVITE" && value.header("To").and_then(crate::sipmsg::tag_of).is_none() {
-        if let Some((code, headers)) = gateway.refuse_unauthenticated(now, &value) {
+        let refused = gateway
+            .refuse_unauthenticated(now, &value)
+            .or_else(|| gateway.redirect_invite(now, &value));
+        if let Some((code, headers)) = refused {
             outstanding.fetch_sub(1, Ordering::Relaxed);
             let mut tx = tx;
             tokio::spawn(async move {

@@ -622,3 +622,63 @@ fn sip_users_of_c_must_authenticate_to_speak() {
     assert_eq!(stanza.attr("from"), Some("dave@sip.localhost"));
     assert_eq!(stanza.attr("to"), Some("alice@localhost"));
 }
+
+/// RFC 3261 §8.3: a SIP INVITE for a SIP user of `C` is redirected to his bindings
+/// (302 with a Contact each, `expires` counting down); with none, 480; any other
+/// Request-URI is not stox's to redirect.
+#[test]
+fn sip_invites_for_users_of_c_are_redirected_to_their_contacts() {
+    let mut h = H::new();
+    let invite = |uri: &str| SipRequest {
+        method: "INVITE".into(),
+        uri: uri.into(),
+        headers: vec![
+            ("From".into(), "<sip:carol@127.0.0.1:5070>;tag=c1".into()),
+            ("To".into(), format!("<{uri}>")),
+            ("Call-ID".into(), "inv1".into()),
+            ("CSeq".into(), "1 INVITE".into()),
+        ],
+        body: vec![],
+        transport: Transport::Udp,
+        source: None,
+    };
+    let now = h.now;
+    let dave = format!("sip:dave@{C}");
+    let (code, headers) = h.gw.redirect_invite(now, &invite(&dave)).expect("ours");
+    assert_eq!(code, 480);
+    assert!(hdrs(&headers, "Warning")[0].contains("not registered"));
+    h.user("dave", PW);
+    let r = registered(
+        &mut h,
+        register("<sip:dave@127.0.0.1:5062>", Some("600"), "c1", 1),
+    );
+    assert_eq!(r.0, 200);
+    let r = registered(
+        &mut h,
+        register("<sip:dave@127.0.0.1:5064>;q=0.5", Some("300"), "c2", 1),
+    );
+    assert_eq!(r.0, 200);
+    let (code, headers) = h.gw.redirect_invite(now, &invite(&dave)).expect("ours");
+    assert_eq!(code, 302);
+    let mut contacts = hdrs(&headers, "Contact");
+    contacts.sort();
+    assert_eq!(
+        contacts,
+        [
+            "<sip:dave@127.0.0.1:5062>;expires=600",
+            "<sip:dave@127.0.0.1:5064>;q=0.5;expires=300"
+        ]
+    );
+    let later = now + Duration::from_secs(100);
+    let (_, headers) = h.gw.redirect_invite(later, &invite(&dave)).expect("ours");
+    assert!(hdrs(&headers, "Contact")
+        .iter()
+        .any(|c| c.ends_with("expires=500")));
+    for other in [
+        "sip:alice@localhost",
+        "sip:bob@127.0.0.1:5099",
+        "sip:x%40y.example@sip.localhost",
+    ] {
+        assert_eq!(h.gw.redirect_invite(now, &invite(other)), None, "{other}");
+    }
+}
