@@ -126,7 +126,9 @@ fn default_backoff_max_secs() -> u64 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipConfig {
-    /// Listening sockets, each `udp:ADDR:PORT` or `tcp:ADDR:PORT`.
+    /// Listening sockets, each `udp:ADDR:PORT`, `tcp:ADDR:PORT`, `tls:ADDR:PORT`,
+    /// `ws:ADDR:PORT` or `wss:ADDR:PORT` (SIP over WebSocket, RFC 7118). `tls` and `wss`
+    /// need `[sip.tls]`.
     pub listen: Vec<String>,
     /// Optional next hop for every outgoing request, e.g. `sip:127.0.0.1:5080`.
     #[serde(default)]
@@ -142,6 +144,35 @@ pub struct SipConfig {
     /// Default: the system's resolvers (`/etc/resolv.conf`).
     #[serde(default)]
     pub dns_server: Option<String>,
+    /// `[sip.tls]`: the certificate of the `tls:` and `wss:` listeners, and the CAs that
+    /// servers stox connects to over TLS must chain to.
+    #[serde(default)]
+    pub tls: Option<SipTlsConfig>,
+    /// The `Flow-Timer` (seconds) granted to a UA that registers with RFC 5626 outbound:
+    /// it sends a keepalive (CRLF, RFC 5626 §4.4.1) at least this often, so that the
+    /// connection and its NAT binding stay up. Default 120; at most 290 (stox closes a
+    /// stream that stays silent for 300 s).
+    #[serde(default = "default_flow_timer")]
+    pub flow_timer_secs: u32,
+}
+
+fn default_flow_timer() -> u32 {
+    120
+}
+
+/// `[sip.tls]`: PEM files for SIP over TLS and secure WebSocket.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipTlsConfig {
+    /// The certificate chain (PEM) stox presents on `tls:` and `wss:` listeners.
+    pub cert: Option<PathBuf>,
+    /// Its private key (PEM, PKCS#8 or PKCS#1).
+    pub key: Option<PathBuf>,
+    /// CA certificates (PEM) that the servers stox connects to over TLS must chain to
+    /// (outgoing `sips:` and `;transport=tls`). Without it, outgoing TLS fails: stox has
+    /// no implicit trust anchors.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
 }
 
 fn default_max_pending() -> usize {
@@ -314,6 +345,7 @@ impl Config {
                 .iter()
                 .filter_map(|a| stox_sip::digest::Algorithm::parse(a))
                 .collect(),
+            flow_timer: self.sip.flow_timer_secs,
         }
     }
 
@@ -387,14 +419,8 @@ impl Config {
     }
 }
 
-/// A SIP transport a listener uses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ListenTransport {
-    /// RFC 3261 §18 over UDP.
-    Udp,
-    /// RFC 3261 §18 over TCP.
-    Tcp,
-}
+/// A SIP transport a listener uses (UDP, TCP, TLS, WS, WSS).
+pub type ListenTransport = crate::sipmsg::Transport;
 
 /// One parsed `[sip] listen` entry.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -403,6 +429,17 @@ pub struct Listen {
     pub transport: ListenTransport,
     /// Its socket address.
     pub addr: SocketAddr,
+}
+
+/// The PEM files of `[sip.tls]`, read.
+#[derive(Debug, Clone, Default)]
+pub struct TlsFiles {
+    /// Certificate chain.
+    pub cert: Option<Vec<u8>>,
+    /// Private key.
+    pub key: Option<Vec<u8>>,
+    /// CA certificates for outgoing TLS.
+    pub ca: Option<Vec<u8>>,
 }
 
 /// What is wrong with a configuration.
@@ -507,10 +544,16 @@ impl Config {
         if self.sip.listen.is_empty() {
             return Err(invalid(
                 "sip.listen",
-                "needs at least one `udp:` or `tcp:` entry",
+                "needs at least one `udp:`, `tcp:`, `tls:`, `ws:` or `wss:` entry",
             ));
         }
-        self.listens()?;
+        self.check_tls()?;
+        if !(10..=290).contains(&self.sip.flow_timer_secs) {
+            return Err(invalid(
+                "sip.flow_timer_secs",
+                "between 10 and 290 seconds (idle streams are closed after 300 s)",
+            ));
+        }
         self.dns_server()?;
         if self.sip.max_pending_requests == 0 {
             return Err(invalid("sip.max_pending_requests", "must be at least 1"));
@@ -612,6 +655,69 @@ impl Config {
         Ok(())
     }
 
+    /// `tls:`/`wss:` listeners need a certificate and key; every file named must be a
+    /// readable PEM file.
+    fn check_tls(&self) -> Result<(), ConfigError> {
+        let listens = self.listens()?;
+        let secure = listens
+            .iter()
+            .position(|l| l.transport.is_secure())
+            .map(|i| format!("sip.listen[{i}]"));
+        let tls = self.sip.tls.as_ref();
+        if let Some(key) = &secure {
+            if tls.and_then(|t| t.cert.as_ref()).is_none() {
+                return Err(invalid(
+                    "sip.tls.cert",
+                    format!("{key} is a TLS listener: a certificate (PEM) is needed"),
+                ));
+            }
+            if tls.and_then(|t| t.key.as_ref()).is_none() {
+                return Err(invalid(
+                    "sip.tls.key",
+                    format!("{key} is a TLS listener: a private key (PEM) is needed"),
+                ));
+            }
+        }
+        if let Some(t) = tls {
+            for (name, path, marker) in [
+                ("sip.tls.cert", &t.cert, "CERTIFICATE-----"),
+                ("sip.tls.key", &t.key, "PRIVATE KEY-----"),
+                ("sip.tls.ca", &t.ca, "CERTIFICATE-----"),
+            ] {
+                let Some(path) = path else { continue };
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| invalid(name, format!("cannot read {}: {e}", path.display())))?;
+                if !text.contains(marker) {
+                    return Err(invalid(
+                        name,
+                        format!("{} holds no PEM `{marker}` block", path.display()),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The PEM contents of `[sip.tls]` (certificate, key, CA), read now.
+    pub fn tls_files(&self) -> Result<TlsFiles, ConfigError> {
+        let read = |name: &str, p: &Option<PathBuf>| -> Result<Option<Vec<u8>>, ConfigError> {
+            p.as_ref()
+                .map(|p| {
+                    std::fs::read(p)
+                        .map_err(|e| invalid(name, format!("cannot read {}: {e}", p.display())))
+                })
+                .transpose()
+        };
+        let Some(t) = &self.sip.tls else {
+            return Ok(TlsFiles::default());
+        };
+        Ok(TlsFiles {
+            cert: read("sip.tls.cert", &t.cert)?,
+            key: read("sip.tls.key", &t.key)?,
+            ca: read("sip.tls.ca", &t.ca)?,
+        })
+    }
+
     /// The parsed `[sip] listen` entries.
     pub fn listens(&self) -> Result<Vec<Listen>, ConfigError> {
         self.sip
@@ -655,11 +761,19 @@ impl Config {
                 .to_string()
         })?;
         let transport = match uri.param("transport") {
-            Some(t) if t.eq_ignore_ascii_case("tcp") => ListenTransport::Tcp,
-            Some(t) if t.eq_ignore_ascii_case("udp") => ListenTransport::Udp,
+            // RFC 7118 §5: WebSocket is only ever a connection the client opened.
+            Some(t) if t.eq_ignore_ascii_case("ws") || t.eq_ignore_ascii_case("wss") => {
+                return Err(format!("transport `{t}` cannot reach a proxy"))
+            }
+            Some(t) => ListenTransport::from_param(t)
+                .ok_or_else(|| format!("unsupported transport `{t}`"))?,
+            // RFC 3261 §19.1.4 / RFC 5630: `sips:` means TLS.
+            None if uri.scheme == stox_sip::uri::Scheme::Sips => ListenTransport::Tls,
             None => ListenTransport::Udp,
-            Some(t) => return Err(format!("unsupported transport `{t}`")),
         };
+        if uri.scheme == stox_sip::uri::Scheme::Sips && transport != ListenTransport::Tls {
+            return Err("a `sips:` proxy is reached over TLS only".into());
+        }
         Ok(Some((transport, SocketAddr::new(ip, port))))
     }
 
@@ -672,16 +786,10 @@ impl Config {
 fn parse_listen(entry: &str) -> Result<Listen, String> {
     let (scheme, addr) = entry
         .split_once(':')
-        .ok_or("expected `udp:ADDR:PORT` or `tcp:ADDR:PORT`")?;
-    let transport = match scheme.to_ascii_lowercase().as_str() {
-        "udp" => ListenTransport::Udp,
-        "tcp" => ListenTransport::Tcp,
-        other => {
-            return Err(format!(
-                "unknown transport `{other}` (udp and tcp are supported)"
-            ))
-        }
-    };
+        .ok_or("expected `TRANSPORT:ADDR:PORT`, TRANSPORT one of udp, tcp, tls, ws, wss")?;
+    let transport = ListenTransport::from_param(scheme).ok_or_else(|| {
+        format!("unknown transport `{scheme}` (udp, tcp, tls, ws and wss are supported)")
+    })?;
     let addr: SocketAddr = addr.parse().map_err(|e| format!("bad address: {e}"))?;
     Ok(Listen { transport, addr })
 }
@@ -841,6 +949,121 @@ path = "./stox-data"
         assert_eq!(c.media_ports().unwrap(), (30000, 30099));
         let s = c.call_settings();
         assert_eq!((s.no_answer.as_secs(), s.no_media.as_secs()), (9, 5));
+    }
+
+    #[test]
+    fn tls_and_websocket_listeners() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        std::fs::write(
+            &cert,
+            "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----\n",
+        )
+        .expect("write");
+        std::fs::write(
+            &key,
+            "-----BEGIN PRIVATE KEY-----\nx\n-----END PRIVATE KEY-----\n",
+        )
+        .expect("write");
+        let listen = r#"listen = ["udp:127.0.0.1:5060", "tls:127.0.0.1:5061", "ws:127.0.0.1:8080", "WSS:127.0.0.1:8443"]"#;
+        let base = SAMPLE.replace(
+            r#"listen = ["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]"#,
+            listen,
+        );
+        let with_tls = format!(
+            "{base}\n[sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        );
+        let c = Config::parse(&with_tls).expect("tls config");
+        let kinds: Vec<ListenTransport> = c
+            .listens()
+            .expect("listens")
+            .iter()
+            .map(|l| l.transport)
+            .collect();
+        assert_eq!(
+            kinds,
+            vec![
+                ListenTransport::Udp,
+                ListenTransport::Tls,
+                ListenTransport::Ws,
+                ListenTransport::Wss
+            ]
+        );
+        assert_eq!(c.sip.flow_timer_secs, 120);
+        assert_eq!(c.registrar_settings([0; 32]).flow_timer, 120);
+        let files = c.tls_files().expect("files");
+        assert!(files.cert.is_some() && files.key.is_some() && files.ca.is_none());
+
+        // A TLS listener without a certificate or key is named; so is a file that is not
+        // PEM, or missing; and an unknown key in [sip.tls].
+        let no_key = format!("{base}\n[sip.tls]\ncert = \"{}\"\n", cert.display());
+        let not_pem = with_tls.replace(
+            &format!("key = \"{}\"", key.display()),
+            &format!("key = \"{}\"", cert.display()),
+        );
+        let missing = with_tls.replace("cert.pem", "nothing.pem");
+        let cases = [
+            (base.clone(), "sip.tls.cert"),
+            (no_key, "sip.tls.key"),
+            (not_pem, "sip.tls.key"),
+            (missing, "sip.tls.cert"),
+            (format!("{with_tls}bogus = 1\n"), "bogus"),
+            (
+                with_tls.replace("[sip.tls]", "[sip.tls]\nca = \"/nonexistent/ca.pem\""),
+                "sip.tls.ca",
+            ),
+        ];
+        for (text, key) in cases {
+            let e = Config::parse(&text).expect_err(key);
+            assert!(e.to_string().contains(key), "{key}: {e}");
+        }
+        let e = Config::parse(&format!(
+            "{}\n[sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            base.replace("[sip]", "[sip]\nflow_timer_secs = 5"),
+            cert.display(),
+            key.display()
+        ))
+        .expect_err("flow timer");
+        assert!(e.to_string().starts_with("sip.flow_timer_secs"), "{e}");
+        // Plain UDP and TCP need no [sip.tls].
+        assert!(Config::parse(SAMPLE).is_ok());
+    }
+
+    #[test]
+    fn outbound_proxy_transports() {
+        let proxy = |uri: &str| {
+            Config::parse(&SAMPLE.replace("sip:127.0.0.1:5080", uri)).map(|c| {
+                c.outbound_proxy_addr()
+                    .expect("proxy")
+                    .map(|(t, a)| (t, a.port()))
+            })
+        };
+        assert_eq!(
+            proxy("sips:127.0.0.1:5081").expect("sips"),
+            Some((ListenTransport::Tls, 5081))
+        );
+        assert_eq!(
+            proxy("sip:127.0.0.1:5081;transport=TLS").expect("tls"),
+            Some((ListenTransport::Tls, 5081))
+        );
+        assert_eq!(
+            proxy("sip:127.0.0.1;transport=tcp").expect("tcp"),
+            Some((ListenTransport::Tcp, 5060))
+        );
+        for bad in [
+            "sip:127.0.0.1;transport=ws",
+            "sips:127.0.0.1;transport=tcp",
+            "sip:127.0.0.1;transport=sctp",
+        ] {
+            let e = proxy(bad).expect_err(bad);
+            assert!(
+                e.to_string().starts_with("sip.outbound_proxy"),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -3,13 +3,70 @@
 //! The io layer converts `rsipstack` messages to and from these, so that the
 //! core and the translation tables are tested without a SIP stack.
 
-/// The transport a request arrived on or should leave on (RFC 3261 §18).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The transport a request arrived on or should leave on (RFC 3261 §18, RFC 7118 for
+/// WebSocket).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Transport {
     /// UDP: a request larger than the RFC 3261 §18.1.1 limit must not use it.
     Udp,
     /// TCP: congestion controlled.
     Tcp,
+    /// TLS over TCP (RFC 3261 §26.2, the transport of `sips:`).
+    Tls,
+    /// WebSocket (RFC 7118): only over a connection the client opened.
+    Ws,
+    /// Secure WebSocket (RFC 7118, over TLS): likewise.
+    Wss,
+}
+
+impl Transport {
+    /// A connection-oriented transport (everything but UDP).
+    pub fn is_stream(self) -> bool {
+        self != Transport::Udp
+    }
+
+    /// Secured by TLS on this hop (RFC 5630 §3.1.3: what a `sips:` hop needs).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// The name in a Via header (RFC 3261 §20.42, RFC 7118 §5.2).
+    pub fn via_name(self) -> &'static str {
+        match self {
+            Transport::Udp => "UDP",
+            Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    /// The value of a `transport` URI parameter (RFC 3261 §19.1.1, RFC 7118 §5.1),
+    /// case-insensitive; `None` for one stox does not speak (`sctp`, ...).
+    pub fn from_param(value: &str) -> Option<Transport> {
+        [
+            Transport::Udp,
+            Transport::Tcp,
+            Transport::Tls,
+            Transport::Ws,
+            Transport::Wss,
+        ]
+        .into_iter()
+        .find(|t| t.via_name().eq_ignore_ascii_case(value.trim()))
+    }
+}
+
+/// A connection a request came in on, as the core remembers it (RFC 5626 §3 "flow"): the
+/// transport and the peer's address. Requests to a UA that registered or subscribed over a
+/// stream go back over the same connection (RFC 5626 §5.3, RFC 5923, RFC 7118 §5): a
+/// WebSocket client's Contact names an `.invalid` host nobody can connect to, and a
+/// TLS or TCP client behind NAT cannot be reached at the address it wrote.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Flow {
+    /// The transport of the connection.
+    pub transport: Transport,
+    /// The peer's address (its end of the connection).
+    pub remote: std::net::SocketAddr,
 }
 
 /// RFC 3261 §7.3.3: compact header forms and their long names.
@@ -228,6 +285,9 @@ pub struct OutRequest {
     /// outbound proxy or registrar, issue 5): a SIP URI whose host and port are the next
     /// hop; a dialog's route set still comes first.
     pub next_hop: Option<String>,
+    /// Send over this connection when it is still open (a registered contact's flow);
+    /// else as the Request-URI says.
+    pub flow: Option<Flow>,
 }
 
 impl OutRequest {

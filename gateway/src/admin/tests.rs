@@ -446,6 +446,8 @@ async fn sip_users_are_created_listed_changed_and_deleted_without_keeping_passwo
             q: None,
             source: None,
             tcp: false,
+            transport: None,
+            outbound: None,
         };
         f.store
             .tables

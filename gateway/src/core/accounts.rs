@@ -728,6 +728,7 @@ impl Gateway {
             ],
             content_type: None,
             body: Vec::new(),
+            flow: None,
             dialog: Some(DialogRef {
                 from_tag: from_tag.to_string(),
                 to_tag: None,

@@ -1057,13 +1057,14 @@ impl Gateway {
             .ok()
             .and_then(|u| self.local_aor(&u));
         let to_local_user = local.is_some();
-        let uris: Vec<String> = match local {
+        let uris: Vec<(String, Option<crate::sipmsg::Flow>)> = match local {
             Some((_, aor)) => {
-                let contacts: Vec<String> = self
+                // Each over the connection it registered on, while open (RFC 5626 §5.3).
+                let contacts: Vec<(String, Option<crate::sipmsg::Flow>)> = self
                     .registrar
                     .contacts(&aor, self.last_now)
                     .iter()
-                    .map(|b| b.contact.clone())
+                    .map(|b| (b.contact.clone(), b.flow))
                     .collect();
                 if contacts.is_empty() {
                     return self.end_call(
@@ -1075,7 +1076,7 @@ impl Gateway {
                 }
                 contacts
             }
-            None => vec![to.clone()],
+            None => vec![(to.clone(), None)],
         };
         // The caller's external account (never for a SIP user of `C`).
         let account = match (to_local_user, self.calls.by_key.get(&key)) {
@@ -1103,7 +1104,7 @@ impl Gateway {
                 "INVITE forked to every registered contact"
             );
         }
-        for (uri, branch) in uris.into_iter().zip(branches) {
+        for ((uri, flow), branch) in uris.into_iter().zip(branches) {
             let mut req = OutRequest {
                 method: "INVITE".into(),
                 uri,
@@ -1113,6 +1114,7 @@ impl Gateway {
                 headers: vec![("Max-Forwards".into(), "70".into())],
                 content_type: Some("application/sdp".into()),
                 body: body.clone(),
+                flow,
                 dialog: None,
                 next_hop: None,
             };

@@ -631,7 +631,10 @@ impl Gateway {
             .parse()
             .map_err(|e| (400, format!("bad Request-URI: {e}")))?;
         if uri.scheme == Scheme::Sips {
-            // RFC 7247 §8: a SIPS URI is never translated to XMPP.
+            // RFC 7247 §8: a SIPS URI is never translated to XMPP, also when it came over
+            // TLS or WSS: that hop is secured, but SIPS asks for TLS on every hop to the
+            // target (RFC 5630 §3.1.3) and stox cannot know that of the XMPP hops after
+            // it (c2s, s2s). docs/transports.md "sips:".
             return Err((
                 416,
                 "SIPS URIs are not translated to XMPP (RFC 7247 §8)".into(),
@@ -1054,6 +1057,7 @@ impl Gateway {
             headers,
             content_type: Some(content.content_type),
             body: content.body,
+            flow: None,
             dialog: None,
             next_hop: None,
         };
@@ -1096,10 +1100,12 @@ impl Gateway {
             for b in contacts {
                 let mut r = req.clone();
                 r.uri = b.contact.clone();
-                let transport = if b.tcp || forced_tcp {
-                    Transport::Tcp
-                } else {
-                    transport
+                // Over the connection it registered on, while open (RFC 5626 §5.3).
+                r.flow = b.flow;
+                let transport = match b.flow {
+                    Some(f) => f.transport,
+                    None if b.tcp || forced_tcp => Transport::Tcp,
+                    None => transport,
                 };
                 self.send_message(r, transport, msg.clone(), forced_tcp, Some(fork));
             }
@@ -1350,6 +1356,7 @@ impl Gateway {
                 headers: headers.clone(),
                 content_type: req.header("Content-Type").map(one_line),
                 body: req.body.clone(),
+                flow: None,
                 dialog: None,
                 next_hop: None,
             };

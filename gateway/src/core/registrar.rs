@@ -22,6 +22,22 @@
 //!
 //! At most `[registrar] max_contacts` bindings per AOR (a new one beyond: `403`).
 //!
+//! # Flows (RFC 5626, RFC 5923, RFC 7118)
+//!
+//! A binding made over a stream (TCP, TLS, WS, WSS) remembers its flow: the transport and
+//! the peer's end of the connection. Requests to the contact go over that connection while
+//! it is open (the io layer keeps the connections): a WebSocket client's Contact names an
+//! `.invalid` host (RFC 7118 §5), and a UA behind NAT cannot be reached at the address it
+//! wrote. When the connection is gone, a WebSocket contact is unreachable until the UA
+//! registers again; a TCP or TLS contact is reached as its URI says.
+//!
+//! A REGISTER using outbound (RFC 5626 §4.2: `Supported: outbound`, a contact with
+//! `reg-id` and `+sip.instance`) straight from the UA (one Via) gets, as RFC 5626 §6 says
+//! for a registrar that is also the edge proxy, `Require: outbound` and `Flow-Timer`
+//! (`[sip] flow_timer_secs`) in its `200`; its binding replaces the one of the same
+//! instance and reg-id (the flow changed, the contact may have too). Keepalives (CRLF,
+//! RFC 5626 §4.4.1) are answered by the transport layer.
+//!
 //! # Who must authenticate
 //!
 //! Every request whose From is a user of `C` (MESSAGE, SUBSCRIBE, PUBLISH, INVITE) needs
@@ -48,7 +64,7 @@ use stox_sip::uri::SipUri;
 use tracing::{debug, info, warn};
 
 use super::{Gateway, TxId};
-use crate::sipmsg::{header_values, uri_of_name_addr, SipRequest, Transport};
+use crate::sipmsg::{header_values, uri_of_name_addr, Flow, SipRequest, Transport};
 
 /// How long a nonce is good for.
 pub const NONCE_LIFETIME: Duration = Duration::from_secs(300);
@@ -77,6 +93,8 @@ pub struct RegistrarSettings {
     /// seen here, whatever the order), and SIPp 3.6 knows only MD5. So the default is MD5
     /// alone; `[registrar] digest_algorithms = ["SHA-256", "MD5"]` offers both.
     pub digest_algorithms: Vec<Algorithm>,
+    /// `Flow-Timer` granted to outbound registrations (seconds, RFC 5626 §4.4.1).
+    pub flow_timer: u32,
 }
 
 impl Default for RegistrarSettings {
@@ -89,6 +107,7 @@ impl Default for RegistrarSettings {
             block: Duration::from_secs(60),
             nonce_secret: [0; 32],
             digest_algorithms: vec![Algorithm::Md5],
+            flow_timer: 120,
         }
     }
 }
@@ -161,6 +180,12 @@ pub struct BindingRecord {
     /// It came over TCP.
     #[serde(default)]
     pub tcp: bool,
+    /// The transport it came over (`UDP`, `TCP`, `TLS`, `WS`, `WSS`), when recorded.
+    #[serde(default)]
+    pub transport: Option<String>,
+    /// RFC 5626 `+sip.instance` and `reg-id`, when it registered with outbound.
+    #[serde(default)]
+    pub outbound: Option<(String, u32)>,
 }
 
 /// A binding as the core keeps it.
@@ -180,6 +205,10 @@ pub struct Binding {
     pub source: Option<SocketAddr>,
     /// Registered over TCP.
     pub tcp: bool,
+    /// The stream connection it registered over (requests to it go back over it).
+    pub flow: Option<Flow>,
+    /// RFC 5626 `+sip.instance` and `reg-id`.
+    pub outbound: Option<(String, u32)>,
 }
 
 /// Registrations and authentication state.
@@ -224,6 +253,38 @@ pub(in crate::core) enum Authn {
     User(String),
     /// Answer with this code and these headers (a challenge, or 403 when blocked).
     Refuse(u16, Vec<(String, String)>, String),
+}
+
+/// RFC 5626 §4.2: the `+sip.instance` and `reg-id` of a Contact, when both are there.
+fn outbound_params(value: &str) -> Option<(String, u32)> {
+    let params = crate::sipmsg::header_params(value);
+    let mut instance = None;
+    let mut reg_id = None;
+    for p in params.split(';').map(str::trim) {
+        match p.split_once('=') {
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("+sip.instance") => {
+                instance = Some(v.trim().trim_matches('"').to_owned())
+            }
+            Some((k, v)) if k.trim().eq_ignore_ascii_case("reg-id") => {
+                reg_id = v.trim().parse().ok()
+            }
+            _ => {}
+        }
+    }
+    Some((
+        instance.filter(|i| !i.is_empty())?,
+        reg_id.filter(|r| *r > 0)?,
+    ))
+}
+
+/// Whether a request's `Supported` (or `Require`) lists option tag `tag`.
+fn supports(req: &SipRequest, tag: &str) -> bool {
+    ["Supported", "Require"].iter().any(|h| {
+        header_values(&req.headers, h)
+            .iter()
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(tag))
+    })
 }
 
 /// Splits a Contact value into its URI and header parameters (`expires`, `q`).
@@ -484,9 +545,22 @@ impl Gateway {
             info!(%aor, removed = removed.len(), "SIP: all bindings removed");
             return self.registered(now, tx, &aor);
         }
+        // RFC 5626 §6: outbound applies when the UA asks for it and stox is its first hop.
+        let first_hop = header_values(&req.headers, "Via").len() == 1;
+        let use_outbound = first_hop && supports(&req, "outbound") && req.transport.is_stream();
+        let flow = req
+            .source
+            .filter(|_| req.transport.is_stream())
+            .map(|remote| Flow {
+                transport: req.transport,
+                remote,
+            });
+        let mut outbound_used = false;
         // Step 7: the expiry of each contact, all checked before any change.
         let mut changes = Vec::new();
         for c in &contacts {
+            let outbound = outbound_params(c).filter(|_| use_outbound);
+            outbound_used |= outbound.is_some();
             let (contact, expires, q, bad) = contact_params(c);
             if bad || contact.parse::<SipUri>().is_err() {
                 return self.refuse(tx, 400, vec![], &format!("bad Contact `{c}`"));
@@ -501,9 +575,35 @@ impl Gateway {
                     vec![("Min-Expires".into(), settings.min_expires.to_string())],
                 );
             }
-            changes.push((contact, e.min(settings.max_expires), q));
+            changes.push((contact, e.min(settings.max_expires), q, outbound));
         }
-        for (contact, e, q) in changes {
+        for (contact, e, q, outbound) in changes {
+            // RFC 5626 §6: a binding is the instance and reg-id's; a new flow (or a new
+            // contact URI) of the same ones replaces it.
+            if let Some(ob) = &outbound {
+                let stale: Vec<Binding> = self
+                    .registrar
+                    .bindings
+                    .get(&aor)
+                    .map(|l| {
+                        l.iter()
+                            .filter(|b| b.outbound.as_ref() == Some(ob) && b.contact != contact)
+                            .cloned()
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                for old in stale {
+                    if let Some(list) = self.registrar.bindings.get_mut(&aor) {
+                        list.retain(|b| b.contact != old.contact);
+                    }
+                    self.registrar.expiries.remove(&(
+                        old.expires_at,
+                        aor.clone(),
+                        old.contact.clone(),
+                    ));
+                    self.store_remove(Table::Bindings, &format!("{aor}|{}", old.contact));
+                }
+            }
             let list = self.registrar.bindings.entry(aor.clone()).or_default();
             let existing = list.iter().position(|b| b.contact == contact);
             if let Some(i) = existing {
@@ -537,6 +637,8 @@ impl Gateway {
                 q,
                 source: req.source,
                 tcp: req.transport == Transport::Tcp,
+                flow,
+                outbound: outbound.clone(),
             };
             let rec = BindingRecord {
                 aor: aor.clone(),
@@ -547,6 +649,8 @@ impl Gateway {
                 q: b.q.clone(),
                 source: b.source.map(|s| s.to_string()),
                 tcp: b.tcp,
+                transport: Some(req.transport.via_name().to_string()),
+                outbound,
             };
             if existing.is_none() {
                 info!(%aor, %contact, expires = e, "SIP: registered");
@@ -564,7 +668,18 @@ impl Gateway {
         if self.registrar.bindings.get(&aor).is_some_and(Vec::is_empty) {
             self.registrar.bindings.remove(&aor);
         }
-        self.registered(now, tx, &aor);
+        let extra = if outbound_used {
+            vec![
+                ("Require".to_string(), "outbound".to_string()),
+                (
+                    "Flow-Timer".to_string(),
+                    self.settings.registrar.flow_timer.to_string(),
+                ),
+            ]
+        } else {
+            vec![]
+        };
+        self.registered_with(now, tx, &aor, extra);
         self.deliver_held(now, &aor);
     }
 
@@ -579,18 +694,30 @@ impl Gateway {
 
     /// `200` with every current binding (RFC 3261 §10.3 step 8).
     fn registered(&mut self, now: Instant, tx: TxId, aor: &str) {
-        let headers = self
+        self.registered_with(now, tx, aor, vec![]);
+    }
+
+    /// The same with more headers (RFC 5626 §6 `Require: outbound`, `Flow-Timer`).
+    fn registered_with(&mut self, now: Instant, tx: TxId, aor: &str, extra: Vec<(String, String)>) {
+        let mut headers: Vec<(String, String)> = self
             .registrar
             .contacts(aor, now)
             .into_iter()
             .map(|b| {
                 let left = b.expires_at.saturating_duration_since(now).as_secs();
+                // RFC 5626 §6: the contact comes back with its instance and reg-id.
+                let ob = b
+                    .outbound
+                    .as_ref()
+                    .map(|(i, r)| format!(";+sip.instance=\"{i}\";reg-id={r}"))
+                    .unwrap_or_default();
                 (
                     "Contact".to_string(),
-                    format!("<{}>;expires={left}", b.contact),
+                    format!("<{}>;expires={left}{ob}", b.contact),
                 )
             })
             .collect();
+        headers.extend(extra);
         gauge!("stox_sip_bindings").set(self.registrar.count() as f64);
         self.reply(tx, 200, headers);
     }
@@ -644,8 +771,18 @@ impl Gateway {
                     call_id: r.call_id,
                     cseq: r.cseq,
                     q: r.q,
-                    source: r.source.and_then(|s| s.parse().ok()),
+                    source: r.source.as_ref().and_then(|s| s.parse().ok()),
                     tcp: r.tcp,
+                    // The connection died with the last process; the flow is kept so that
+                    // a WebSocket contact is not tried at its `.invalid` host.
+                    flow: r
+                        .transport
+                        .as_deref()
+                        .and_then(Transport::from_param)
+                        .filter(|t| t.is_stream())
+                        .zip(r.source.as_ref().and_then(|s| s.parse().ok()))
+                        .map(|(transport, remote)| Flow { transport, remote }),
+                    outbound: r.outbound,
                 });
             n += 1;
         }

@@ -267,7 +267,9 @@ impl CallIo {
                 .parse::<std::net::IpAddr>()
                 .is_err()
         });
-        let (Some(dns), false, Some(target), true) = (self.dns.clone(), via_proxy, target, named)
+        // A registered contact with an open flow is not located: it goes over the flow.
+        let (Some(dns), false, Some(target), true, None) =
+            (self.dns.clone(), via_proxy, target, named, req.flow)
         else {
             return self.invite(key, req, None, account);
         };
@@ -366,13 +368,25 @@ impl CallIo {
             let ip: std::net::IpAddr = host.parse().ok()?;
             Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
         });
-        let destination = dest.map(|d| SipAddr {
-            r#type: Some(match transport {
-                Transport::Udp => rsipstack::sip::Transport::Udp,
-                Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        let stack = |t: Transport| match t {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+            Transport::Tls => rsipstack::sip::Transport::Tls,
+            Transport::Ws => rsipstack::sip::Transport::Ws,
+            Transport::Wss => rsipstack::sip::Transport::Wss,
+        };
+        // A registered contact's flow: rsipstack finds the open connection by the peer's
+        // address and transport (RFC 5626 §5.3).
+        let destination = match req.flow {
+            Some(f) => Some(SipAddr {
+                r#type: Some(stack(f.transport)),
+                addr: f.remote.into(),
             }),
-            addr: d.into(),
-        });
+            None => dest.map(|d| SipAddr {
+                r#type: Some(stack(transport)),
+                addr: d.into(),
+            }),
+        };
         let headers = req
             .headers
             .iter()

@@ -5,6 +5,7 @@
 pub mod badsip;
 mod calls;
 pub mod nist;
+pub mod transports;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -24,7 +25,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{Config, ListenTransport};
 use crate::core::{CallKey, DialogEvent, Gateway, Input, Output, SendFailure, Settings, TxId};
-use crate::sipmsg::{OutRequest, SipRequest, SipResponse, Transport};
+use crate::sipmsg::{Flow, OutRequest, SipRequest, SipResponse, Transport};
 
 /// A final response decided by the core for a server transaction.
 struct Reply {
@@ -56,11 +57,17 @@ struct Sender {
     endpoint: Arc<rsipstack::transaction::endpoint::EndpointInner>,
     udp_local: Option<SocketAddr>,
     tcp_local: Option<SocketAddr>,
+    /// The first listener of each stream transport (the Via sent-by of what leaves on it).
+    stream_locals: HashMap<Transport, SocketAddr>,
     proxy: Option<SocketAddr>,
     /// RFC 3263 location of next hops named by a domain (`None`: the system's A/AAAA
     /// lookup only, when no resolver could be set up).
     dns: Option<stox_sip::locate::Resolver>,
     events: mpsc::UnboundedSender<Event>,
+    /// Stream connections requests came in on, to send back over (RFC 5626 §5.3).
+    flows: transports::Flows,
+    /// The CAs of outgoing TLS (`[sip.tls] ca`).
+    tls_ca: Option<Vec<u8>>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -87,7 +94,20 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let transport_layer = TransportLayer::new(cancel.clone());
     let mut udp_local = None;
     let mut tcp_local = None;
+    let mut stream_locals: HashMap<Transport, SocketAddr> = HashMap::new();
+    let mut wss_listeners = Vec::new();
     let mut udp_fast: Option<Arc<nist::Table>> = None;
+    let tls_files = config.tls_files()?;
+    let tls_server = match (&tls_files.cert, &tls_files.key) {
+        (Some(cert), Some(key)) => Some(transports::server_config(cert, key)?),
+        _ => None,
+    };
+    if let Some(ca) = &tls_files.ca {
+        transport_layer.set_tls_config(rsipstack::transport::TlsConfig {
+            ca_certs: Some(ca.clone()),
+            ..Default::default()
+        });
+    }
     for listen in config.listens()? {
         match listen.transport {
             ListenTransport::Udp => {
@@ -127,7 +147,48 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     .map_err(|e| anyhow::anyhow!("SIP TCP {}: {e}", listen.addr))?;
                 transport_layer.add_transport(conn.into());
                 tcp_local.get_or_insert(listen.addr);
+                stream_locals.entry(Transport::Tcp).or_insert(listen.addr);
                 info!(local = %listen.addr, "SIP listening on TCP");
+            }
+            ListenTransport::Tls => {
+                transports::check_bind(listen.addr)
+                    .with_context(|| format!("binding SIP TLS {}", listen.addr))?;
+                let conn = rsipstack::transport::TlsListenerConnection::new(
+                    listen.addr,
+                    None,
+                    rsipstack::transport::TlsConfig {
+                        cert: tls_files.cert.clone(),
+                        key: tls_files.key.clone(),
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP TLS {}: {e}", listen.addr))?;
+                transport_layer.add_transport(conn.into());
+                stream_locals.entry(Transport::Tls).or_insert(listen.addr);
+                info!(local = %listen.addr, "SIP listening on TLS");
+            }
+            ListenTransport::Ws => {
+                transports::check_bind(listen.addr)
+                    .with_context(|| format!("binding SIP WebSocket {}", listen.addr))?;
+                let conn = rsipstack::transport::WebSocketListenerConnection::new(
+                    listen.addr,
+                    None,
+                    false,
+                )
+                .await
+                .map_err(|e| anyhow::anyhow!("SIP WS {}: {e}", listen.addr))?;
+                transport_layer.add_transport(conn.into());
+                stream_locals.entry(Transport::Ws).or_insert(listen.addr);
+                info!(local = %listen.addr, "SIP listening on WebSocket");
+            }
+            ListenTransport::Wss => {
+                let listener = tokio::net::TcpListener::bind(listen.addr)
+                    .await
+                    .with_context(|| format!("binding SIP secure WebSocket {}", listen.addr))?;
+                wss_listeners.push((listener, listen.addr));
+                stream_locals.entry(Transport::Wss).or_insert(listen.addr);
+                info!(local = %listen.addr, "SIP listening on secure WebSocket");
             }
         }
     }
@@ -152,6 +213,18 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .incoming_transactions()
         .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
     let endpoint_inner = endpoint.inner.clone();
+    for (listener, local) in wss_listeners {
+        let tls = tls_server
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("sip.tls: a wss listener needs cert and key"))?;
+        tokio::spawn(transports::serve_wss(
+            listener,
+            local,
+            tls,
+            endpoint_inner.clone(),
+            cancel.child_token(),
+        ));
+    }
     let dialog_layer = Arc::new(rsipstack::dialog::dialog_layer::DialogLayer::new(
         endpoint.inner.clone(),
     ));
@@ -172,7 +245,8 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .outbound_proxy_addr()
         .map_err(|e| anyhow::anyhow!("sip.outbound_proxy: {e}"))?;
     let default_transport = match proxy {
-        Some((ListenTransport::Tcp, _)) => Transport::Tcp,
+        Some((ListenTransport::Udp, _)) if udp_local.is_some() => Transport::Udp,
+        Some((t, _)) => t,
         _ if udp_local.is_none() => Transport::Tcp,
         _ => Transport::Udp,
     };
@@ -260,6 +334,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
 
     let sip_local = udp_local
         .or(tcp_local)
+        .or_else(|| stream_locals.values().next().copied())
         .ok_or_else(|| anyhow::anyhow!("no SIP listener"))?;
     let dns = match config.dns_server()? {
         Some(server) => Some(
@@ -290,10 +365,14 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         endpoint: endpoint_inner,
         udp_local,
         tcp_local,
+        stream_locals,
         proxy: proxy.map(|(_, a)| a),
         dns,
         events: events_tx.clone(),
+        flows: transports::Flows::default(),
+        tls_ca: tls_files.ca.clone(),
     };
+    let flows = sender.flows.clone();
     // Server transactions come in on their own task so that the loop below
     // only ever sees whole requests.
     let sip_events = events_tx.clone();
@@ -335,7 +414,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     match ev {
                         // The UDP fast path answers through `udp_replies`.
                         Event::Udp(incoming) => on_udp_request(&mut gateway, now, *incoming, &mut udp_replies, &mut next_server_tx),
-                        ev => on_event(&mut gateway, now, ev, &mut call_io, &mut replies, &mut next_server_tx, &outstanding),
+                        ev => on_event(&mut gateway, now, ev, &mut call_io, &mut replies, &mut next_server_tx, &outstanding, &flows),
                     }
                     // Drain whatever else is already queued before the outputs.
                     next = events.try_recv().ok();
@@ -438,7 +517,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 Output::SipSend { tx, req, transport } => {
                     // MESSAGE over UDP to an IP address: `nist` runs the transaction.
                     let req = match (&udp_fast, transport, sender.udp_local) {
-                        (Some(fast), Transport::Udp, Some(local)) => {
+                        (Some(fast), Transport::Udp, Some(local))
+                            if req.flow.is_none() && !needs_tls(&req.uri) =>
+                        {
                             match fast.send_request(tx, req, local, sender.proxy) {
                                 None => continue,
                                 Some(req) => req,
@@ -449,6 +530,9 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     let sender = sender.clone();
                     tokio::spawn(async move {
                         let result = send_request(&sender, req, transport).await;
+                        if let Err(e) = &result {
+                            debug!(error = ?e, "SIP request not answered");
+                        }
                         let _ = sender.events.send(Event::Response(tx, result));
                     });
                 }
@@ -508,6 +592,7 @@ fn force_recv_buffer(socket: &socket2::Socket, bytes: libc::c_int) {
 #[cfg(not(target_os = "linux"))]
 fn force_recv_buffer(_socket: &socket2::Socket, _bytes: i32) {}
 
+#[allow(clippy::too_many_arguments)]
 fn on_event(
     gateway: &mut Gateway,
     now: Instant,
@@ -516,11 +601,19 @@ fn on_event(
     replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
     next: &mut TxId,
     outstanding: &Arc<AtomicUsize>,
+    flows: &transports::Flows,
 ) {
     match ev {
-        Event::Sip(tx) => {
-            on_server_transaction(gateway, now, *tx, call_io, replies, next, outstanding)
-        }
+        Event::Sip(tx) => on_server_transaction(
+            gateway,
+            now,
+            *tx,
+            call_io,
+            replies,
+            next,
+            outstanding,
+            flows,
+        ),
         // Handled in the loop, which holds the fast path's pending replies.
         Event::Udp(_) => warn!("a fast-path MESSAGE reached on_event; dropped"),
         Event::Response(id, result) => {
@@ -603,6 +696,7 @@ fn set_to_tag(req: &mut rsipstack::sip::Request, tag: &str) {
     req.headers.unique_push(tagged.into());
 }
 
+#[allow(clippy::too_many_arguments)]
 fn on_server_transaction(
     gateway: &mut Gateway,
     now: Instant,
@@ -611,12 +705,17 @@ fn on_server_transaction(
     replies: &mut HashMap<TxId, oneshot::Sender<Reply>>,
     next: &mut TxId,
     outstanding: &Arc<AtomicUsize>,
+    flows: &transports::Flows,
 ) {
-    let transport = match tx.connection.as_ref().map(|c| c.is_reliable()) {
-        Some(true) => Transport::Tcp,
-        _ => Transport::Udp,
-    };
-    let value = sip_request(&tx.original, tx.original.body.clone(), transport);
+    let flow = tx.connection.as_ref().and_then(transports::flow_of);
+    let transport = flow.map_or(Transport::Udp, |f| f.transport);
+    let mut value = sip_request(&tx.original, tx.original.body.clone(), transport);
+    if let (Some(flow), Some(conn)) = (flow, tx.connection.as_ref()) {
+        // Over a stream the peer is the other end of the connection, whatever its Via
+        // says (a WebSocket client writes an `.invalid` host, RFC 7118 §5.2).
+        value.source = Some(flow.remote);
+        flows.learn(flow, conn);
+    }
     // A new INVITE from a SIP user of the component domain must be authenticated before a
     // dialog exists (the core decides; the challenge needs headers a dialog's reject
     // cannot carry).
@@ -706,7 +805,8 @@ fn random_token(n: usize) -> String {
 /// Where a request goes, in the order to try: the outbound proxy, else the URI's
 /// server(s) located per RFC 3263 (NAPTR → SRV → A/AAAA). Each hop has the transport to
 /// use: the located one, or TCP instead of UDP when `required` is TCP (a request too
-/// large for UDP, RFC 3261 §18.1.1, goes to the same server over TCP).
+/// large for UDP, RFC 3261 §18.1.1, goes to the same server over TCP). A `sips:` or
+/// `;transport=tls` URI is located for TLS only (RFC 3263 §4.1, RFC 5630 §3.1.3).
 async fn next_hops(
     sender: &Sender,
     uri: &stox_sip::uri::SipUri,
@@ -717,6 +817,7 @@ async fn next_hops(
     if let (true, Some(p)) = (use_proxy, sender.proxy) {
         return Ok(vec![(p, required)]);
     }
+    let tls = needs_tls_uri(uri);
     let host = uri.host.trim_start_matches('[').trim_end_matches(']');
     let numeric = host.parse::<std::net::IpAddr>().ok();
     let Some(dns) = sender.dns.as_ref().filter(|_| numeric.is_none()) else {
@@ -730,20 +831,24 @@ async fn next_hops(
                 .ip(),
         };
         let transport = match uri.transport().and_then(Proto::from_param) {
+            _ if tls => Transport::Tls,
             Some(Proto::Tcp) => Transport::Tcp,
             _ => required,
         };
-        return Ok(vec![(
-            SocketAddr::new(ip, uri.port.unwrap_or(5060)),
-            transport,
-        )]);
+        // RFC 3261 §19.1.2: 5061 for TLS, else 5060.
+        let port = uri.port.unwrap_or(if tls { 5061 } else { 5060 });
+        return Ok(vec![(SocketAddr::new(ip, port), transport)]);
     };
     let mut supported = Vec::new();
-    if sender.udp_local.is_some() {
-        supported.push(Proto::Udp);
-    }
-    if sender.tcp_local.is_some() {
-        supported.push(Proto::Tcp);
+    if tls {
+        supported.push(Proto::Tls);
+    } else {
+        if sender.udp_local.is_some() {
+            supported.push(Proto::Udp);
+        }
+        if sender.tcp_local.is_some() {
+            supported.push(Proto::Tcp);
+        }
     }
     let mut random = |n: u32| {
         let r = uuid::Uuid::new_v4().as_u128() as u32;
@@ -759,6 +864,7 @@ async fn next_hops(
     let mut hops: Vec<(SocketAddr, Transport)> = Vec::new();
     for t in targets {
         let transport = match (t.proto, required) {
+            (Proto::Tls, _) => Transport::Tls,
             (Proto::Tcp, _) | (Proto::Udp, Transport::Tcp) => Transport::Tcp,
             (Proto::Udp, Transport::Udp) => Transport::Udp,
             // locate() returns only what `supported` lists.
@@ -769,6 +875,72 @@ async fn next_hops(
         }
     }
     Ok(hops)
+}
+
+/// Whether a URI must be reached over TLS: `sips:` or `;transport=tls`.
+fn needs_tls_uri(uri: &stox_sip::uri::SipUri) -> bool {
+    uri.scheme == stox_sip::uri::Scheme::Sips
+        || uri
+            .param("transport")
+            .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
+}
+
+/// The same for a URI as text (an unparsable one is left to `send_request` to refuse).
+fn needs_tls(uri: &str) -> bool {
+    uri.parse::<stox_sip::uri::SipUri>()
+        .is_ok_and(|u| needs_tls_uri(&u))
+}
+
+/// A TLS connection to `dest`: one already open to it (RFC 5923 reuse), else a new one,
+/// verified against `[sip.tls] ca` with the host name of the URI (or of the first Route)
+/// as SNI and expected identity (RFC 5922 §7.2), or the IP address for a literal.
+async fn tls_connection(
+    sender: &Sender,
+    target: &stox_sip::uri::SipUri,
+    first_route: Option<&stox_sip::uri::SipUri>,
+    dest: SocketAddr,
+) -> Result<(SipConnection, SipAddr), String> {
+    let addr = SipAddr {
+        r#type: Some(rsipstack::sip::Transport::Tls),
+        addr: dest.into(),
+    };
+    let flow = Flow {
+        transport: Transport::Tls,
+        remote: dest,
+    };
+    if let Some(conn) = sender.flows.get(&flow) {
+        return Ok((conn, addr));
+    }
+    let host = match (first_route, sender.proxy) {
+        (Some(r), _) => r.host.clone(),
+        (None, Some(p)) => p.ip().to_string(),
+        (None, None) => target.host.clone(),
+    };
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    let config = rsipstack::transport::TlsConfig {
+        ca_certs: sender.tls_ca.clone(),
+        sni_hostname: Some(host),
+        ..Default::default()
+    };
+    let conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        rsipstack::transport::tls::TlsConnection::connect(
+            &addr,
+            Some(&config),
+            None,
+            Some(CancellationToken::new()),
+        ),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
+    let conn = SipConnection::Tls(conn);
+    sender.endpoint.transport_layer.add_connection(conn.clone());
+    sender.flows.learn(flow, &conn);
+    Ok((conn, addr))
 }
 
 async fn send_request(
@@ -789,6 +961,42 @@ async fn send_request(
         .map(|r| crate::sipmsg::uri_of_name_addr(r).parse::<stox_sip::uri::SipUri>())
         .transpose()
         .map_err(|e| SendFailure::Transport(format!("bad Route: {e}")))?;
+    // A registered contact's flow, while its connection is open (RFC 5626 §5.3, RFC 5923):
+    // the same connection, whatever the URI says.
+    if let Some(f) = req.flow {
+        if let Some(conn) = sender.flows.get(&f) {
+            let to = Hop {
+                dest: f.remote,
+                transport: f.transport,
+                conn: Some(conn),
+            };
+            return send_to(sender, &req, to, &target, first_route.as_ref()).await;
+        }
+        // RFC 7118 §5: nobody connects to a WebSocket client; RFC 5626 §5.3: a closed
+        // flow is not replaced by a connection to the peer's address.
+        if matches!(f.transport, Transport::Ws | Transport::Wss) {
+            return Err(SendFailure::Transport(format!(
+                "the {} connection of {} is closed",
+                f.transport.via_name(),
+                f.remote
+            )));
+        }
+    }
+    // RFC 5630 §3.1.3 / RFC 3261 §26.2.2: a `sips:` (or `;transport=tls`) target is
+    // reached over TLS only, never downgraded.
+    let transport = if needs_tls_uri(&target) || first_route.as_ref().is_some_and(needs_tls_uri) {
+        Transport::Tls
+    } else {
+        match target.param("transport").and_then(Transport::from_param) {
+            Some(Transport::Ws | Transport::Wss) => {
+                return Err(SendFailure::Transport(format!(
+                    "{} is reached only over a WebSocket connection it opened",
+                    req.uri
+                )))
+            }
+            _ => transport,
+        }
+    };
     // An external account's outbound proxy (RFC 3261 §8.1.2: a request's own next hop)
     // before the global one.
     let next_hop = req
@@ -807,7 +1015,12 @@ async fn send_request(
     // RFC 3263 §4.3: the next target when a connection cannot be made to one.
     let mut last_error = None;
     for (dest, transport) in hops {
-        match send_to(sender, &req, dest, transport).await {
+        let to = Hop {
+            dest,
+            transport,
+            conn: None,
+        };
+        match send_to(sender, &req, to, &target, first_route.as_ref()).await {
             Err(SendFailure::Transport(why)) => {
                 debug!(%dest, %why, "next hop unreachable, trying the next one (RFC 3263 §4.3)");
                 last_error = Some(SendFailure::Transport(why));
@@ -818,21 +1031,45 @@ async fn send_request(
     Err(last_error.unwrap_or_else(|| SendFailure::Transport("no next hop".into())))
 }
 
-/// One attempt of `req` to `dest` over `transport`: the client transaction's final
-/// response, or why it failed.
+/// Where one attempt goes: the address, the transport, and the connection to use when it
+/// is a flow's.
+struct Hop {
+    dest: SocketAddr,
+    transport: Transport,
+    conn: Option<SipConnection>,
+}
+
+/// One attempt of `req` to a hop: the client transaction's final response, or why it
+/// failed.
 async fn send_to(
     sender: &Sender,
     req: &OutRequest,
-    dest: SocketAddr,
-    transport: Transport,
+    hop: Hop,
+    target: &stox_sip::uri::SipUri,
+    first_route: Option<&stox_sip::uri::SipUri>,
 ) -> Result<SipResponse, SendFailure> {
-    let (local, proto, stack_transport) = match transport {
-        Transport::Udp => (sender.udp_local, "UDP", rsipstack::sip::Transport::Udp),
-        Transport::Tcp => (
-            sender.tcp_local.or(sender.udp_local),
-            "TCP",
-            rsipstack::sip::Transport::Tcp,
-        ),
+    let Hop {
+        dest,
+        transport,
+        conn,
+    } = hop;
+    let proto = transport.via_name();
+    let local = match transport {
+        Transport::Udp => sender.udp_local,
+        Transport::Tcp => sender.tcp_local.or(sender.udp_local),
+        t => sender
+            .stream_locals
+            .get(&t)
+            .copied()
+            .or(sender.tcp_local)
+            .or(sender.udp_local),
+    };
+    let stack_transport = match transport {
+        Transport::Udp => rsipstack::sip::Transport::Udp,
+        Transport::Tcp => rsipstack::sip::Transport::Tcp,
+        Transport::Tls => rsipstack::sip::Transport::Tls,
+        Transport::Ws => rsipstack::sip::Transport::Ws,
+        Transport::Wss => rsipstack::sip::Transport::Wss,
     };
     let local =
         local.ok_or_else(|| SendFailure::Transport(format!("no {proto} listener configured")))?;
@@ -879,7 +1116,16 @@ async fn send_to(
         addr: dest.into(),
     };
     let mut tx = Transaction::new_client(key, request, sender.endpoint.clone(), None);
-    if transport == Transport::Tcp {
+    if let Some(conn) = conn {
+        tx.connection = Some(conn);
+        tx.destination = Some(addr);
+    } else if transport == Transport::Tls {
+        let (conn, resolved) = tls_connection(sender, target, first_route, dest)
+            .await
+            .map_err(|e| SendFailure::Transport(format!("TLS to {dest}: {e}")))?;
+        tx.connection = Some(conn);
+        tx.destination = Some(resolved);
+    } else if transport == Transport::Tcp {
         // Connect first, so that a peer without TCP fails now rather than
         // after Timer F (32 s).
         let (conn, resolved): (SipConnection, SipAddr) = sender

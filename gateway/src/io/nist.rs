@@ -883,6 +883,7 @@ mod tests {
             headers: vec![("Subject".into(), "hi".into())],
             content_type: Some("text/plain;charset=UTF-8".into()),
             body: "héllo".as_bytes().to_vec(),
+            flow: None,
             dialog: None,
             next_hop: None,
         };

@@ -51,6 +51,8 @@ impl Harness {
                 q: None,
                 source: None,
                 tcp: false,
+                transport: None,
+                outbound: None,
             };
             store
                 .tables

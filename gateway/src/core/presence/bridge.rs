@@ -889,6 +889,7 @@ impl Gateway {
                 ],
                 content_type: None,
                 body: Vec::new(),
+                flow: None,
                 dialog: Some(DialogRef {
                     from_tag: d.local_tag.clone(),
                     to_tag: d.remote_tag.clone(),
@@ -1601,6 +1602,7 @@ impl Gateway {
             headers,
             content_type: body.as_ref().map(|_| PIDF.to_string()),
             body: body.unwrap_or_default(),
+            flow: None,
             dialog: Some(DialogRef {
                 from_tag: d.local_tag.clone(),
                 to_tag: d.remote_tag.clone(),

@@ -682,3 +682,126 @@ fn sip_invites_for_users_of_c_are_redirected_to_their_contacts() {
         assert_eq!(h.gw.redirect_invite(now, &invite(other)), None, "{other}");
     }
 }
+
+/// A REGISTER from JsSIP over WebSocket (RFC 7118): `.invalid` contact, outbound
+/// (RFC 5626 §4.2), one Via.
+fn ws_register(contact_user: &str, remote: &str, reg_id: u32) -> SipRequest {
+    let mut req = register(
+        &format!(
+            "<sip:{contact_user}@x1.invalid;transport=ws>;+sip.ice;reg-id={reg_id};\
+             +sip.instance=\"<urn:uuid:0f1e>\";expires=600"
+        ),
+        None,
+        &format!("ws-{contact_user}"),
+        1,
+    );
+    req.headers[0].1 = "SIP/2.0/WSS x1.invalid;branch=z9hG4bKw;received=127.0.0.1".into();
+    req.headers
+        .push(("Supported".into(), "path, gruu, outbound".into()));
+    req.transport = Transport::Ws;
+    req.source = Some(remote.parse().expect("addr"));
+    req
+}
+
+#[test]
+fn outbound_registration_over_websocket_keeps_its_flow() {
+    let mut h = H::new();
+    let (code, headers, _) = registered(&mut h, ws_register("u1", "127.0.0.1:40001", 1));
+    assert_eq!(code, 200);
+    // RFC 5626 §6: stox is the first hop and the registrar.
+    assert_eq!(hdrs(&headers, "Require"), vec!["outbound"]);
+    assert_eq!(hdrs(&headers, "Flow-Timer"), vec!["120"]);
+    let contacts = hdrs(&headers, "Contact");
+    assert_eq!(contacts.len(), 1);
+    assert!(
+        contacts[0].starts_with("<sip:u1@x1.invalid;transport=ws>;expires=600")
+            && contacts[0].contains("+sip.instance=\"<urn:uuid:0f1e>\";reg-id=1"),
+        "{contacts:?}"
+    );
+
+    // A message from XMPP goes to that contact over that WebSocket connection.
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m1", "hi")));
+    let sent: Vec<(&OutRequest, Transport)> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } => Some((req, *transport)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.uri, "sip:u1@x1.invalid;transport=ws");
+    assert_eq!(sent[0].1, Transport::Ws);
+    assert_eq!(
+        sent[0].0.flow,
+        Some(crate::sipmsg::Flow {
+            transport: Transport::Ws,
+            remote: "127.0.0.1:40001".parse().expect("addr"),
+        })
+    );
+
+    // The same instance and reg-id from a new connection (and a new contact URI) replaces
+    // the binding: one contact, the new flow.
+    let (code, headers, _) = registered(&mut h, ws_register("u2", "127.0.0.1:40002", 1));
+    assert_eq!(code, 200);
+    let contacts = hdrs(&headers, "Contact");
+    assert_eq!(contacts.len(), 1, "{contacts:?}");
+    assert!(contacts[0].starts_with("<sip:u2@"), "{contacts:?}");
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m2", "hi")));
+    let flows: Vec<_> = sends(&outs).iter().map(|(_, r)| r.flow).collect();
+    assert_eq!(flows.len(), 1);
+    assert_eq!(
+        flows[0].map(|f| f.remote),
+        Some("127.0.0.1:40002".parse().expect("addr"))
+    );
+
+    // The flow survives a restart in the store (the io layer then finds no connection for
+    // it, and a WebSocket contact is not tried at its `.invalid` host).
+    let mut h2 = H::with_store(h.store.clone());
+    let outs = h2.input(Input::Stanza(message_to("dave@sip.localhost", "m3", "hi")));
+    let flows: Vec<_> = sends(&outs).iter().map(|(_, r)| r.flow).collect();
+    assert_eq!(
+        flows,
+        vec![Some(crate::sipmsg::Flow {
+            transport: Transport::Ws,
+            remote: "127.0.0.1:40002".parse().expect("addr"),
+        })]
+    );
+}
+
+#[test]
+fn outbound_needs_a_stream_first_hop_and_supported_outbound() {
+    // Through a proxy (two Vias): no outbound, no flow timer (RFC 5626 §6).
+    let mut h = H::new();
+    let mut req = ws_register("u1", "127.0.0.1:40001", 1);
+    req.headers.insert(
+        0,
+        (
+            "Via".into(),
+            "SIP/2.0/TCP 127.0.0.9:5060;branch=z9hG4bKp".into(),
+        ),
+    );
+    let (code, headers, _) = registered(&mut h, req);
+    assert_eq!(code, 200);
+    assert!(hdrs(&headers, "Require").is_empty());
+    assert!(hdrs(&headers, "Flow-Timer").is_empty());
+
+    // Without `Supported: outbound`: a plain binding.
+    let mut h = H::new();
+    let mut req = ws_register("u1", "127.0.0.1:40001", 1);
+    req.headers.retain(|(n, _)| n != "Supported");
+    let (code, headers, _) = registered(&mut h, req);
+    assert_eq!(code, 200);
+    assert!(hdrs(&headers, "Require").is_empty());
+    assert!(!hdrs(&headers, "Contact")[0].contains("reg-id"));
+
+    // Over UDP: no flow is kept (a UDP "flow" is its source address, the contact is used).
+    let mut h = H::new();
+    let (code, _, _) = registered(
+        &mut h,
+        register("<sip:dave@127.0.0.1:5062>", Some("600"), "c1", 1),
+    );
+    assert_eq!(code, 200);
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m1", "hi")));
+    let flows: Vec<_> = sends(&outs).iter().map(|(_, r)| r.flow).collect();
+    assert_eq!(flows, vec![None]);
+}
