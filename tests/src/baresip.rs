@@ -168,6 +168,14 @@ pub struct BaresipOptions {
     pub outbound_proxy: Option<SocketAddr>,
     /// Reach the outbound proxy over TCP (`;transport=tcp`) instead of UDP.
     pub outbound_tcp: bool,
+    /// Reach the outbound proxy over TLS (`;transport=tls`; wins over `outbound_tcp`).
+    /// libre then opens a TLS connection to it; see [`BaresipOptions::tls_ca`].
+    pub outbound_tls: bool,
+    /// `sip_cafile`: the CA (PEM) baresip trusts for SIP over TLS.
+    pub tls_ca: Option<PathBuf>,
+    /// Plain contacts (no presence) written to the `contacts` file, loading `contact.so`:
+    /// the `message` command sends a MESSAGE to the current one ([`Baresip::message`]).
+    pub contacts: Vec<String>,
     /// REGISTER interval in seconds (`regint`); 0 (default) never registers.
     pub register_interval: u32,
     /// Digest password (`auth_pass`).
@@ -202,6 +210,9 @@ impl BaresipOptions {
             domain: None,
             outbound_proxy: None,
             outbound_tcp: false,
+            outbound_tls: false,
+            tls_ca: None,
+            contacts: Vec::new(),
             register_interval: 0,
             password: None,
             auto_answer: false,
@@ -351,7 +362,7 @@ impl Baresip {
             dir.path().join("accounts"),
             format!("{}\n", account_line(&options, &aor)),
         )?;
-        if options.presence {
+        if options.presence || !options.contacts.is_empty() {
             // Always written: without it the contact module writes a template that
             // subscribes to <sip:USER@DOMAIN-of-the-machine>.
             fs::write(dir.path().join("contacts"), contacts_text(&options))?;
@@ -385,6 +396,14 @@ impl Baresip {
     /// The account's AOR, `sip:user@127.0.0.1:PORT` by default: dial this to call it.
     pub fn uri(&self) -> String {
         self.aor.clone()
+    }
+
+    /// Sends a MESSAGE with `text` to the first of [`BaresipOptions::contacts`] (the
+    /// contact module's `contact_next` selects it, `message` sends; the contact module is
+    /// loaded only when contacts were given).
+    pub fn message(&mut self, text: &str) -> Result<Response> {
+        self.command("contact_next", None)?;
+        self.command("message", Some(text))
     }
 
     /// The local SIP port (UDP and TCP).
@@ -1046,6 +1065,11 @@ ringback_disabled yes
     if o.presence {
         // contact before presence: the presence module reads the contacts at load time.
         c.push_str("module_app contact.so\nmodule_app presence.so\n");
+    } else if !o.contacts.is_empty() {
+        c.push_str("module_app contact.so\n");
+    }
+    if let Some(ca) = &o.tls_ca {
+        let _ = writeln!(c, "sip_cafile {}", ca.display());
     }
     for line in &o.extra_config {
         c.push_str(line);
@@ -1058,6 +1082,7 @@ fn contacts_text(o: &BaresipOptions) -> String {
     o.watched
         .iter()
         .map(|uri| format!("<{uri}>;presence=p2p\n"))
+        .chain(o.contacts.iter().map(|uri| format!("<{uri}>\n")))
         .collect()
 }
 
@@ -1069,7 +1094,13 @@ fn account_line(o: &BaresipOptions, aor: &str) -> String {
         if o.auto_answer { "auto" } else { "manual" }
     );
     if let Some(proxy) = o.outbound_proxy {
-        let transport = if o.outbound_tcp { ";transport=tcp" } else { "" };
+        let transport = if o.outbound_tls {
+            ";transport=tls"
+        } else if o.outbound_tcp {
+            ";transport=tcp"
+        } else {
+            ""
+        };
         let _ = write!(line, ";outbound=\"sip:{proxy}{transport}\"");
     }
     if let Some(password) = &o.password {
@@ -1154,6 +1185,15 @@ mod tests {
             "<sip:alice@example.org>;regint=60;audio_codecs=PCMU/8000/1;answermode=auto;\
              outbound=\"sip:127.0.0.1:5060\";auth_pass=pw"
         );
+        o.outbound_tls = true;
+        assert!(account_line(&o, "sip:alice@example.org")
+            .contains(";outbound=\"sip:127.0.0.1:5060;transport=tls\";"));
+        o.tls_ca = Some("/tmp/ca.pem".into());
+        o.contacts = vec!["sip:bob@localhost".into()];
+        let config = config_text(&o, 5070, 5071, Path::new("/t.wav"), Path::new("/rec"));
+        assert!(config.contains("\nsip_cafile /tmp/ca.pem\n"), "{config}");
+        assert!(config.contains("\nmodule_app contact.so\n"), "{config}");
+        assert_eq!(contacts_text(&o), "<sip:bob@localhost>\n");
     }
 
     #[test]

@@ -41,6 +41,7 @@ pub mod baresip;
 pub mod digest;
 pub mod dnsmasq;
 pub mod jingle_peer;
+pub mod jssip_peer;
 pub mod pidf;
 pub mod ports;
 pub mod process;

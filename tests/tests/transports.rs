@@ -1,0 +1,323 @@
+//! SIP over WebSocket (RFC 7118), secure WebSocket and TLS (RFC 3261 §26, rustls) beside
+//! UDP, with real peers: JsSIP in Node.js and baresip 1.0 (issue 5).
+//!
+//! ```text
+//! start prosody, stox with listen udp, ws, wss, tls and [sip.tls] a self-signed
+//!   certificate made by `openssl req -x509` at test time
+//! admin POST /api/v1/sip-users dave
+//! jssip dave@sip.localhost connects ws://127.0.0.1:W, registers (401 → Digest → 200 with
+//!   Require: outbound, Flow-Timer: 120), sends MESSAGE to sip:alice@localhost
+//! expect alice gets it from dave@sip.localhost; alice answers dave@sip.localhost
+//! expect jssip gets alice's MESSAGE over the same WebSocket (Via SIP/2.0/WS, one
+//!   connection in all) although its Contact names an `.invalid` host
+//! the same over wss://127.0.0.1:S, the certificate trusted through NODE_EXTRA_CA_CERTS
+//! baresip carol@sip.localhost registers over TLS (outbound proxy ;transport=tls), sends
+//!   MESSAGE to alice; alice answers over the same TLS connection
+//! a plain TCP client on the TLS port gets no SIP answer
+//! ```
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use stox_tests::baresip::{Baresip, BaresipOptions};
+use stox_tests::jssip_peer::{JsSipOptions, JsSipPeer};
+use stox_tests::ports::free_port;
+use stox_tests::process::temp_dir;
+use stox_tests::{Prosody, ProsodyOptions, Stox, XmppClient, PASSWORD};
+
+const T: Duration = Duration::from_secs(20);
+
+struct World {
+    _prosody: Prosody,
+    stox: Stox,
+    alice: XmppClient,
+    ws: SocketAddr,
+    wss: SocketAddr,
+    tls: SocketAddr,
+    cert: PathBuf,
+    _certs: tempfile::TempDir,
+}
+
+/// A self-signed certificate for 127.0.0.1 and localhost (EC P-256, PKCS#8 key).
+fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
+        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl");
+    assert!(
+        out.status.success(),
+        "openssl: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (cert, key)
+}
+
+fn world() -> World {
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = self_signed(certs.path());
+    let prosody = Prosody::start(ProsodyOptions::without_offline()).expect("prosody");
+    let (udp, ws, wss, tls) = (free_port(), free_port(), free_port(), free_port());
+    let stox = Stox::start(
+        &prosody,
+        &format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"ws:127.0.0.1:{ws}\", \
+             \"wss:127.0.0.1:{wss}\", \"tls:127.0.0.1:{tls}\"]\n\
+             [sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n\
+             [registrar]\nmin_expires = 1\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("stox");
+    let alice = XmppClient::connect(&prosody, "alice", PASSWORD, "laptop").expect("alice");
+    let addr = |p: u16| SocketAddr::from(([127, 0, 0, 1], p));
+    World {
+        _prosody: prosody,
+        stox,
+        alice,
+        ws: addr(ws),
+        wss: addr(wss),
+        tls: addr(tls),
+        cert,
+        _certs: certs,
+    }
+}
+
+fn create_user(w: &World, user: &str, password: &str) {
+    let r = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(&format!(
+                r#"{{"user": "{user}", "password": "{password}"}}"#
+            )),
+        )
+        .expect("admin");
+    assert_eq!(r.status, 201, "{}", r.body.as_str());
+}
+
+/// The header lines of a SIP message in text, by name (case-insensitive).
+fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
+    msg.lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim())
+        .collect()
+}
+
+/// JsSIP registers dave over `url`, sends a MESSAGE to alice and gets her answer back.
+fn jssip_round_trip(w: &mut World, url: String, ca: Option<PathBuf>, via: &str) {
+    create_user(w, "dave", "dave-secret");
+    let mut dave = JsSipPeer::start(&JsSipOptions {
+        url,
+        uri: "sip:dave@sip.localhost".into(),
+        password: "dave-secret".into(),
+        ca_file: ca,
+    })
+    .expect("jssip");
+    let reg = dave.expect_event("registered", T).expect("registered");
+    let response = reg["response"].as_str().unwrap_or_default().to_string();
+    // RFC 5626 §6: JsSIP registers with outbound (reg-id, +sip.instance) straight to stox.
+    assert_eq!(header(&response, "Require"), vec!["outbound"], "{response}");
+    assert_eq!(header(&response, "Flow-Timer"), vec!["120"], "{response}");
+    let contact = reg["contact"].as_str().unwrap_or_default().to_string();
+    assert!(contact.contains(".invalid"), "JsSIP's contact: {contact}");
+    let listed = header(&response, "Contact");
+    assert!(
+        listed
+            .iter()
+            .any(|c| c.contains(".invalid") && c.contains("reg-id=1")),
+        "the 200 lists the binding with its reg-id: {response}"
+    );
+
+    let id = dave
+        .send_message("sip:alice@localhost", "hello from the browser")
+        .expect("send");
+    let sent = dave
+        .expect(T, |e| {
+            (e["event"] == "sent" || e["event"] == "send_failed") && e["id"] == id
+        })
+        .expect("MESSAGE answered");
+    assert_eq!(sent["event"], "sent", "{sent}");
+    assert_eq!(sent["status"], 200, "{sent}");
+    let got = w.alice.expect_message(T).expect("alice gets it");
+    assert_eq!(got.body().as_deref(), Some("hello from the browser"));
+    let from = got.from().unwrap_or_default();
+    assert!(from.starts_with("dave@sip.localhost"), "from {from}");
+
+    w.alice
+        .send_message("dave@sip.localhost", "hi dave, over your socket")
+        .expect("alice answers");
+    let back = dave.expect_event("message", T).expect("dave gets it");
+    assert_eq!(back["body"], "hi dave, over your socket", "{back}");
+    let from = back["from"].as_str().unwrap_or_default();
+    assert!(from.starts_with("sip:alice@localhost"), "from {from}");
+    assert!(
+        back["via"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with(&format!("SIP/2.0/{via} ")),
+        "stox's Via: {back}"
+    );
+    // One WebSocket in all: the request came back over the connection dave opened.
+    assert_eq!(dave.count("connected"), 1, "{:?}", dave.seen());
+    dave.quit();
+}
+
+/// jssip over ws:// registers, sends to alice, gets alice's answer over the same socket.
+#[test]
+fn jssip_over_websocket_registers_sends_and_receives() {
+    let mut w = world();
+    let url = format!("ws://{}", w.ws);
+    jssip_round_trip(&mut w, url, None, "WS");
+}
+
+/// The same over wss:// with the self-signed certificate as the only trust anchor.
+#[test]
+fn jssip_over_secure_websocket_registers_sends_and_receives() {
+    let mut w = world();
+    let url = format!("wss://{}", w.wss);
+    let ca = Some(w.cert.clone());
+    jssip_round_trip(&mut w, url, ca, "WSS");
+}
+
+/// baresip carol registers over TLS, sends a MESSAGE to alice and gets her answer over the
+/// same TLS connection; a plain TCP client on the TLS port gets no SIP answer.
+#[test]
+fn baresip_over_tls_sends_and_receives() {
+    let mut w = world();
+    create_user(&w, "carol", "carol-secret");
+    let mut options = BaresipOptions::new("carol", 440.0).domain("sip.localhost");
+    options.outbound_proxy = Some(w.tls);
+    options.outbound_tls = true;
+    options.tls_ca = Some(w.cert.clone());
+    options.register_interval = 600;
+    options.password = Some("carol-secret".into());
+    options.contacts = vec!["sip:alice@localhost".into()];
+    options.sip_trace = true;
+    let mut carol = Baresip::start(options).expect("baresip");
+    let answers = carol
+        .expect_final_responses("REGISTER", 2, T)
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.stox.log_tail(40)));
+    let codes: Vec<u16> = answers.iter().filter_map(|m| m.status()).collect();
+    assert_eq!(codes, vec![401, 200], "{}", carol.context());
+    let r = carol.message("hello over TLS").expect("message command");
+    assert!(r.ok, "{r:?}");
+    let got = w.alice.expect_message(T).expect("alice gets it");
+    assert_eq!(got.body().as_deref(), Some("hello over TLS"));
+    assert!(
+        got.from()
+            .unwrap_or_default()
+            .starts_with("carol@sip.localhost"),
+        "{:?}",
+        got.from()
+    );
+
+    w.alice
+        .send_message("carol@sip.localhost", "hi carol, over TLS")
+        .expect("alice answers");
+    let deadline = std::time::Instant::now() + T;
+    let message = loop {
+        let got = carol.received_requests("MESSAGE");
+        if let Some(m) = got
+            .into_iter()
+            .find(|m| m.body == "hi carol, over TLS".as_bytes())
+        {
+            break m;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "carol never got alice's MESSAGE\n{}",
+            carol.context()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let via = message.header("Via").unwrap_or_default().to_string();
+    assert!(via.starts_with("SIP/2.0/TLS "), "Via {via}");
+    // Every message baresip saw came over TLS: it never opened another transport.
+    let trace = carol.sip_trace();
+    assert!(!trace.is_empty());
+    assert!(
+        trace.iter().all(|t| t.transport == "TLS"),
+        "{:?}",
+        trace.iter().map(|t| &t.transport).collect::<Vec<_>>()
+    );
+
+    // The same OPTIONS over TLS (openssl s_client, trusting the test CA) is answered; in
+    // plain TCP to the TLS port the handshake fails and no SIP answer comes.
+    let options = "OPTIONS sip:sip.localhost SIP/2.0\r\n\
+         Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKplain;rport\r\n\
+         From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:sip.localhost>\r\nCall-ID: plain@x\r\n\
+         CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+    let answer = over_tls(w.tls, &w.cert, options);
+    assert!(
+        answer.starts_with("SIP/2.0 200"),
+        "OPTIONS over TLS: {answer:?}"
+    );
+    let mut plain = TcpStream::connect(w.tls).expect("connect");
+    plain
+        .set_read_timeout(Some(Duration::from_secs(3)))
+        .expect("timeout");
+    let _ = plain.write_all(options.replace("/TLS", "/TCP").as_bytes());
+    let mut buf = Vec::new();
+    let _ = plain.read_to_end(&mut buf);
+    assert!(
+        !String::from_utf8_lossy(&buf).contains("SIP/2.0"),
+        "a SIP answer over plain TCP: {}",
+        String::from_utf8_lossy(&buf)
+    );
+}
+
+/// Sends `request` over TLS to `addr` with `openssl s_client` (verifying the certificate
+/// against `ca`) and returns what comes back within 5 s, from the status line on.
+fn over_tls(addr: SocketAddr, ca: &Path, request: &str) -> String {
+    use std::process::Stdio;
+    let mut child = Command::new("openssl")
+        .args(["s_client", "-quiet", "-verify_return_error", "-ign_eof"])
+        .args(["-connect", &addr.to_string(), "-verify_ip", "127.0.0.1"])
+        .arg("-CAfile")
+        .arg(ca)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("openssl s_client");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let _ = stdin.write_all(request.as_bytes());
+    let mut stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut got = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+                break;
+            }
+        }
+        let _ = tx.send(got);
+    });
+    let got = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
+    drop(stdin);
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = String::from_utf8_lossy(&got).to_string();
+    text.find("SIP/2.0")
+        .map_or(text.clone(), |i| text[i..].to_string())
+}
