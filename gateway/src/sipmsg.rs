@@ -5,7 +5,7 @@
 
 /// The transport a request arrived on or should leave on (RFC 3261 §18, RFC 7118 for
 /// WebSocket).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Transport {
     /// UDP: a request larger than the RFC 3261 §18.1.1 limit must not use it.
     Udp,
@@ -61,7 +61,7 @@ impl Transport {
 /// stream go back over the same connection (RFC 5626 §5.3, RFC 5923, RFC 7118 §5): a
 /// WebSocket client's Contact names an `.invalid` host nobody can connect to, and a
 /// TLS or TCP client behind NAT cannot be reached at the address it wrote.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct Flow {
     /// The transport of the connection.
     pub transport: Transport,

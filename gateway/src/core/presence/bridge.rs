@@ -864,6 +864,7 @@ impl Gateway {
                     route: Vec::new(),
                     local_cseq: 1,
                     tcp: tcp_default,
+                    flow: None,
                 };
                 self.presence
                     .watch_by_dialog
@@ -1276,6 +1277,13 @@ impl Gateway {
                 .collect(),
             local_cseq: 0,
             tcp: req.transport == Transport::Tcp,
+            flow: req
+                .source
+                .filter(|_| req.transport.is_stream())
+                .map(|remote| crate::sipmsg::Flow {
+                    transport: req.transport,
+                    remote,
+                }),
         };
         let (authorized, cached, lang) = match &presentity {
             Presentity::Local(aor) => {
@@ -1576,6 +1584,7 @@ impl Gateway {
             (SubState::Terminated { .. }, None) => None,
         };
         let tcp = e.dialog.tcp;
+        let flow = e.dialog.flow;
         let contact = self.own_contact(tcp);
         let Some(e) = self.presence.watchers.get_mut(&id) else {
             return;
@@ -1611,7 +1620,13 @@ impl Gateway {
             }),
             next_hop: None,
         };
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let transport = match flow {
+            Some(f) => f.transport,
+            None if tcp => Transport::Tcp,
+            None => Transport::Udp,
+        };
+        let mut req = req;
+        req.flow = flow;
         let tx = self.next_tx;
         self.next_tx -= 1;
         self.presence.txs.insert(tx, PresTx::Notify { watcher: id });

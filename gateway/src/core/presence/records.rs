@@ -39,6 +39,11 @@ pub struct DialogRecord {
     /// The dialog runs over TCP.
     #[serde(default)]
     pub tcp: bool,
+    /// The connection the peer's SUBSCRIBE came over (TCP, TLS, WS): NOTIFYs go back over
+    /// it while it is open (RFC 5626 §5.3, RFC 7118 §5: a WebSocket watcher's Contact names
+    /// an `.invalid` host).
+    #[serde(default)]
+    pub flow: Option<crate::sipmsg::Flow>,
 }
 
 /// `authorizations`: the presentity (an XMPP user) approved the watcher (a JID at `C`).
@@ -138,6 +143,7 @@ mod tests {
             route: vec!["<sip:p;lr>".into()],
             local_cseq: 7,
             tcp: false,
+            flow: None,
         };
         let w = WatcherRecord {
             watcher_uri: "sip:carol@127.0.0.1:5080".into(),

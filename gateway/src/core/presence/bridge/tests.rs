@@ -1127,3 +1127,42 @@ fn presence_waits_for_the_link() {
     );
     assert!(tag_of("<sip:a@b>;tag=x").is_some());
 }
+
+#[test]
+fn notifies_go_back_over_the_websocket_a_watcher_subscribed_on() {
+    let mut h = H::new();
+    let r = request(
+        "SUBSCRIBE",
+        "sip:alice@localhost",
+        &format!("<{CAROL}>;tag=cw"),
+        "<sip:alice@localhost>",
+        "ws1",
+    );
+    let r = with(r, "Expires", "600");
+    let mut r = with(r, "Contact", "<sip:k2@c3.invalid;transport=ws>");
+    r.transport = Transport::Ws;
+    r.source = Some("127.0.0.1:41000".parse().expect("addr"));
+    let (code, _, _, outs) = h.sip(r);
+    assert_eq!(code, 200);
+    let expected = Some(crate::sipmsg::Flow {
+        transport: Transport::Ws,
+        remote: "127.0.0.1:41000".parse().expect("addr"),
+    });
+    let sent: Vec<(&OutRequest, Transport)> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "NOTIFY" => {
+                Some((req, *transport))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].0.uri, "sip:k2@c3.invalid;transport=ws");
+    assert_eq!(sent[0].0.flow, expected);
+    assert_eq!(sent[0].1, Transport::Ws);
+    // Over UDP no flow is kept.
+    let (_, outs) = carol_watches_alice(&mut h, "600", "udp1");
+    let flows: Vec<_> = sends(&outs).iter().map(|(_, r)| r.flow).collect();
+    assert_eq!(flows, vec![None]);
+}
