@@ -199,6 +199,14 @@ impl JsSipPeer {
         Ok(id)
     }
 
+    /// Opens a second, bare WebSocket to `url`, sends a WebSocket ping and a double-CRLF
+    /// keepalive (RFC 5626 §4.4.1) and returns the `keepalive` event (`pong`: the WebSocket
+    /// pong came; `answer`: the first message back, in hex; `binary`: its frame type).
+    pub fn keepalive(&mut self, url: &str) -> Result<Value> {
+        self.command(json!({"cmd": "keepalive", "url": url}))?;
+        self.expect_event("keepalive", Duration::from_secs(10))
+    }
+
     /// Unregisters and exits.
     pub fn quit(&mut self) {
         let _ = self.command(json!({"cmd": "quit"}));

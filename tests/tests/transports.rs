@@ -10,9 +10,11 @@
 //! expect alice gets it from dave@sip.localhost; alice answers dave@sip.localhost
 //! expect jssip gets alice's MESSAGE over the same WebSocket (Via SIP/2.0/WS, one
 //!   connection in all) although its Contact names an `.invalid` host
+//! a second WebSocket: a WS ping gets a pong, a double-CRLF binary frame a CRLF (RFC 5626)
 //! the same over wss://127.0.0.1:S, the certificate trusted through NODE_EXTRA_CA_CERTS
 //! baresip carol@sip.localhost registers over TLS (outbound proxy ;transport=tls), sends
 //!   MESSAGE to alice; alice answers over the same TLS connection
+//! openssl s_client: OPTIONS over TLS → 200; a double CRLF → CRLF (RFC 5626 §4.4.1)
 //! a plain TCP client on the TLS port gets no SIP answer
 //! ```
 
@@ -120,9 +122,10 @@ fn header<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
 
 /// JsSIP registers dave over `url`, sends a MESSAGE to alice and gets her answer back.
 fn jssip_round_trip(w: &mut World, url: String, ca: Option<PathBuf>, via: &str) {
+    let url = url.as_str();
     create_user(w, "dave", "dave-secret");
     let mut dave = JsSipPeer::start(&JsSipOptions {
-        url,
+        url: url.to_string(),
         uri: "sip:dave@sip.localhost".into(),
         password: "dave-secret".into(),
         ca_file: ca,
@@ -174,6 +177,11 @@ fn jssip_round_trip(w: &mut World, url: String, ca: Option<PathBuf>, via: &str) 
     );
     // One WebSocket in all: the request came back over the connection dave opened.
     assert_eq!(dave.count("connected"), 1, "{:?}", dave.seen());
+
+    // Keepalives on a WebSocket: a ping gets a pong, a double CRLF a CRLF (RFC 5626 §4.4.1).
+    let ka = dave.keepalive(url).expect("keepalive");
+    assert_eq!(ka["pong"], true, "{ka}");
+    assert_eq!(ka["answer"], "0d0a", "{ka}");
     dave.quit();
 }
 
@@ -262,10 +270,17 @@ fn baresip_over_tls_sends_and_receives() {
          Via: SIP/2.0/TLS 127.0.0.1:9;branch=z9hG4bKplain;rport\r\n\
          From: <sip:x@127.0.0.1>;tag=1\r\nTo: <sip:sip.localhost>\r\nCall-ID: plain@x\r\n\
          CSeq: 1 OPTIONS\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
-    let answer = over_tls(w.tls, &w.cert, options);
+    let answer = over_tls(w.tls, &w.cert, options, b"\r\n\r\n");
+    let answer = String::from_utf8_lossy(&answer).to_string();
+    let answer = answer.find("SIP/2.0").map_or("", |i| &answer[i..]);
     assert!(
         answer.starts_with("SIP/2.0 200"),
         "OPTIONS over TLS: {answer:?}"
+    );
+    // RFC 5626 §4.4.1 / RFC 5923: a double-CRLF ping over TLS gets a CRLF pong.
+    assert_eq!(
+        over_tls(w.tls, &w.cert, "\r\n\r\n", b"\r\n"),
+        b"\r\n".to_vec()
     );
     let mut plain = TcpStream::connect(w.tls).expect("connect");
     plain
@@ -282,8 +297,8 @@ fn baresip_over_tls_sends_and_receives() {
 }
 
 /// Sends `request` over TLS to `addr` with `openssl s_client` (verifying the certificate
-/// against `ca`) and returns what comes back within 5 s, from the status line on.
-fn over_tls(addr: SocketAddr, ca: &Path, request: &str) -> String {
+/// against `ca`) and returns what came back once it holds `until` (or after 5 s).
+fn over_tls(addr: SocketAddr, ca: &Path, request: &str, until: &'static [u8]) -> Vec<u8> {
     use std::process::Stdio;
     let mut child = Command::new("openssl")
         .args(["s_client", "-quiet", "-verify_return_error", "-ign_eof"])
@@ -307,7 +322,7 @@ fn over_tls(addr: SocketAddr, ca: &Path, request: &str) -> String {
                 break;
             }
             got.extend_from_slice(&buf[..n]);
-            if got.windows(4).any(|w| w == b"\r\n\r\n") {
+            if got.windows(until.len()).any(|w| w == until) {
                 break;
             }
         }
@@ -317,7 +332,5 @@ fn over_tls(addr: SocketAddr, ca: &Path, request: &str) -> String {
     drop(stdin);
     let _ = child.kill();
     let _ = child.wait();
-    let text = String::from_utf8_lossy(&got).to_string();
-    text.find("SIP/2.0")
-        .map_or(text.clone(), |i| text[i..].to_string())
+    got
 }

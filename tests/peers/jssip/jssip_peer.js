@@ -19,6 +19,10 @@
 //   {"event":"disconnected"}
 // stdin, one JSON object a line:
 //   {"cmd":"message","id":N,"to":"sip:alice@localhost","body":"..."}
+//   {"cmd":"keepalive","url":"ws://..."}         on a second, bare WebSocket (subprotocol sip):
+//                                                a WebSocket ping and an RFC 5626 §4.4.1
+//                                                double-CRLF ping (binary frame); reports
+//   {"event":"keepalive","pong":true,"answer":"0d0a","binary":true} (answer in hex)
 //   {"cmd":"quit"}                              unregister, stop, exit
 
 'use strict';
@@ -95,6 +99,25 @@ function send(cmd) {
   });
 }
 
+function keepalive(cmd) {
+  const ws = new WebSocket(cmd.url, 'sip');
+  const result = { event: 'keepalive', pong: false, answer: null, binary: null };
+  const done = () => { emit(result); try { ws.close(); } catch (e) { /* closed */ } };
+  const timer = setTimeout(done, 5000);
+  ws.on('pong', () => { result.pong = true; });
+  ws.on('message', (data, isBinary) => {
+    result.answer = Buffer.from(data).toString('hex');
+    result.binary = isBinary;
+    clearTimeout(timer);
+    setTimeout(done, 200);
+  });
+  ws.on('open', () => {
+    ws.ping();
+    ws.send(Buffer.from('\r\n\r\n'), { binary: true });
+  });
+  ws.on('error', (e) => { result.error = String(e); clearTimeout(timer); done(); });
+}
+
 let quitting = false;
 function quit() {
   if (quitting) return;
@@ -108,6 +131,7 @@ rl.on('line', (line) => {
   let cmd;
   try { cmd = JSON.parse(line); } catch (e) { emit({ event: 'bad_command', line }); return; }
   if (cmd.cmd === 'message') send(cmd);
+  else if (cmd.cmd === 'keepalive') keepalive(cmd);
   else if (cmd.cmd === 'quit') quit();
   else emit({ event: 'bad_command', line });
 });
