@@ -334,3 +334,40 @@ fn over_tls(addr: SocketAddr, ca: &Path, request: &str, until: &'static [u8]) ->
     let _ = child.wait();
     got
 }
+
+/// stox check-config: a wss listener without [sip.tls] is refused naming sip.tls.cert; with
+/// the generated certificate and key the same file passes.
+#[test]
+fn check_config_wants_a_certificate_for_tls_listeners() {
+    let dir = temp_dir("tlsconfig").expect("temp dir");
+    let (cert, key) = self_signed(dir.path());
+    let base = "[xmpp]\ncomponent = \"sip.localhost\"\nserver = \"127.0.0.1:5347\"\n\
+                secret = \"s\"\nhome_domain = \"localhost\"\n\
+                [sip]\nlisten = [\"udp:127.0.0.1:5060\", \"wss:127.0.0.1:8089\"]\n\
+                [admin]\nlisten = \"127.0.0.1:8080\"\ntoken = \"t\"\n\
+                [store]\npath = \"./data\"\n";
+    let path = dir.path().join("stox.toml");
+    std::fs::write(&path, base).expect("write");
+    let out = stox_tests::stox::check_config(&path).expect("check-config");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("sip.tls.cert") && stderr.contains("sip.listen[1]"),
+        "{stderr}"
+    );
+    std::fs::write(
+        &path,
+        format!(
+            "{base}[sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+            cert.display(),
+            key.display()
+        ),
+    )
+    .expect("write");
+    let out = stox_tests::stox::check_config(&path).expect("check-config");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1056,7 +1056,10 @@ async fn send_to(
     let proto = transport.via_name();
     let local = match transport {
         Transport::Udp => sender.udp_local,
-        Transport::Tcp => sender.tcp_local.or(sender.udp_local),
+        Transport::Tcp => sender
+            .tcp_local
+            .or(sender.udp_local)
+            .or_else(|| sender.stream_locals.values().min().copied()),
         t => sender
             .stream_locals
             .get(&t)

@@ -911,7 +911,13 @@ impl Gateway {
             .insert(tx, PresTx::Subscribe { watch: id, call_id });
         counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
         debug!(tx, uri = %req.uri, expires, "presence: SUBSCRIBE");
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        // The default transport when it is a secured one (`sips:` outbound proxy): never
+        // downgraded to UDP.
+        let transport = match self.settings.default_transport {
+            _ if tcp => Transport::Tcp,
+            t if t.is_secure() => t,
+            _ => Transport::Udp,
+        };
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
     }
@@ -1620,10 +1626,11 @@ impl Gateway {
             }),
             next_hop: None,
         };
-        let transport = match flow {
-            Some(f) => f.transport,
-            None if tcp => Transport::Tcp,
-            None => Transport::Udp,
+        let transport = match (flow, self.settings.default_transport) {
+            (Some(f), _) => f.transport,
+            (None, _) if tcp => Transport::Tcp,
+            (None, t) if t.is_secure() => t,
+            (None, _) => Transport::Udp,
         };
         let mut req = req;
         req.flow = flow;
