@@ -207,6 +207,12 @@ impl JsSipPeer {
         self.expect_event("keepalive", Duration::from_secs(10))
     }
 
+    /// Kills the Node.js process (SIGKILL): its WebSocket closes without unregistering.
+    pub fn kill(&mut self) {
+        self.stdin = None;
+        self.process.kill();
+    }
+
     /// Unregisters and exits.
     pub fn quit(&mut self) {
         let _ = self.command(json!({"cmd": "quit"}));

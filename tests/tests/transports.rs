@@ -193,6 +193,48 @@ fn jssip_over_websocket_registers_sends_and_receives() {
     jssip_round_trip(&mut w, url, None, "WS");
 }
 
+/// jssip registers over ws:// and dies without unregistering: a message to dave finds the
+/// binding but its WebSocket closed; stox does not try the `.invalid` host of its contact
+/// and alice gets remote-server-not-found at once, not after a timeout.
+#[test]
+fn a_closed_websocket_flow_fails_at_once() {
+    let mut w = world();
+    create_user(&w, "dave", "dave-secret");
+    let mut dave = JsSipPeer::start(&JsSipOptions {
+        url: format!("ws://{}", w.ws),
+        uri: "sip:dave@sip.localhost".into(),
+        password: "dave-secret".into(),
+        ca_file: None,
+    })
+    .expect("jssip");
+    dave.expect_event("registered", T).expect("registered");
+    dave.kill();
+    // Give stox a moment to see the connection close.
+    std::thread::sleep(Duration::from_millis(500));
+    let started = std::time::Instant::now();
+    w.alice
+        .send_message("dave@sip.localhost", "anyone there?")
+        .expect("send");
+    let err = w
+        .alice
+        .expect(T, |s| s.kind() == Some("error"))
+        .expect("an error back");
+    assert_eq!(
+        err.error_condition().as_deref(),
+        Some("remote-server-not-found"),
+        "{}",
+        err.xml()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    let log = w.stox.log_tail(200);
+    assert!(log.contains("connection of 127.0.0.1:"), "{log}");
+    assert!(!log.contains("cannot resolve"), "{log}");
+}
+
 /// The same over wss:// with the self-signed certificate as the only trust anchor.
 #[test]
 fn jssip_over_secure_websocket_registers_sends_and_receives() {
