@@ -173,6 +173,9 @@ pub struct BaresipOptions {
     pub outbound_tls: bool,
     /// `sip_cafile`: the CA (PEM) baresip trusts for SIP over TLS.
     pub tls_ca: Option<PathBuf>,
+    /// `sip_certificate`: certificate and key in one PEM file. baresip then also listens
+    /// for SIP over TLS, on the SIP port + 1 ([`Baresip::tls_port`]).
+    pub tls_certificate: Option<PathBuf>,
     /// Plain contacts (no presence) written to the `contacts` file, loading `contact.so`:
     /// the `message` command sends a MESSAGE to the current one ([`Baresip::message`]).
     pub contacts: Vec<String>,
@@ -212,6 +215,7 @@ impl BaresipOptions {
             outbound_tcp: false,
             outbound_tls: false,
             tls_ca: None,
+            tls_certificate: None,
             contacts: Vec::new(),
             register_interval: 0,
             password: None,
@@ -404,6 +408,12 @@ impl Baresip {
     pub fn message(&mut self, text: &str) -> Result<Response> {
         self.command("contact_next", None)?;
         self.command("message", Some(text))
+    }
+
+    /// The SIP over TLS port when [`BaresipOptions::tls_certificate`] is set (libre takes
+    /// the SIP port + 1).
+    pub fn tls_port(&self) -> u16 {
+        self.sip_port + 1
     }
 
     /// The local SIP port (UDP and TCP).
@@ -1070,6 +1080,9 @@ ringback_disabled yes
     }
     if let Some(ca) = &o.tls_ca {
         let _ = writeln!(c, "sip_cafile {}", ca.display());
+    }
+    if let Some(cert) = &o.tls_certificate {
+        let _ = writeln!(c, "sip_certificate {}", cert.display());
     }
     for line in &o.extra_config {
         c.push_str(line);

@@ -16,6 +16,11 @@
 //!   MESSAGE to alice; alice answers over the same TLS connection
 //! openssl s_client: OPTIONS over TLS → 200; a double CRLF → CRLF (RFC 5626 §4.4.1)
 //! a plain TCP client on the TLS port gets no SIP answer
+//! alice → frank@sip.localhost mapped to sips:frank@127.0.0.1:P (baresip with the test
+//!   certificate, [sip.tls] ca = that certificate): MESSAGE over verified TLS; a sips:
+//!   mapping to baresip's plain port: error to alice, nothing sent in clear
+//! jssip dies without unregistering: alice's next message fails at once
+//! check-config: a wss listener without [sip.tls] is refused, naming sip.tls.cert
 //! ```
 
 use std::io::{Read, Write};
@@ -23,6 +28,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
+use std::time::Instant;
 
 use stox_tests::baresip::{Baresip, BaresipOptions};
 use stox_tests::jssip_peer::{JsSipOptions, JsSipPeer};
@@ -43,7 +49,8 @@ struct World {
     _certs: tempfile::TempDir,
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost (EC P-256, PKCS#8 key).
+/// A self-signed certificate for 127.0.0.1 and localhost (EC P-256, PKCS#8 key), not a CA:
+/// each side trusts this very certificate.
 fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
     let cert = dir.join("cert.pem");
     let key = dir.join("key.pem");
@@ -52,6 +59,8 @@ fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
         .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
         .args(["-subj", "/CN=127.0.0.1"])
         .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
+        // An end-entity certificate (webpki refuses a CA certificate as a server's).
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
         .arg("-keyout")
         .arg(&key)
         .arg("-out")
@@ -411,5 +420,115 @@ fn check_config_wants_a_certificate_for_tls_listeners() {
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// alice → frank@sip.localhost, mapped to `sips:frank@127.0.0.1:TLSPORT` (baresip with the
+/// test certificate): stox opens TLS, verifies baresip's certificate against [sip.tls] ca
+/// and delivers the MESSAGE over TLS. A `sips:` mapping to baresip's plain UDP/TCP port is
+/// not downgraded: the TLS handshake fails, alice gets an error, nothing arrives in clear.
+#[test]
+fn xmpp_to_a_sips_target_goes_over_verified_tls() {
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = self_signed(certs.path());
+    let both = certs.path().join("both.pem");
+    std::fs::write(
+        &both,
+        [
+            std::fs::read(&cert).expect("cert"),
+            std::fs::read(&key).expect("key"),
+        ]
+        .concat(),
+    )
+    .expect("write");
+    let prosody = Prosody::start(ProsodyOptions::without_offline()).expect("prosody");
+    let (udp, tls) = (free_port(), free_port());
+    let stox = Stox::start(
+        &prosody,
+        &format!(
+            "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"tls:127.0.0.1:{tls}\"]\n\
+             [sip.tls]\ncert = \"{c}\"\nkey = \"{k}\"\nca = \"{c}\"\n",
+            c = cert.display(),
+            k = key.display()
+        ),
+    )
+    .expect("stox");
+    let mut alice = XmppClient::connect(&prosody, "alice", PASSWORD, "laptop").expect("alice");
+    let mut options = BaresipOptions::new("frank", 440.0);
+    options.tls_certificate = Some(both);
+    options.tls_ca = Some(cert.clone());
+    options.sip_trace = true;
+    let frank = Baresip::start(options).expect("baresip");
+    let map = |jid: &str, sip: String| {
+        let r = stox
+            .admin_request(
+                "POST",
+                "/api/v1/mappings",
+                Some(&serde_json::json!({ "jid": jid, "sip": sip }).to_string()),
+            )
+            .expect("admin");
+        assert_eq!(r.status, 201, "{}", r.body.as_str());
+    };
+    map(
+        "frank@sip.localhost",
+        format!("sips:frank@127.0.0.1:{}", frank.tls_port()),
+    );
+    map(
+        "plainfrank@sip.localhost",
+        format!("sips:frank@127.0.0.1:{}", frank.sip_port()),
+    );
+
+    alice
+        .send_message("frank@sip.localhost", "secret over TLS")
+        .expect("send");
+    // (The trace parser takes baresip's own SIP port for its side: its TLS port is +1.)
+    let tls_end = format!(":{}", frank.tls_port());
+    let deadline = Instant::now() + T;
+    let message =
+        loop {
+            if let Some(t) = frank.sip_trace().into_iter().find(|t| {
+                t.dst.ends_with(&tls_end) && t.message.body == b"secret over TLS".to_vec()
+            }) {
+                break t;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "frank never got it\n{}\n{}",
+                frank.context(),
+                stox.log_tail(30)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        };
+    assert_eq!(message.transport, "TLS");
+    assert_eq!(message.message.method(), Some("MESSAGE"));
+    let via = message
+        .message
+        .header("Via")
+        .unwrap_or_default()
+        .to_string();
+    assert!(via.starts_with("SIP/2.0/TLS "), "Via {via}");
+    // baresip answered 200 over the same connection, so alice hears no error.
+    assert!(
+        alice
+            .drain(Duration::from_millis(500))
+            .iter()
+            .all(|s| s.kind() != Some("error")),
+        "an error for a delivered message"
+    );
+
+    alice
+        .send_message("plainfrank@sip.localhost", "must not leak")
+        .expect("send");
+    let err = alice
+        .expect(T, |s| {
+            s.kind() == Some("error") && s.from() == Some("plainfrank@sip.localhost")
+        })
+        .expect("an error back");
+    assert!(err.error_condition().is_some(), "{}", err.xml());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        !frank.log_contains("must not leak"),
+        "a sips: target was reached without TLS\n{}",
+        frank.context()
     );
 }
