@@ -274,10 +274,14 @@ impl CallIo {
             return self.invite(key, req, None, account);
         };
         self.locating.insert(key, account);
-        let mut supported = vec![stox_sip::locate::Proto::Udp];
-        if self.contact_tcp.is_some() {
-            supported.push(stox_sip::locate::Proto::Tcp);
-        }
+        // RFC 3263 §4.1: a `sips:` callee is located for TLS only.
+        let supported = if target.scheme == stox_sip::uri::Scheme::Sips {
+            vec![stox_sip::locate::Proto::Tls]
+        } else if self.contact_tcp.is_some() {
+            vec![stox_sip::locate::Proto::Udp, stox_sip::locate::Proto::Tcp]
+        } else {
+            vec![stox_sip::locate::Proto::Udp]
+        };
         let events = self.events.clone();
         tokio::spawn(async move {
             let mut random =
@@ -299,6 +303,7 @@ impl CallIo {
                         .map(|t| {
                             let transport = match t.proto {
                                 stox_sip::locate::Proto::Tcp => Transport::Tcp,
+                                stox_sip::locate::Proto::Tls => Transport::Tls,
                                 _ => Transport::Udp,
                             };
                             (t.addr, transport)
@@ -362,11 +367,20 @@ impl CallIo {
         // An external account's outbound proxy first (an IP address; a name is left to
         // the stack's resolution of the Request-URI).
         let next_hop = req.next_hop.as_deref().and_then(ip_of);
+        // RFC 3261 §26.2.2: a `sips:` or `;transport=tls` callee is called over TLS only.
+        let tls = req.uri.parse::<stox_sip::uri::SipUri>().is_ok_and(|u| {
+            u.scheme == stox_sip::uri::Scheme::Sips
+                || u.param("transport")
+                    .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
+        });
         let dest = hop.map(|(a, _)| a).or(next_hop).or(self.proxy).or_else(|| {
             let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
             let host = target.host.trim_start_matches('[').trim_end_matches(']');
             let ip: std::net::IpAddr = host.parse().ok()?;
-            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
+            Some(SocketAddr::new(
+                ip,
+                target.port.unwrap_or(if tls { 5061 } else { 5060 }),
+            ))
         });
         let stack = |t: Transport| match t {
             Transport::Udp => rsipstack::sip::Transport::Udp,
@@ -383,7 +397,7 @@ impl CallIo {
                 addr: f.remote.into(),
             }),
             None => dest.map(|d| SipAddr {
-                r#type: Some(stack(transport)),
+                r#type: Some(stack(if tls { Transport::Tls } else { transport })),
                 addr: d.into(),
             }),
         };
