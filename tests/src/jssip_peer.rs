@@ -207,6 +207,12 @@ impl JsSipPeer {
         self.expect_event("keepalive", Duration::from_secs(10))
     }
 
+    /// SUBSCRIBEs to `target`'s presence (RFC 6665, `Event: presence`, `Expires: 600`);
+    /// `subscription`, `notify` and `subscription_terminated` events follow.
+    pub fn subscribe(&mut self, target: &str) -> Result<()> {
+        self.command(json!({"cmd": "subscribe", "target": target}))
+    }
+
     /// Kills the Node.js process (SIGKILL): its WebSocket closes without unregistering.
     pub fn kill(&mut self) {
         self.stdin = None;

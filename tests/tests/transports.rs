@@ -19,6 +19,8 @@
 //! alice → frank@sip.localhost mapped to sips:frank@127.0.0.1:P (baresip with the test
 //!   certificate, [sip.tls] ca = that certificate): MESSAGE over verified TLS; a sips:
 //!   mapping to baresip's plain port: error to alice, nothing sent in clear
+//! jssip SUBSCRIBEs to alice's presence; alice approves; NOTIFY pending, then active with
+//!   her PIDF, over jssip's WebSocket
 //! jssip dies without unregistering: alice's next message fails at once
 //! check-config: a wss listener without [sip.tls] is refused, naming sip.tls.cert
 //! ```
@@ -242,6 +244,70 @@ fn a_closed_websocket_flow_fails_at_once() {
     let log = w.stox.log_tail(200);
     assert!(log.contains("connection of 127.0.0.1:"), "{log}");
     assert!(!log.contains("cannot resolve"), "{log}");
+}
+
+/// jssip dave (over ws://) SUBSCRIBEs to alice's presence; alice approves dave@sip.localhost
+/// expect NOTIFYs over dave's WebSocket: pending, then active with alice's PIDF (open, Via
+/// SIP/2.0/WS); dave's Contact is `.invalid`, so nothing else could reach him
+#[test]
+fn jssip_watches_alice_and_notifies_come_over_its_websocket() {
+    let mut w = world();
+    create_user(&w, "dave", "dave-secret");
+    let mut dave = JsSipPeer::start(&JsSipOptions {
+        url: format!("ws://{}", w.ws),
+        uri: "sip:dave@sip.localhost".into(),
+        password: "dave-secret".into(),
+        ca_file: None,
+    })
+    .expect("jssip");
+    dave.expect_event("registered", T).expect("registered");
+    dave.subscribe("sip:alice@localhost").expect("subscribe");
+    let ask = w
+        .alice
+        .expect_presence("dave@sip.localhost", Some("subscribe"), T)
+        .expect("a subscription request from dave");
+    assert_eq!(ask.from(), Some("dave@sip.localhost"));
+    // The NOTIFY `pending` (no body: JsSIP reports only the state).
+    let pending = dave
+        .expect(T, |e| {
+            e["event"] == "subscription" && e["state"] == "pending"
+        })
+        .expect("NOTIFY pending");
+    assert!(
+        dave.seen().iter().all(|e| e["event"] != "notify"),
+        "{pending}"
+    );
+    w.alice.approve("dave@sip.localhost").expect("approve");
+    let active = dave
+        .expect(T, |e| {
+            e["event"] == "notify"
+                && e["state"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .starts_with("active")
+                && e["body"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .contains("<basic>open</basic>")
+        })
+        .expect("an active NOTIFY with alice's presence");
+    assert_eq!(active["content_type"], "application/pidf+xml", "{active}");
+    assert!(
+        active["body"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("entity=\"sip:alice@localhost\""),
+        "{active}"
+    );
+    assert!(
+        active["via"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("SIP/2.0/WS "),
+        "{active}"
+    );
+    assert_eq!(dave.count("connected"), 1, "{:?}", dave.seen());
+    dave.quit();
 }
 
 /// The same over wss:// with the self-signed certificate as the only trust anchor.

@@ -33,7 +33,15 @@ struct Reply {
     headers: Vec<(String, String)>,
     /// The To tag the core chose (dialog-creating 2xx), else one is made up.
     to_tag: Option<String>,
+    /// Told once the response is on its way (see `Gates`).
+    sent: oneshot::Sender<()>,
 }
+
+/// The responses decided in one batch of outputs, which requests decided in the same batch
+/// wait for: a SUBSCRIBE's 200 leaves before its first NOTIFY (RFC 6665 §4.1.2.4 lets a
+/// NOTIFY come first, but JsSIP answers such a NOTIFY 481), and over one connection the
+/// order is then the core's.
+type Gates = Vec<futures::future::Shared<oneshot::Receiver<()>>>;
 
 enum Event {
     Sip(Box<Transaction>),
@@ -468,6 +476,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         // `202 Accepted` promises durability: one flush of the outbox for the
         // whole batch, before the first 202 leaves (see `Output::SipReply`).
         let mut flushed: Option<bool> = None;
+        let mut gates: Gates = Vec::new();
         while let Some(out) = gateway.poll_output() {
             match out {
                 Output::SipReply {
@@ -493,10 +502,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         (code, headers)
                     };
                     if let Some(r) = replies.remove(&tx) {
+                        let (sent, gate) = oneshot::channel();
+                        gates.push(futures::FutureExt::shared(gate));
                         let _ = r.send(Reply {
                             code,
                             headers,
                             to_tag,
+                            sent,
                         });
                     } else if let Some(p) = udp_replies.remove(&tx) {
                         p.reply(code, headers);
@@ -528,7 +540,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                         _ => req,
                     };
                     let sender = sender.clone();
+                    let gates = gates.clone();
                     tokio::spawn(async move {
+                        for gate in gates {
+                            let _ = gate.await;
+                        }
                         let result = send_request(&sender, req, transport).await;
                         if let Err(e) = &result {
                             debug!(error = ?e, "SIP request not answered");
@@ -757,14 +773,14 @@ fn on_server_transaction(
     tokio::spawn(async move {
         // The core answers every transaction; this bound only covers a bug.
         let reply = tokio::time::timeout(Duration::from_secs(30), reply_rx).await;
-        let (code, headers) = match reply {
+        let (code, headers, sent) = match reply {
             Ok(Ok(r)) => {
                 if let Some(tag) = r.to_tag.filter(|_| r.code >= 200) {
                     set_to_tag(&mut tx.original, &tag);
                 }
-                (r.code, r.headers)
+                (r.code, r.headers, Some(r.sent))
             }
-            _ => (500, vec![]),
+            _ => (500, vec![], None),
         };
         let headers: Vec<Header> = headers
             .into_iter()
@@ -772,6 +788,9 @@ fn on_server_transaction(
             .collect();
         if let Err(e) = tx.reply_with(code.into(), headers, None).await {
             debug!(error = %e, "sending a SIP response failed");
+        }
+        if let Some(sent) = sent {
+            let _ = sent.send(());
         }
         outstanding.fetch_sub(1, Ordering::Relaxed);
     });

@@ -16,9 +16,13 @@
 //   {"event":"send_failed","id":N,"cause":"...","status":N}
 //   {"event":"message","from":"sip:...","to":"sip:...","body":"...","content_type":"...",
 //    "via":"SIP/2.0/WS ..."}                    a MESSAGE came in (JsSIP answers it 200)
+//   {"event":"subscription","state":"pending"|"active"|"accepted"}
+//   {"event":"notify","final":false,"body":"...","content_type":"...","state":"...","via":"..."}
+//   {"event":"subscription_terminated","code":N,"reason":"..."}
 //   {"event":"disconnected"}
 // stdin, one JSON object a line:
 //   {"cmd":"message","id":N,"to":"sip:alice@localhost","body":"..."}
+//   {"cmd":"subscribe","target":"sip:alice@localhost"}   RFC 6665 SUBSCRIBE, Event: presence
 //   {"cmd":"keepalive","url":"ws://..."}         on a second, bare WebSocket (subprotocol sip):
 //                                                a WebSocket ping and an RFC 5626 §4.4.1
 //                                                double-CRLF ping (binary frame); reports
@@ -99,6 +103,29 @@ function send(cmd) {
   });
 }
 
+function subscribe(cmd) {
+  const sub = ua.subscribe(cmd.target, 'presence', 'application/pidf+xml', {
+    expires: cmd.expires || 600,
+  });
+  for (const state of ['pending', 'active', 'accepted']) {
+    sub.on(state, () => emit({ event: 'subscription', state }));
+  }
+  sub.on('notify', (isFinal, request, body, contentType) => emit({
+    event: 'notify',
+    final: isFinal,
+    body: body || '',
+    content_type: contentType || null,
+    state: request.getHeader('Subscription-State'),
+    via: request.getHeader('Via'),
+  }));
+  sub.on('terminated', (code, reason) => emit({
+    event: 'subscription_terminated',
+    code,
+    reason: reason === undefined ? null : String(reason),
+  }));
+  sub.subscribe();
+}
+
 function keepalive(cmd) {
   const ws = new WebSocket(cmd.url, 'sip');
   const result = { event: 'keepalive', pong: false, answer: null, binary: null };
@@ -132,6 +159,7 @@ rl.on('line', (line) => {
   try { cmd = JSON.parse(line); } catch (e) { emit({ event: 'bad_command', line }); return; }
   if (cmd.cmd === 'message') send(cmd);
   else if (cmd.cmd === 'keepalive') keepalive(cmd);
+  else if (cmd.cmd === 'subscribe') subscribe(cmd);
   else if (cmd.cmd === 'quit') quit();
   else emit({ event: 'bad_command', line });
 });
