@@ -905,9 +905,13 @@ fn needs_tls_uri(uri: &stox_sip::uri::SipUri) -> bool {
 }
 
 /// The same for a URI as text (an unparsable one is left to `send_request` to refuse).
+/// Cheap (no parse: it is asked of every message the UDP fast path might take); a false
+/// "yes" only sends the request through `send_request`, which parses.
 fn needs_tls(uri: &str) -> bool {
-    uri.parse::<stox_sip::uri::SipUri>()
-        .is_ok_and(|u| needs_tls_uri(&u))
+    let b = uri.as_bytes();
+    b.len() >= 5 && b[..5].eq_ignore_ascii_case(b"sips:")
+        || b.windows(14)
+            .any(|w| w.eq_ignore_ascii_case(b";transport=tls"))
 }
 
 /// A TLS connection to `dest`: one already open to it (RFC 5923 reuse), else a new one,
@@ -1187,4 +1191,27 @@ async fn send_to(
         }
     }
     Err(SendFailure::Timeout)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn which_targets_need_tls() {
+        for (uri, tls) in [
+            ("sips:bob@example.net", true),
+            ("SIPS:bob@127.0.0.1:5061", true),
+            ("sip:bob@127.0.0.1;transport=tls", true),
+            ("sip:bob@127.0.0.1;lr;TRANSPORT=TLS", true),
+            ("sip:bob@127.0.0.1;transport=tcp", false),
+            ("sip:bob@127.0.0.1;transport=ws", false),
+            ("sip:sips@127.0.0.1", false),
+            ("sip:bob@x", false),
+        ] {
+            assert_eq!(needs_tls(uri), tls, "{uri}");
+            let parsed: stox_sip::uri::SipUri = uri.parse().expect(uri);
+            assert_eq!(needs_tls_uri(&parsed), tls, "{uri}");
+        }
+    }
 }
