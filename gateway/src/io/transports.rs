@@ -166,7 +166,12 @@ async fn wss_connection(
         }
         Ok(resp)
     };
-    let ws = tokio_tungstenite::accept_hdr_async(tls, callback).await?;
+    let ws = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        tokio_tungstenite::accept_hdr_async(tls, callback),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("WebSocket handshake timed out"))??;
     let (mut sink, mut read) = ws.split();
     let addr = SipAddr {
         r#type: Some(rsipstack::sip::Transport::Wss),
