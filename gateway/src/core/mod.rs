@@ -1249,9 +1249,23 @@ impl Gateway {
     ) -> Option<(u16, Vec<(String, String)>)> {
         let uri: SipUri = req.uri.parse().ok()?;
         let (_, aor) = self.local_aor(&uri)?;
-        let contacts = self.registrar.contacts(&aor, now);
+        // A contact reachable only over the connection it registered on (a WebSocket
+        // client's `.invalid` host, RFC 7118 §5) is of no use to the caller.
+        let contacts: Vec<_> = self
+            .registrar
+            .contacts(&aor, now)
+            .into_iter()
+            .filter(|b| {
+                b.contact.parse::<SipUri>().is_ok_and(|u| {
+                    !u.host.ends_with(".invalid")
+                        && !u.transport().is_some_and(|t| {
+                            t.eq_ignore_ascii_case("ws") || t.eq_ignore_ascii_case("wss")
+                        })
+                })
+            })
+            .collect();
         if contacts.is_empty() {
-            info!(%aor, "INVITE for a SIP user of the component with no binding: 480");
+            info!(%aor, "INVITE for a SIP user of the component with no binding a caller can reach: 480");
             counter!("stox_sip_responses_sent_total", "code" => "480").increment(1);
             return Some((
                 480,

@@ -658,6 +658,17 @@ fn sip_invites_for_users_of_c_are_redirected_to_their_contacts() {
         register("<sip:dave@127.0.0.1:5064>;q=0.5", Some("300"), "c2", 1),
     );
     assert_eq!(r.0, 200);
+    // A WebSocket client's contact (RFC 7118 §5) cannot be called directly: not listed.
+    let r = registered(
+        &mut h,
+        register(
+            "<sip:x1y2@df7jal23ls0d.invalid;transport=ws>",
+            Some("600"),
+            "c3",
+            1,
+        ),
+    );
+    assert_eq!(r.0, 200);
     let (code, headers) = h.gw.redirect_invite(now, &invite(&dave)).expect("ours");
     assert_eq!(code, 302);
     let mut contacts = hdrs(&headers, "Contact");
