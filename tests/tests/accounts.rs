@@ -16,6 +16,8 @@
 //! A restarts → the account registers again
 //! a wrong password → failed with the 401 in its status, a headline, 2 REGISTERs at B, no more
 //! a SIPp provider and `<target>#<id>@C`: the chosen account's identity and display name
+//! a SIPp provider INVITEs the account's Contact: alice is proposed the call from
+//!   carol\40pbx.example#sipp@C, answers; 200 with SDP, ACK, BYE ends her session
 //! ```
 
 use std::time::{Duration, Instant};
@@ -524,4 +526,125 @@ fn a_call_leaves_through_the_account_and_answers_the_proxy_challenge() {
         stox_tests::digest::md5_response_ok(auth, "INVITE", "pw-three"),
         "the response is right for the account's password: {auth}"
     );
+}
+
+/// A call arrives through a non-default account: the SIPp provider takes the account's
+/// REGISTER, then (from the same address, as its proxy would) INVITEs the Contact stox
+/// registered with an Opus + PCMU + telephone-event offer. alice (StanzaJS + libwebrtc) is
+/// proposed the call from `carol\40pbx.example#sipp@C` (XEP-0353), answers; the provider
+/// gets 200 with an SDP answer, ACKs, hangs up with BYE, and alice's session ends.
+#[test]
+fn a_call_arrives_through_the_account_and_the_provider_hangs_up() {
+    use stox_tests::jingle_peer::{Answer, JinglePeer, PeerOptions};
+    let prosody = Prosody::start(ProsodyOptions {
+        websocket: true,
+        ..ProsodyOptions::without_offline()
+    })
+    .expect("prosody");
+    let a = Stox::start(&prosody, "[media]\naddress = \"127.0.0.1\"\n").expect("stox A");
+    // The default account goes nowhere; the call comes through the second one.
+    let silent = stox_tests::ports::free_port();
+    add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "main", "registrar": "sip:provider.invalid",
+                "user": "alice", "password": "whatever", "outbound_proxy": "sip:127.0.0.1:{silent}"}}"#
+        ),
+    );
+    let p = Sipp::uas_provider(1).expect("sipp provider");
+    let port = p.port();
+    add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "sipp", "registrar": "sip:127.0.0.1:{port}",
+                "user": "alice3", "password": "pw-three"}}"#
+        ),
+    );
+    let v = wait_state(&a, "sipp", "registered");
+    assert_eq!(v["default"], false);
+    let run = p.wait(T).expect("provider ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let registers = run.requests("REGISTER", true);
+    assert_eq!(registers.len(), 1, "{}", run.summary());
+    let contact = registers[0]
+        .header_uri("Contact")
+        .expect("the REGISTER's Contact")
+        .to_string();
+    assert_eq!(
+        contact,
+        format!(
+            "sip:{}@127.0.0.1:{}",
+            v["contact_user"].as_str().unwrap_or_default(),
+            a.sip_port()
+        )
+    );
+
+    let mut alice = JinglePeer::connect(
+        &prosody,
+        "alice",
+        PASSWORD,
+        "a",
+        PeerOptions::tone(660).answer(Answer::Auto),
+    )
+    .expect("alice online");
+    // The provider's proxy, from the address alice's account registered with.
+    let aor = format!("sip:alice3@127.0.0.1:{port}");
+    let call = Sipp::uac_invite_bye(&contact, &aor, "pbx.example", Duration::from_secs(2))
+        .remote(a.sip_addr())
+        .port(port)
+        .spawn()
+        .expect("sipp uac");
+    let propose = alice
+        .expect(T, |e| e.kind() == "propose")
+        .unwrap_or_else(|e| panic!("no <propose/> for the INVITE: {e:#}\n{}", a.log_tail(40)));
+    let sid = propose.sid().expect("sid").to_string();
+    let from = propose.str("from").unwrap_or_default().to_string();
+    assert_eq!(
+        from.split('/').next(),
+        Some("carol\\40pbx.example#sipp@sip.localhost"),
+        "{propose}"
+    );
+    let incoming = alice
+        .expect_event("incoming", &sid, T)
+        .expect("session-initiate");
+    assert_eq!(incoming.str("from"), Some(from.as_str()), "{incoming}");
+    alice.expect_event("accepted", &sid, T).expect("accepted");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("the BYE did not end the session: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+
+    let run = call.wait(T).expect("sipp uac ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let ok = run.final_responses("INVITE", true);
+    assert_eq!(ok.len(), 1, "{}", run.summary());
+    assert_eq!(ok[0].status(), Some(200));
+    let answer = ok[0].body_text();
+    assert!(answer.starts_with("v=0"), "{answer}");
+    let m = answer
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .unwrap_or_else(|| panic!("no audio in the answer: {answer}"));
+    let port_of_answer: u16 = m
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    assert_ne!(port_of_answer, 0, "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+    assert!(
+        answer.contains("opus/48000") || answer.contains("PCMU/8000"),
+        "an offered codec: {answer}"
+    );
+    assert!(answer.contains("telephone-event/"), "{answer}");
+    let byes = run.final_responses("BYE", true);
+    assert_eq!(byes.len(), 1, "{}", run.summary());
+    assert_eq!(byes[0].status(), Some(200));
+    let errors: Vec<String> = std::fs::read_to_string(a.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("panicked"))
+        .map(str::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
 }
