@@ -684,7 +684,7 @@ impl Gateway {
     }
 
     /// stox's Contact URI for an account.
-    fn account_contact(&self, rec: &AccountRecord) -> String {
+    pub(in crate::core) fn account_contact(&self, rec: &AccountRecord) -> String {
         let c = &self.settings.contacts;
         let user = rec.contact_user();
         match (rec.transport, c.tcp, c.udp) {
@@ -695,7 +695,7 @@ impl Gateway {
         }
     }
 
-    fn transport_of(&self, rec: &AccountRecord) -> Transport {
+    pub(in crate::core) fn transport_of(&self, rec: &AccountRecord) -> Transport {
         match rec.transport {
             AccountTransport::Tcp => Transport::Tcp,
             AccountTransport::Udp if self.settings.contacts.udp.is_none() => Transport::Tcp,
@@ -1110,6 +1110,11 @@ impl Gateway {
             return None;
         }
         let key = self.accounts.by_contact.get(user)?;
+        self.accounts.accounts.get(key).map(|a| a.rec.clone())
+    }
+
+    /// The account stored under `key` (`jid|id`).
+    pub(in crate::core) fn account_by_key(&self, key: &str) -> Option<AccountRecord> {
         self.accounts.accounts.get(key).map(|a| a.rec.clone())
     }
 

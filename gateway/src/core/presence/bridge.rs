@@ -159,8 +159,13 @@ pub struct SubscriptionInfo {
 /// A SIP request stox sent for presence, awaiting its final response.
 #[derive(Debug, Clone)]
 enum PresTx {
-    /// A SUBSCRIBE of a watch, in the dialog with this Call-ID.
-    Subscribe { watch: u64, call_id: String },
+    /// A SUBSCRIBE of a watch, in the dialog with this Call-ID; through an external
+    /// account, the account's key, the request and its transport (to answer a challenge).
+    Subscribe {
+        watch: u64,
+        call_id: String,
+        account: Option<(String, Box<OutRequest>, Transport)>,
+    },
     /// A NOTIFY to a watcher.
     Notify { watcher: u64 },
 }
@@ -189,6 +194,8 @@ struct WatchEntry {
     last_translated: Option<Instant>,
     /// A NOTIFY body held back by the translation rate limit, and when it may go.
     held: Option<(Instant, Vec<u8>)>,
+    /// The external account (`jid|id`) the SUBSCRIBEs leave through (issue 5).
+    account: Option<String>,
 }
 
 /// Which presentity a SIP watcher watches.
@@ -521,7 +528,16 @@ impl Gateway {
             return false;
         };
         match p {
-            PresTx::Subscribe { watch, call_id } => {
+            PresTx::Subscribe {
+                watch,
+                call_id,
+                account,
+            } => {
+                if let (Ok(r), Some((key, req, transport))) = (result, account) {
+                    if self.answer_subscribe_challenge(watch, &call_id, key, *req, transport, r) {
+                        return true;
+                    }
+                }
                 self.on_subscribe_response(now, watch, &call_id, result)
             }
             PresTx::Notify { watcher } => self.on_notify_response(now, watcher, result),
@@ -630,7 +646,12 @@ impl Gateway {
                 return None;
             }
         };
-        let target = match self.sip_target_of(&contact_jid) {
+        // The user's external account (`<target>#<id>@C` picks one, else the default).
+        let (account, plain) = match user.parse::<Jid>() {
+            Ok(u) => self.account_for(&u, &contact_jid),
+            Err(_) => (None, contact_jid.clone()),
+        };
+        let target = match self.sip_target_of(&plain) {
             Ok(t) => t,
             Err(why) => {
                 self.presence_error(s, DefinedCondition::ItemNotFound, &why);
@@ -645,7 +666,15 @@ impl Gateway {
             );
             return None;
         }
-        let Some(from_uri) = self.user_sip_uri(user) else {
+        let local = target.host.eq_ignore_ascii_case(&self.settings.component);
+        // SIP users of `C` are reached directly, never through an account.
+        let account = account.filter(|_| !local);
+        let from_uri = match &account {
+            // The provider sees the account's identity, never the XMPP address.
+            Some(a) => a.aor().ok().map(|u| u.to_string()),
+            None => self.user_sip_uri(user),
+        };
+        let Some(from_uri) = from_uri else {
             self.presence_error(
                 s,
                 DefinedCondition::JidMalformed,
@@ -654,7 +683,6 @@ impl Gateway {
             return None;
         };
         let target_aor = aor_string(&target);
-        let local = target.host.eq_ignore_ascii_case(&self.settings.component);
         let id = self.presence.next_id();
         let entry = WatchEntry {
             user: user.to_owned(),
@@ -669,6 +697,7 @@ impl Gateway {
             lang: None,
             last_translated: None,
             held: None,
+            account: account.map(|a| a.key()),
         };
         self.insert_watch(id, entry);
         info!(%user, %contact, local, "presence: XMPP user watches a SIP contact");
@@ -738,6 +767,7 @@ impl Gateway {
                 .cached()
                 .map(|b| String::from_utf8_lossy(b).into_owned()),
             lang: e.lang.clone(),
+            account: e.account.clone(),
         };
         let key = pair_key(&e.user, &e.contact);
         self.store_put(Table::Watches, &key, &rec);
@@ -835,7 +865,17 @@ impl Gateway {
     }
 
     fn send_subscribe(&mut self, id: u64, expires: u32, new_dialog: bool) {
-        let tcp_default = self.settings.default_transport == Transport::Tcp;
+        // Through an external account: its Contact, transport and outbound proxy.
+        let account = self
+            .presence
+            .watches
+            .get(&id)
+            .and_then(|e| e.account.as_deref())
+            .and_then(|k| self.account_by_key(k));
+        let tcp_default = match &account {
+            Some(a) => self.transport_of(a) == Transport::Tcp,
+            None => self.settings.default_transport == Transport::Tcp,
+        };
         let fresh_call = format!("{}@stox", self.fresh_id());
         let fresh_tag = self.fresh_id();
         let contact_tcp;
@@ -900,18 +940,88 @@ impl Gateway {
             (req, d.tcp, d.call_id.clone())
         };
         let mut req = req;
-        req.headers
-            .push(("Contact".into(), self.own_contact(contact_tcp)));
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        let contact = match &account {
+            Some(a) => format!("<{}>", self.account_contact(a)),
+            None => self.own_contact(contact_tcp),
+        };
+        req.headers.push(("Contact".into(), contact));
+        let account = account.map(|a| {
+            req.next_hop = a.outbound_proxy.clone();
+            (a.key(), Box::new(req.clone()), transport)
+        });
         let tx = self.next_tx;
         self.next_tx -= 1;
-        self.presence
-            .txs
-            .insert(tx, PresTx::Subscribe { watch: id, call_id });
+        self.presence.txs.insert(
+            tx,
+            PresTx::Subscribe {
+                watch: id,
+                call_id,
+                account,
+            },
+        );
         counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
         debug!(tx, uri = %req.uri, expires, "presence: SUBSCRIBE");
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    /// A provider's `401`/`407` to a SUBSCRIBE sent through an account: the same request
+    /// with CSeq + 1 and the account's credentials, once per request. `false`: not a
+    /// challenge, or not answerable (the response then goes to the watch as any failure).
+    fn answer_subscribe_challenge(
+        &mut self,
+        watch: u64,
+        call_id: &str,
+        key: String,
+        req: OutRequest,
+        transport: Transport,
+        r: &SipResponse,
+    ) -> bool {
+        if !matches!(r.code, 401 | 407) {
+            return false;
+        }
+        let authorized = req.headers.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case("Authorization") || n.eq_ignore_ascii_case("Proxy-Authorization")
+        });
+        if authorized {
+            return false; // the credentials were refused
+        }
+        let current = self
+            .presence
+            .watches
+            .get(&watch)
+            .and_then(|e| e.dialog.as_ref())
+            .is_some_and(|d| d.call_id == call_id);
+        if !current {
+            return false;
+        }
+        let Some(req) = self.answer_challenge(&key, req, r) else {
+            return false;
+        };
+        let cseq = req.dialog.as_ref().map_or(0, |d| d.cseq);
+        if let Some(d) = self
+            .presence
+            .watches
+            .get_mut(&watch)
+            .and_then(|e| e.dialog.as_mut())
+        {
+            d.local_cseq = d.local_cseq.max(cseq);
+        }
+        let tx = self.next_tx;
+        self.next_tx -= 1;
+        self.presence.txs.insert(
+            tx,
+            PresTx::Subscribe {
+                watch,
+                call_id: call_id.to_owned(),
+                account: Some((key, Box::new(req.clone()), transport)),
+            },
+        );
+        debug!(tx, uri = %req.uri, "presence: SUBSCRIBE with the account's credentials");
+        self.outputs
+            .push_back(Output::SipSend { tx, req, transport });
+        true
     }
 
     fn on_subscribe_response(
@@ -1240,7 +1350,8 @@ impl Gateway {
             Err((code, why)) => return self.reply_warn(tx, code, &why),
         };
         let watcher_jid = match self.sip_sender(req) {
-            Ok(j) => normalize_jid(j.to_bare().as_str()),
+            // Through a non-default account the watcher's JID carries `#<id>`.
+            Ok(j) => normalize_jid(self.sender_through_account(req, j).to_bare().as_str()),
             Err((code, why)) => return self.reply_warn(tx, code, &why),
         };
         let Some(contact) = req.header("Contact").map(uri_of_name_addr) else {
@@ -1351,6 +1462,15 @@ impl Gateway {
 
     /// The presentity of a SUBSCRIBE or PUBLISH Request-URI.
     fn sip_presentity(&self, req: &SipRequest) -> Result<Presentity, (u16, String)> {
+        // An external account's Contact: its XMPP user watched (issue 5).
+        if let Some(a) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+        {
+            return Ok(Presentity::Xmpp(normalize_jid(&a.jid)));
+        }
         let jid = self.sip_target_any(req)?;
         if jid.domain().as_str() == self.settings.component {
             let uri: SipUri = req
@@ -2116,6 +2236,7 @@ impl Gateway {
                         lang: r.lang.clone(),
                         last_translated: None,
                         held: None,
+                        account: r.account.clone(),
                     };
                     self.insert_watch(id, entry);
                     let next = self

@@ -75,6 +75,9 @@ pub struct WatchRecord {
     /// Its Content-Language.
     #[serde(default)]
     pub lang: Option<String>,
+    /// The external account (`jid|id`) the SUBSCRIBEs leave through (issue 5).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// `watchers`: a SIP user watches a presentity (an XMPP user, or a SIP user of `C` whose
