@@ -648,3 +648,118 @@ fn a_call_arrives_through_the_account_and_the_provider_hangs_up() {
         .collect();
     assert!(errors.is_empty(), "{errors:?}");
 }
+
+/// Presence through alice's (default) account at B, both ways.
+///
+/// Out: alice subscribes to dave, a SIP user of B (`dave\40sip2.localhost@C`): A SUBSCRIBEs
+/// from alice2's AOR through B (B challenges with 407, A answers with alice2's
+/// credentials), B approves and NOTIFYs A's account Contact; alice gets `subscribed` from
+/// dave's JID. In: a SIPp watcher SUBSCRIBEs at the account's Contact; alice gets the
+/// subscription request from carol's JID at C, approves, and the watcher gets an active
+/// NOTIFY with her presence.
+#[test]
+fn presence_goes_through_the_account_both_ways() {
+    use stox_tests::sipp::WatcherPlan;
+    use stox_tests::{sip_contact_jid, ClientOptions};
+    let prosody = prosody_with_two_components();
+    let b = provider(&prosody);
+    let r = b
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave-secret"}"#),
+        )
+        .expect("admin B");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a = Stox::start(&prosody, "").expect("stox A");
+    let mut alice = XmppClient::connect_with(
+        &prosody,
+        "alice",
+        PASSWORD,
+        "laptop",
+        ClientOptions {
+            manual_subscriptions: true,
+            ..ClientOptions::default()
+        },
+    )
+    .expect("alice");
+    alice.roster(T).expect("alice's roster");
+    add_account(&a, &account_at_b(&b, "alice2-secret"));
+    let v = wait_state(&a, "b", "registered");
+    let contact_user = v["contact_user"]
+        .as_str()
+        .expect("contact user")
+        .to_string();
+
+    // Out.
+    let dave = "dave\\40sip2.localhost@sip.localhost";
+    alice.subscribe(dave).expect("subscribe");
+    let ok = alice
+        .expect_presence(dave, Some("subscribed"), T)
+        .unwrap_or_else(|e| panic!("no approval from dave: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(ok.from(), Some(dave));
+    let subs = b
+        .admin_get("/api/v1/subscriptions")
+        .expect("admin B")
+        .json()
+        .expect("json");
+    let list = subs.as_array().cloned().unwrap_or_default();
+    assert!(
+        list.iter().any(|s| s["watcher"]
+            .as_str()
+            .is_some_and(|w| w.contains("alice2@sip2.localhost"))
+            && s["presentity"]
+                .as_str()
+                .is_some_and(|p| p.contains("dave@sip2.localhost"))),
+        "B sees the account's AOR watching dave: {subs}"
+    );
+    assert!(!subs.to_string().contains("alice@localhost"), "{subs}");
+    // B challenged the SUBSCRIBE (its only 407 here) and A answered it.
+    assert_eq!(
+        metric(&b, "stox_sip_responses_sent_total{code=\"407\"}"),
+        Some(1.0)
+    );
+    let b_log = std::fs::read_to_string(b.log_path()).unwrap_or_default();
+    assert!(
+        !b_log.contains("alice@localhost"),
+        "the XMPP address reached the provider"
+    );
+
+    // In.
+    let plan = WatcherPlan::new(60).quiet(Duration::from_millis(500));
+    let watcher = Sipp::uac_presence_watcher(
+        a.sip_addr(),
+        &contact_user,
+        &format!("127.0.0.1:{}", a.sip_port()),
+        &plan,
+    )
+    .timeout(Duration::from_secs(20));
+    let carol = sip_contact_jid("carol", "127.0.0.1", watcher.local_port(), "sip.localhost");
+    let watcher = watcher.spawn().expect("sipp watcher");
+    let ask = alice
+        .expect_presence(&carol, Some("subscribe"), T)
+        .unwrap_or_else(|e| panic!("no subscription request: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(
+        ask.to().map(|t| t.split('/').next().unwrap_or(t)),
+        Some("alice@localhost")
+    );
+    alice.approve(&carol).expect("approve");
+    let run = watcher.wait(T).expect("watcher ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let states: Vec<String> = run
+        .subscription_states(true)
+        .into_iter()
+        .map(|s| s.state)
+        .collect();
+    assert!(states.iter().any(|s| s == "active"), "{states:?}");
+    let notifies = run.requests("NOTIFY", true);
+    let active = notifies
+        .iter()
+        .find(|n| n.body_text().contains("<basic>open</basic>"))
+        .unwrap_or_else(|| panic!("no NOTIFY with alice's presence: {}", run.summary()));
+    assert!(
+        !active.body_text().contains("alice@localhost"),
+        "{}",
+        active.body_text()
+    );
+}

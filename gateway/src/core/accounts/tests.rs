@@ -1374,8 +1374,15 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
         header_in(&last.headers, "Subscription-State").is_some_and(|v| v.starts_with("active")),
         "{last:?}"
     );
+    let body = String::from_utf8_lossy(&last.body);
+    assert!(body.contains("open"), "{body}");
     assert!(
-        String::from_utf8_lossy(&last.body).contains("open"),
-        "{last:?}"
+        body.contains("entity=\"sip:al@other.example\"")
+            || body.contains("entity='sip:al@other.example'"),
+        "the account's AOR is the presentity: {body}"
+    );
+    assert!(
+        !body.contains("alice@localhost"),
+        "the XMPP address leaked: {body}"
     );
 }

@@ -216,6 +216,8 @@ struct WatcherEntry {
     dialog: DialogRecord,
     stored_cseq: u32,
     lang: Option<String>,
+    /// The AOR of the external account whose Contact the SUBSCRIBE reached (issue 5).
+    account_aor: Option<String>,
 }
 
 /// The presence of one XMPP user as one watcher JID sees it: resource → last stanza.
@@ -1372,6 +1374,14 @@ impl Gateway {
             );
             return self.reply(tx, 503, vec![("Retry-After".into(), "60".into())]);
         }
+        // At an external account's Contact: its AOR stands for the user (issue 5).
+        let account_aor = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+            .and_then(|a| a.aor().ok())
+            .map(|u| u.to_string());
         let local_tag = self.fresh_id();
         let dialog = DialogRecord {
             call_id: call_id.to_owned(),
@@ -1400,7 +1410,7 @@ impl Gateway {
                 let key = pair_key(jid, &watcher_jid);
                 let authorized =
                     matches!(self.tables.get(Table::Authorizations, &key), Ok(Some(_)));
-                let cached = self.user_pidf(jid, &watcher_jid);
+                let cached = self.user_pidf(jid, &watcher_jid, account_aor.as_deref());
                 let lang = self
                     .presence
                     .cache
@@ -1432,6 +1442,7 @@ impl Gateway {
             dialog,
             stored_cseq: 0,
             lang,
+            account_aor,
         };
         self.insert_watcher(id, entry);
         self.run_watcher(now, id);
@@ -1569,6 +1580,7 @@ impl Gateway {
             authorized: e.machine.authorized(),
             expires_unix: 0,
             dialog: e.dialog.clone(),
+            account_aor: e.account_aor.clone(),
         };
         let key = pair_key(&e.dialog.call_id, &e.dialog.local_tag);
         let rec = WatcherRecord {
@@ -1686,7 +1698,10 @@ impl Gateway {
         let Some(e) = self.presence.watchers.get(&id) else {
             return;
         };
-        let entity = e.dialog.local_uri.clone();
+        let entity = e
+            .account_aor
+            .clone()
+            .unwrap_or_else(|| e.dialog.local_uri.clone());
         let body = match (&state, body) {
             (SubState::Pending, _) => None,
             (_, Some(b)) => Some(b),
@@ -1874,26 +1889,49 @@ impl Gateway {
         if ids.is_empty() {
             return;
         }
-        let Some(body) = self.user_pidf(&presentity, &watcher_jid) else {
+        let Some(body) = self.user_pidf(&presentity, &watcher_jid, None) else {
             return;
         };
         let lang = self.presence.cache.get(&key).and_then(|c| c.lang.clone());
         for id in ids {
+            // Through an external account: the account's AOR, no XMPP address.
+            let aor = self
+                .presence
+                .watchers
+                .get(&id)
+                .and_then(|e| e.account_aor.clone());
+            let body = match aor {
+                Some(aor) => match self.user_pidf(&presentity, &watcher_jid, Some(&aor)) {
+                    Some(b) => b,
+                    None => continue,
+                },
+                None => body.clone(),
+            };
             if let Some(e) = self.presence.watchers.get_mut(&id) {
                 e.lang = lang.clone();
-                e.machine.on_presence(now, body.clone());
+                e.machine.on_presence(now, body);
             }
             self.run_watcher(now, id);
         }
     }
 
     /// The PIDF of an XMPP user as a watcher JID was told it, `None` when nothing is known.
-    fn user_pidf(&self, presentity: &str, watcher_jid: &str) -> Option<Vec<u8>> {
+    /// With `account_aor` (a watcher at an external account's Contact) the entity is that
+    /// AOR and the tuples carry no contact (no GRUU of the XMPP address).
+    fn user_pidf(
+        &self,
+        presentity: &str,
+        watcher_jid: &str,
+        account_aor: Option<&str>,
+    ) -> Option<Vec<u8>> {
         let cache = self
             .presence
             .cache
             .get(&(presentity.to_owned(), watcher_jid.to_owned()))?;
-        let entity = self.user_sip_uri(presentity)?;
+        let entity = match account_aor {
+            Some(aor) => aor.to_owned(),
+            None => self.user_sip_uri(presentity)?,
+        };
         let tuples: Vec<pidf::Tuple> = cache
             .resources
             .iter()
@@ -1906,6 +1944,7 @@ impl Gateway {
                 let gruu = full
                     .parse::<Jid>()
                     .ok()
+                    .filter(|_| account_aor.is_none())
                     .and_then(|j| self.addresses.jid_sender_to_sip(&j).ok())
                     .map(|u| u.to_string());
                 xlate::stanza_to_tuple(st, gruu.as_deref()).map(|t| t.tuple)
@@ -2288,6 +2327,7 @@ impl Gateway {
                         stored_cseq: dialog.local_cseq,
                         dialog,
                         lang: None,
+                        account_aor: r.account_aor.clone(),
                     };
                     self.insert_watcher(id, entry);
                     if expires_at <= now {

@@ -99,6 +99,10 @@ pub struct WatcherRecord {
     pub expires_unix: u64,
     /// The dialog.
     pub dialog: DialogRecord,
+    /// The AOR of the external account whose Contact the SUBSCRIBE reached (issue 5): the
+    /// PIDF entity then, so the watcher never sees the XMPP address.
+    #[serde(default)]
+    pub account_aor: Option<String>,
 }
 
 /// `published`: one RFC 3903 publication.
@@ -150,6 +154,7 @@ mod tests {
             authorized: true,
             expires_unix: 1_800_000_000,
             dialog: d.clone(),
+            account_aor: None,
         };
         let json = serde_json::to_vec(&w).expect("serializes");
         let back: WatcherRecord = serde_json::from_slice(&json).expect("parses");
