@@ -18,6 +18,7 @@ const A_UDP: &str = "127.0.0.1:5070";
 
 fn settings(epoch: Instant, component: &str) -> Settings {
     Settings {
+        accounts: Default::default(),
         home: "localhost".into(),
         component: component.into(),
         message_type: "chat".into(),
@@ -354,6 +355,59 @@ fn a_wrong_password_fails_and_backs_off() {
         a.gw.handle_timeout(t);
     }
     assert_eq!(tells, 1, "the user is told once, not every attempt");
+}
+
+/// `[accounts]`: the configured backoff and expiry range are the ones the core applies.
+#[test]
+fn configured_backoff_and_expiry_range_are_applied() {
+    let now = Instant::now();
+    let mut st = settings(now, "sip.localhost");
+    st.accounts = super::AccountSettings {
+        backoff_min: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(12),
+        min_expires: 300,
+        max_expires: 7200,
+    };
+    let store = Store::memory();
+    let mut gw = Gateway::new(st, &store, 7).expect("gateway");
+    gw.handle_input(now, Input::LinkUp);
+    let mut a = Side { gw, store };
+    a.drain();
+    let mut rec = account("work", "pw");
+    rec.expires = 120;
+    assert!(
+        a.gw.put_account(now, rec.clone()).is_err(),
+        "below the configured minimum"
+    );
+    rec.expires = 7201;
+    assert!(
+        a.gw.put_account(now, rec.clone()).is_err(),
+        "above the maximum"
+    );
+    rec.expires = 7200;
+    a.gw.put_account(now, rec).expect("in range");
+    // Each timeout fails the account; the next REGISTER waits 5, 10, then 12 s (capped).
+    let mut t = now;
+    for wait in [5u64, 10, 12, 12] {
+        let mut s = sends(a.drain());
+        assert_eq!(s.len(), 1, "one REGISTER");
+        let (tx, _) = s.remove(0);
+        respond(&mut a, t, tx, Err(SendFailure::Timeout));
+        let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+        assert_eq!(v.state, "failed");
+        assert_eq!(v.next_register_in, Some(wait), "{v:?}");
+        t += Duration::from_secs(wait);
+        a.gw.handle_timeout(t);
+    }
+    // A 423 asking for more than the configured maximum fails the account.
+    let (tx, _) = sends(a.drain()).remove(0);
+    respond(&mut a, t, tx, ok(423, &[("Min-Expires", "7300")]));
+    let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "failed");
+    assert!(
+        v.last_error.as_deref().unwrap_or("").contains("423"),
+        "{v:?}"
+    );
 }
 
 #[test]
