@@ -42,6 +42,10 @@
 //! - `<target>#<id>@C` (e.g. `carol\40pbx.example#work@C`) picks the account `id` instead
 //!   of the default; a `#<id>` that names none of the sender's accounts is left alone.
 //! - SIP users of `C` are reached directly, never through an account.
+//! - Presence (`core/presence/bridge.rs`): a watch of a SIP contact SUBSCRIBEs through the
+//!   account like a message (From the AOR, the account's Contact, its outbound proxy, a
+//!   `401`/`407` answered once per request); a SUBSCRIBE at an account's Contact watches its
+//!   user, and the PIDF sent to that watcher names the account's AOR, not the XMPP address.
 //!
 //! # Status
 //!
