@@ -752,6 +752,16 @@ fn presence_goes_through_the_account_both_ways() {
         .map(|s| s.state)
         .collect();
     assert!(states.iter().any(|s| s == "active"), "{states:?}");
+    // The dialog runs through the account's Contact, not stox's own.
+    let ok = run.final_responses("SUBSCRIBE", true);
+    assert_eq!(
+        ok.first().and_then(|r| r.status()),
+        Some(200),
+        "{}",
+        run.summary()
+    );
+    let c = ok[0].header("Contact").unwrap_or_default();
+    assert!(c.contains(&contact_user), "{c}");
     let notifies = run.requests("NOTIFY", true);
     let active = notifies
         .iter()

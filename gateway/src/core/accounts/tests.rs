@@ -1204,6 +1204,7 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
     other.registrar = "sip:other.example".into();
     other.user = "al".into();
     other.outbound_proxy = None;
+    other.display_name = None;
     a.gw.put_account(now, other).expect("second account");
     a.drain();
 
@@ -1221,7 +1222,7 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
     let (tx, sub) = s.remove(0);
     assert_eq!(sub.method, "SUBSCRIBE");
     assert_eq!(sub.uri, "sip:carol@pbx.example");
-    assert_eq!(sub.from, "sip:alice2@sip2.localhost");
+    assert_eq!(sub.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
     assert_eq!(sub.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
     let contact = header_in(&sub.headers, "Contact").expect("Contact");
     assert!(
@@ -1373,16 +1374,24 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
         ),
     );
     let outs = a.drain();
+    let home_user = account("home", "x").contact_user();
+    let ok_contact = outs.iter().find_map(|o| match o {
+        Output::SipReply {
+            tx: 9,
+            code: 200,
+            headers,
+            ..
+        } => Some(
+            header_in(headers, "Contact")
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => None,
+    });
+    let ok_contact = ok_contact.expect("SUBSCRIBE accepted");
     assert!(
-        outs.iter().any(|o| matches!(
-            o,
-            Output::SipReply {
-                tx: 9,
-                code: 200,
-                ..
-            }
-        )),
-        "SUBSCRIBE accepted"
+        ok_contact.contains(&home_user),
+        "the account's Contact in the dialog: {ok_contact}"
     );
     let watcher = "dave\\40pbx.example#home@sip.localhost";
     let st = stanzas(&outs);
@@ -1403,6 +1412,8 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
     assert_eq!(pending.len(), 1, "NOTIFY pending");
     assert_eq!(pending[0].uri, "sip:dave@10.0.0.8:5060");
     assert_eq!(pending[0].from, "sip:al@other.example");
+    let c = header_in(&pending[0].headers, "Contact").unwrap_or_default();
+    assert!(c.contains(&home_user), "{c}");
     // alice approves; her presence (the answer to stox's probe) goes out as NOTIFY.
     a.gw.handle_input(
         now,

@@ -218,6 +218,8 @@ struct WatcherEntry {
     lang: Option<String>,
     /// The AOR of the external account whose Contact the SUBSCRIBE reached (issue 5).
     account_aor: Option<String>,
+    /// That account's Contact URI: stox's Contact in this dialog.
+    account_contact: Option<String>,
 }
 
 /// The presence of one XMPP user as one watcher JID sees it: resource → last stanza.
@@ -673,7 +675,7 @@ impl Gateway {
         let account = account.filter(|_| !local);
         let from_uri = match &account {
             // The provider sees the account's identity, never the XMPP address.
-            Some(a) => a.aor().ok().map(|u| u.to_string()),
+            Some(a) => a.from_name_addr().ok(),
             None => self.user_sip_uri(user),
         };
         let Some(from_uri) = from_uri else {
@@ -1374,14 +1376,18 @@ impl Gateway {
             );
             return self.reply(tx, 503, vec![("Retry-After".into(), "60".into())]);
         }
-        // At an external account's Contact: its AOR stands for the user (issue 5).
-        let account_aor = req
+        // At an external account's Contact: its AOR stands for the user, and its Contact is
+        // stox's in the dialog (issue 5).
+        let account = req
             .uri
             .parse::<SipUri>()
             .ok()
-            .and_then(|u| self.account_of_request_uri(&u))
+            .and_then(|u| self.account_of_request_uri(&u));
+        let account_aor = account
+            .as_ref()
             .and_then(|a| a.aor().ok())
             .map(|u| u.to_string());
+        let account_contact = account.as_ref().map(|a| self.account_contact(a));
         let local_tag = self.fresh_id();
         let dialog = DialogRecord {
             call_id: call_id.to_owned(),
@@ -1421,7 +1427,10 @@ impl Gateway {
         };
         let uri = from.to_owned();
         let to_tag = local_tag.clone();
-        let contact_hdr = self.own_contact(dialog.tcp);
+        let contact_hdr = match &account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(dialog.tcp),
+        };
         self.reply_tagged(
             tx,
             200,
@@ -1443,6 +1452,7 @@ impl Gateway {
             stored_cseq: 0,
             lang,
             account_aor,
+            account_contact,
         };
         self.insert_watcher(id, entry);
         self.run_watcher(now, id);
@@ -1581,6 +1591,7 @@ impl Gateway {
             expires_unix: 0,
             dialog: e.dialog.clone(),
             account_aor: e.account_aor.clone(),
+            account_contact: e.account_contact.clone(),
         };
         let key = pair_key(&e.dialog.call_id, &e.dialog.local_tag);
         let rec = WatcherRecord {
@@ -1622,8 +1633,11 @@ impl Gateway {
         if let Some(c) = req.header("Contact") {
             e.dialog.remote_target = uri_of_name_addr(c).to_owned();
         }
-        let tcp = e.dialog.tcp;
-        let contact = self.own_contact(tcp);
+        let (account_contact, tcp) = (e.account_contact.clone(), e.dialog.tcp);
+        let contact = match account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(tcp),
+        };
         let untagged = req.header("To").and_then(tag_of).is_none();
         self.reply_tagged(
             tx,
@@ -1710,7 +1724,10 @@ impl Gateway {
             (SubState::Terminated { .. }, None) => None,
         };
         let tcp = e.dialog.tcp;
-        let contact = self.own_contact(tcp);
+        let contact = match &e.account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(tcp),
+        };
         let Some(e) = self.presence.watchers.get_mut(&id) else {
             return;
         };
@@ -2328,6 +2345,7 @@ impl Gateway {
                         dialog,
                         lang: None,
                         account_aor: r.account_aor.clone(),
+                        account_contact: r.account_contact.clone(),
                     };
                     self.insert_watcher(id, entry);
                     if expires_at <= now {

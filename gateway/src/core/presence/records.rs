@@ -103,6 +103,9 @@ pub struct WatcherRecord {
     /// PIDF entity then, so the watcher never sees the XMPP address.
     #[serde(default)]
     pub account_aor: Option<String>,
+    /// That account's Contact: stox's Contact in the dialog.
+    #[serde(default)]
+    pub account_contact: Option<String>,
 }
 
 /// `published`: one RFC 3903 publication.
@@ -155,6 +158,7 @@ mod tests {
             expires_unix: 1_800_000_000,
             dialog: d.clone(),
             account_aor: None,
+            account_contact: None,
         };
         let json = serde_json::to_vec(&w).expect("serializes");
         let back: WatcherRecord = serde_json::from_slice(&json).expect("parses");
