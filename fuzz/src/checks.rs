@@ -1177,6 +1177,7 @@ impl Driver {
     pub fn with_calls(calls: CallSettings) -> Self {
         let now = Instant::now();
         let settings = Settings {
+            accounts: Default::default(),
             home: HOME.into(),
             component: COMPONENT.into(),
             message_type: "chat".into(),

@@ -39,6 +39,52 @@ pub struct Config {
     /// The registrar of the component domain (RFC 3261 §10).
     #[serde(default)]
     pub registrar: RegistrarConfig,
+    /// External SIP accounts of XMPP users (issue 5).
+    #[serde(default)]
+    pub accounts: AccountsConfig,
+}
+
+/// `[accounts]`: how stox registers the external SIP accounts of XMPP users
+/// (`docs/accounts.md`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountsConfig {
+    /// The wait after an account's first failed registration; it doubles after each further
+    /// failure (seconds, default 30).
+    #[serde(default = "default_account_backoff_initial")]
+    pub backoff_initial_secs: u64,
+    /// The longest wait between two failed registrations (seconds, default 1800).
+    #[serde(default = "default_account_backoff_max")]
+    pub backoff_max_secs: u64,
+    /// The shortest registration expiry an account may ask for (seconds, default 60).
+    #[serde(default = "default_min_expires")]
+    pub min_expires: u32,
+    /// The longest registration expiry an account may ask for, and the largest
+    /// `Min-Expires` of a `423` it follows (seconds, default 86400). The range must hold
+    /// 3600, the expiry asked for when an account names none.
+    #[serde(default = "default_account_max_expires")]
+    pub max_expires: u32,
+}
+
+impl Default for AccountsConfig {
+    fn default() -> Self {
+        AccountsConfig {
+            backoff_initial_secs: default_account_backoff_initial(),
+            backoff_max_secs: default_account_backoff_max(),
+            min_expires: default_min_expires(),
+            max_expires: default_account_max_expires(),
+        }
+    }
+}
+
+fn default_account_backoff_initial() -> u64 {
+    crate::core::accounts::BACKOFF_MIN.as_secs()
+}
+fn default_account_backoff_max() -> u64 {
+    crate::core::accounts::BACKOFF_MAX.as_secs()
+}
+fn default_account_max_expires() -> u32 {
+    crate::core::accounts::MAX_EXPIRES
 }
 
 /// `[registrar]`: SIP users of the component domain register to stox (issue 5).
@@ -349,6 +395,17 @@ impl Config {
         }
     }
 
+    /// Account settings for the core.
+    pub fn account_settings(&self) -> crate::core::AccountSettings {
+        let a = &self.accounts;
+        crate::core::AccountSettings {
+            backoff_min: Duration::from_secs(a.backoff_initial_secs),
+            backoff_max: Duration::from_secs(a.backoff_max_secs),
+            min_expires: a.min_expires,
+            max_expires: a.max_expires,
+        }
+    }
+
     /// Presence settings for the core.
     pub fn presence_settings(&self) -> crate::core::PresenceSettings {
         let p = &self.presence;
@@ -652,6 +709,32 @@ impl Config {
                 ));
             }
         }
+        let a = &self.accounts;
+        if !(1..=86_400).contains(&a.backoff_initial_secs) {
+            return Err(invalid(
+                "accounts.backoff_initial_secs",
+                "between 1 and 86400 seconds",
+            ));
+        }
+        if a.backoff_max_secs < a.backoff_initial_secs || a.backoff_max_secs > 86_400 {
+            return Err(invalid(
+                "accounts.backoff_max_secs",
+                "between accounts.backoff_initial_secs and 86400 seconds",
+            ));
+        }
+        let default = crate::core::accounts::DEFAULT_EXPIRES;
+        if a.min_expires < 10 || a.min_expires > default {
+            return Err(invalid(
+                "accounts.min_expires",
+                format!("between 10 and {default} seconds (the default expiry)"),
+            ));
+        }
+        if a.max_expires < default || a.max_expires > 604_800 {
+            return Err(invalid(
+                "accounts.max_expires",
+                format!("between {default} (the default expiry) and 604800 seconds"),
+            ));
+        }
         Ok(())
     }
 
@@ -924,6 +1007,26 @@ path = "./stox-data"
                 SAMPLE.replace("udp:127.0.0.1:5060\"", "udp:0.0.0.0:5060\""),
                 "media.address",
             ),
+            (
+                format!("{SAMPLE}\n[accounts]\nbackoff_initial_secs = 0\n"),
+                "accounts.backoff_initial_secs",
+            ),
+            (
+                format!("{SAMPLE}\n[accounts]\nbackoff_initial_secs = 60\nbackoff_max_secs = 30\n"),
+                "accounts.backoff_max_secs",
+            ),
+            (
+                format!("{SAMPLE}\n[accounts]\nmin_expires = 5\n"),
+                "accounts.min_expires",
+            ),
+            (
+                format!("{SAMPLE}\n[accounts]\nmin_expires = 7200\n"),
+                "accounts.min_expires",
+            ),
+            (
+                format!("{SAMPLE}\n[accounts]\nmax_expires = 1800\n"),
+                "accounts.max_expires",
+            ),
         ];
         for (text, key) in cases {
             let e = Config::parse(&text).expect_err(key);
@@ -1064,6 +1167,34 @@ path = "./stox-data"
                 "{bad}: {e}"
             );
         }
+    }
+
+    #[test]
+    fn account_settings_default_to_the_core_constants_and_follow_the_config() {
+        use crate::core::accounts::{self, AccountSettings};
+        let c = Config::parse(SAMPLE).expect("sample config");
+        let s = c.account_settings();
+        assert_eq!(s, AccountSettings::default());
+        assert_eq!(
+            (s.backoff_min, s.backoff_max, s.min_expires, s.max_expires),
+            (
+                accounts::BACKOFF_MIN,
+                accounts::BACKOFF_MAX,
+                accounts::MIN_EXPIRES,
+                accounts::MAX_EXPIRES
+            )
+        );
+        let c = Config::parse(&format!(
+            "{SAMPLE}\n[accounts]\nbackoff_initial_secs = 5\nbackoff_max_secs = 25\nmin_expires = 120\nmax_expires = 7200\n"
+        ))
+        .expect("accounts config");
+        let s = c.account_settings();
+        assert_eq!((s.min_expires, s.max_expires), (120, 7200));
+        let waits: Vec<u64> = (1..=5).map(|n| s.backoff(n).as_secs()).collect();
+        assert_eq!(waits, [5, 10, 20, 25, 25]);
+        let e =
+            Config::parse(&format!("{SAMPLE}\n[accounts]\nbogus = 1\n")).expect_err("unknown key");
+        assert!(e.to_string().contains("bogus"), "{e}");
     }
 
     #[test]

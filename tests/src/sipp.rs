@@ -498,6 +498,29 @@ impl Sipp {
         SippCommand::new("uas_invite_auth.xml").spawn()
     }
 
+    /// A provider's proxy delivering a call to a registered Contact
+    /// (`tests/sipp/uac_invite_bye.xml`): INVITE `ruri` (To `to_uri`, From
+    /// `"Carol" <sip:carol@from_domain>`) with an Opus + PCMU + telephone-event offer (media
+    /// on 127.0.0.1, a free port, no RTP sent); ACK on 200 OK, BYE after `pause`, expects
+    /// 200. Send it to stox with `.remote(addr)`, adjust with the builder, then `.spawn()`.
+    pub fn uac_invite_bye(
+        ruri: &str,
+        to_uri: &str,
+        from_domain: &str,
+        pause: Duration,
+    ) -> SippCommand {
+        SippCommand::new("uac_invite_bye.xml")
+            .key("ruri", ruri)
+            .key("to_uri", to_uri)
+            .key("from_user", "carol")
+            .key("from_domain", from_domain)
+            .template("PAUSE_MS", &pause.as_millis().to_string())
+            .arg("-mi")
+            .arg("127.0.0.1")
+            .arg("-mp")
+            .arg(&free_port().to_string())
+    }
+
     /// A UAS answering one MESSAGE with `status reason`.
     pub fn uas_message(status: u16, reason: &str) -> Result<Sipp> {
         Sipp::uas_message_n(status, reason, 1)

@@ -16,6 +16,8 @@
 //! A restarts → the account registers again
 //! a wrong password → failed with the 401 in its status, a headline, 2 REGISTERs at B, no more
 //! a SIPp provider and `<target>#<id>@C`: the chosen account's identity and display name
+//! a SIPp provider INVITEs the account's Contact: alice is proposed the call from
+//!   carol\40pbx.example#sipp@C, answers; 200 with SDP, ACK, BYE ends her session
 //! ```
 
 use std::time::{Duration, Instant};
@@ -523,5 +525,251 @@ fn a_call_leaves_through_the_account_and_answers_the_proxy_challenge() {
     assert!(
         stox_tests::digest::md5_response_ok(auth, "INVITE", "pw-three"),
         "the response is right for the account's password: {auth}"
+    );
+}
+
+/// A call arrives through a non-default account: the SIPp provider takes the account's
+/// REGISTER, then (from the same address, as its proxy would) INVITEs the Contact stox
+/// registered with an Opus + PCMU + telephone-event offer. alice (StanzaJS + libwebrtc) is
+/// proposed the call from `carol\40pbx.example#sipp@C` (XEP-0353), answers; the provider
+/// gets 200 with an SDP answer, ACKs, hangs up with BYE, and alice's session ends.
+#[test]
+fn a_call_arrives_through_the_account_and_the_provider_hangs_up() {
+    use stox_tests::jingle_peer::{Answer, JinglePeer, PeerOptions};
+    let prosody = Prosody::start(ProsodyOptions {
+        websocket: true,
+        ..ProsodyOptions::without_offline()
+    })
+    .expect("prosody");
+    let a = Stox::start(&prosody, "[media]\naddress = \"127.0.0.1\"\n").expect("stox A");
+    // The default account goes nowhere; the call comes through the second one.
+    let silent = stox_tests::ports::free_port();
+    add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "main", "registrar": "sip:provider.invalid",
+                "user": "alice", "password": "whatever", "outbound_proxy": "sip:127.0.0.1:{silent}"}}"#
+        ),
+    );
+    let p = Sipp::uas_provider(1).expect("sipp provider");
+    let port = p.port();
+    add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "sipp", "registrar": "sip:127.0.0.1:{port}",
+                "user": "alice3", "password": "pw-three"}}"#
+        ),
+    );
+    let v = wait_state(&a, "sipp", "registered");
+    assert_eq!(v["default"], false);
+    let run = p.wait(T).expect("provider ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let registers = run.requests("REGISTER", true);
+    assert_eq!(registers.len(), 1, "{}", run.summary());
+    let contact = registers[0]
+        .header_uri("Contact")
+        .expect("the REGISTER's Contact")
+        .to_string();
+    assert_eq!(
+        contact,
+        format!(
+            "sip:{}@127.0.0.1:{}",
+            v["contact_user"].as_str().unwrap_or_default(),
+            a.sip_port()
+        )
+    );
+
+    let mut alice = JinglePeer::connect(
+        &prosody,
+        "alice",
+        PASSWORD,
+        "a",
+        PeerOptions::tone(660).answer(Answer::Auto),
+    )
+    .expect("alice online");
+    // The provider's proxy, from the address alice's account registered with.
+    let aor = format!("sip:alice3@127.0.0.1:{port}");
+    let call = Sipp::uac_invite_bye(&contact, &aor, "pbx.example", Duration::from_secs(2))
+        .remote(a.sip_addr())
+        .port(port)
+        .spawn()
+        .expect("sipp uac");
+    let propose = alice
+        .expect(T, |e| e.kind() == "propose")
+        .unwrap_or_else(|e| panic!("no <propose/> for the INVITE: {e:#}\n{}", a.log_tail(40)));
+    let sid = propose.sid().expect("sid").to_string();
+    let from = propose.str("from").unwrap_or_default().to_string();
+    assert_eq!(
+        from.split('/').next(),
+        Some("carol\\40pbx.example#sipp@sip.localhost"),
+        "{propose}"
+    );
+    let incoming = alice
+        .expect_event("incoming", &sid, T)
+        .expect("session-initiate");
+    assert_eq!(incoming.str("from"), Some(from.as_str()), "{incoming}");
+    alice.expect_event("accepted", &sid, T).expect("accepted");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("the BYE did not end the session: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+
+    let run = call.wait(T).expect("sipp uac ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let ok = run.final_responses("INVITE", true);
+    assert_eq!(ok.len(), 1, "{}", run.summary());
+    assert_eq!(ok[0].status(), Some(200));
+    let answer = ok[0].body_text();
+    assert!(answer.starts_with("v=0"), "{answer}");
+    let m = answer
+        .lines()
+        .find(|l| l.starts_with("m=audio "))
+        .unwrap_or_else(|| panic!("no audio in the answer: {answer}"));
+    let port_of_answer: u16 = m
+        .split(' ')
+        .nth(1)
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_default();
+    assert_ne!(port_of_answer, 0, "{answer}");
+    assert!(answer.contains("c=IN IP4 127.0.0.1"), "{answer}");
+    assert!(
+        answer.contains("opus/48000") || answer.contains("PCMU/8000"),
+        "an offered codec: {answer}"
+    );
+    assert!(answer.contains("telephone-event/"), "{answer}");
+    let byes = run.final_responses("BYE", true);
+    assert_eq!(byes.len(), 1, "{}", run.summary());
+    assert_eq!(byes[0].status(), Some(200));
+    let errors: Vec<String> = std::fs::read_to_string(a.log_path())
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("ERROR") || l.contains("panicked"))
+        .map(str::to_string)
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// Presence through alice's (default) account at B, both ways.
+///
+/// Out: alice subscribes to dave, a SIP user of B (`dave\40sip2.localhost@C`): A SUBSCRIBEs
+/// from alice2's AOR through B (B challenges with 407, A answers with alice2's
+/// credentials), B approves and NOTIFYs A's account Contact; alice gets `subscribed` from
+/// dave's JID. In: a SIPp watcher SUBSCRIBEs at the account's Contact; alice gets the
+/// subscription request from carol's JID at C, approves, and the watcher gets an active
+/// NOTIFY with her presence.
+#[test]
+fn presence_goes_through_the_account_both_ways() {
+    use stox_tests::sipp::WatcherPlan;
+    use stox_tests::{sip_contact_jid, ClientOptions};
+    let prosody = prosody_with_two_components();
+    let b = provider(&prosody);
+    let r = b
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave-secret"}"#),
+        )
+        .expect("admin B");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a = Stox::start(&prosody, "").expect("stox A");
+    let mut alice = XmppClient::connect_with(
+        &prosody,
+        "alice",
+        PASSWORD,
+        "laptop",
+        ClientOptions {
+            manual_subscriptions: true,
+            ..ClientOptions::default()
+        },
+    )
+    .expect("alice");
+    alice.roster(T).expect("alice's roster");
+    add_account(&a, &account_at_b(&b, "alice2-secret"));
+    let v = wait_state(&a, "b", "registered");
+    let contact_user = v["contact_user"]
+        .as_str()
+        .expect("contact user")
+        .to_string();
+
+    // Out.
+    let dave = "dave\\40sip2.localhost@sip.localhost";
+    alice.subscribe(dave).expect("subscribe");
+    let ok = alice
+        .expect_presence(dave, Some("subscribed"), T)
+        .unwrap_or_else(|e| panic!("no approval from dave: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(ok.from(), Some(dave));
+    let subs = b
+        .admin_get("/api/v1/subscriptions")
+        .expect("admin B")
+        .json()
+        .expect("json");
+    let list = subs.as_array().cloned().unwrap_or_default();
+    assert!(
+        list.iter().any(|s| s["watcher"]
+            .as_str()
+            .is_some_and(|w| w.contains("alice2@sip2.localhost"))
+            && s["presentity"]
+                .as_str()
+                .is_some_and(|p| p.contains("dave@sip2.localhost"))),
+        "B sees the account's AOR watching dave: {subs}"
+    );
+    assert!(!subs.to_string().contains("alice@localhost"), "{subs}");
+    // B challenged the SUBSCRIBE (its only 407 here) and A answered it.
+    assert_eq!(
+        metric(&b, "stox_sip_responses_sent_total{code=\"407\"}"),
+        Some(1.0)
+    );
+    let b_log = std::fs::read_to_string(b.log_path()).unwrap_or_default();
+    assert!(
+        !b_log.contains("alice@localhost"),
+        "the XMPP address reached the provider"
+    );
+
+    // In.
+    let plan = WatcherPlan::new(60).quiet(Duration::from_millis(500));
+    let watcher = Sipp::uac_presence_watcher(
+        a.sip_addr(),
+        &contact_user,
+        &format!("127.0.0.1:{}", a.sip_port()),
+        &plan,
+    )
+    .timeout(Duration::from_secs(20));
+    let carol = sip_contact_jid("carol", "127.0.0.1", watcher.local_port(), "sip.localhost");
+    let watcher = watcher.spawn().expect("sipp watcher");
+    let ask = alice
+        .expect_presence(&carol, Some("subscribe"), T)
+        .unwrap_or_else(|e| panic!("no subscription request: {e:#}\n{}", a.log_tail(40)));
+    assert_eq!(
+        ask.to().map(|t| t.split('/').next().unwrap_or(t)),
+        Some("alice@localhost")
+    );
+    alice.approve(&carol).expect("approve");
+    let run = watcher.wait(T).expect("watcher ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let states: Vec<String> = run
+        .subscription_states(true)
+        .into_iter()
+        .map(|s| s.state)
+        .collect();
+    assert!(states.iter().any(|s| s == "active"), "{states:?}");
+    // The dialog runs through the account's Contact, not stox's own.
+    let ok = run.final_responses("SUBSCRIBE", true);
+    assert_eq!(
+        ok.first().and_then(|r| r.status()),
+        Some(200),
+        "{}",
+        run.summary()
+    );
+    let c = ok[0].header("Contact").unwrap_or_default();
+    assert!(c.contains(&contact_user), "{c}");
+    let notifies = run.requests("NOTIFY", true);
+    let active = notifies
+        .iter()
+        .find(|n| n.body_text().contains("<basic>open</basic>"))
+        .unwrap_or_else(|| panic!("no NOTIFY with alice's presence: {}", run.summary()));
+    assert!(
+        !active.body_text().contains("alice@localhost"),
+        "{}",
+        active.body_text()
     );
 }

@@ -117,7 +117,8 @@ pub struct NewAccount {
     pub display_name: Option<String>,
     /// Make it the owner's default (his first account always is).
     pub default: Option<bool>,
-    /// The registration expiry to ask for, 60 to 86400 seconds (3600).
+    /// The registration expiry to ask for, within `[accounts] min_expires`..`max_expires`
+    /// (default 60 to 86400 seconds; 3600 when absent).
     pub expires: Option<u32>,
 }
 

@@ -574,6 +574,7 @@ fn fixture_with_gateway() -> (Router, tokio::task::JoinHandle<Vec<String>>) {
     let loop_task = tokio::spawn(async move {
         let now = std::time::Instant::now();
         let settings = crate::core::Settings {
+            accounts: Default::default(),
             home: "localhost".into(),
             component: "sip.localhost".into(),
             message_type: "chat".into(),

@@ -24,7 +24,7 @@
 //! | `401` / `407` again, not `stale` | the password is wrong: failed, retried only after the backoff |
 //! | `2xx` | registered until the expiry granted (our Contact's `expires`, else `Expires`, else what was asked); refreshed at `max(expiry/2, expiry − 60 s)` |
 //! | `423` | asks again with the response's `Min-Expires` (once per larger value) |
-//! | any other failure, a timeout | failed; retried after a capped exponential backoff ([`BACKOFF_MIN`] doubling to [`BACKOFF_MAX`]) |
+//! | any other failure, a timeout | failed; retried after a capped exponential backoff (`[accounts] backoff_initial_secs`, default [`BACKOFF_MIN`], doubling to `backoff_max_secs`, default [`BACKOFF_MAX`]) |
 //! | account removed | `REGISTER` with `Expires: 0` for our Contact (answering one challenge) |
 //!
 //! Requests go to the outbound proxy when there is one, else to the registrar's (REGISTER)
@@ -42,6 +42,10 @@
 //! - `<target>#<id>@C` (e.g. `carol\40pbx.example#work@C`) picks the account `id` instead
 //!   of the default; a `#<id>` that names none of the sender's accounts is left alone.
 //! - SIP users of `C` are reached directly, never through an account.
+//! - Presence (`core/presence/bridge.rs`): a watch of a SIP contact SUBSCRIBEs through the
+//!   account like a message (From the AOR, the account's Contact, its outbound proxy, a
+//!   `401`/`407` answered once per request); a SUBSCRIBE at an account's Contact watches its
+//!   user, and the PIDF sent to that watcher names the account's AOR, not the XMPP address.
 //!
 //! # Status
 //!
@@ -70,6 +74,45 @@ pub const BACKOFF_MIN: Duration = Duration::from_secs(30);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1800);
 /// The expiry asked for when the record names none.
 pub const DEFAULT_EXPIRES: u32 = 3600;
+/// The shortest expiry an account may ask for (default of `[accounts] min_expires`).
+pub const MIN_EXPIRES: u32 = 60;
+/// The longest expiry an account may ask for (default of `[accounts] max_expires`).
+pub const MAX_EXPIRES: u32 = 86_400;
+
+/// `[accounts]` settings the core uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountSettings {
+    /// The first wait after a failed registration.
+    pub backoff_min: Duration,
+    /// The longest wait between two failed registrations.
+    pub backoff_max: Duration,
+    /// The shortest expiry an account may ask for.
+    pub min_expires: u32,
+    /// The longest expiry an account may ask for (and accept in a `423`'s `Min-Expires`).
+    pub max_expires: u32,
+}
+
+impl Default for AccountSettings {
+    fn default() -> Self {
+        AccountSettings {
+            backoff_min: BACKOFF_MIN,
+            backoff_max: BACKOFF_MAX,
+            min_expires: MIN_EXPIRES,
+            max_expires: MAX_EXPIRES,
+        }
+    }
+}
+
+impl AccountSettings {
+    /// The backoff after `failures` failures in a row: `backoff_min` doubling up to
+    /// `backoff_max`.
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let shift = failures.saturating_sub(1).min(16);
+        self.backoff_min
+            .saturating_mul(1u32 << shift)
+            .min(self.backoff_max)
+    }
+}
 /// The Contact user part prefix that names an account.
 pub const CONTACT_PREFIX: &str = "acct-";
 
@@ -215,8 +258,14 @@ impl AccountRecord {
         format!("{CONTACT_PREFIX}{}", &h[..16])
     }
 
-    /// Checks every field (what the admin API and the XMPP commands accept).
+    /// Checks every field (what the admin API and the XMPP commands accept), with the
+    /// default expiry range.
     pub fn validate(&self) -> Result<(), AccountError> {
+        self.validate_in(&AccountSettings::default())
+    }
+
+    /// Checks every field, the expiry against `settings`' range.
+    pub fn validate_in(&self, settings: &AccountSettings) -> Result<(), AccountError> {
         if !valid_id(&self.id) {
             return Err(AccountError::Invalid(format!(
                 "id {:?}: 1 to 32 of a-z, 0-9 and -",
@@ -268,10 +317,10 @@ impl AccountRecord {
                 return Err(AccountError::Invalid(format!("display_name {d:?}")));
             }
         }
-        if !(60..=86_400).contains(&self.expires) {
+        if !(settings.min_expires..=settings.max_expires).contains(&self.expires) {
             return Err(AccountError::Invalid(format!(
-                "expires {}: 60 to 86400",
-                self.expires
+                "expires {}: {} to {}",
+                self.expires, settings.min_expires, settings.max_expires
             )));
         }
         Ok(())
@@ -421,10 +470,9 @@ fn pick_challenge(resp: &SipResponse) -> Option<(Challenge, bool)> {
     all.into_iter().next().map(|c| (c, proxy))
 }
 
-/// The backoff after `failures` failures in a row.
+/// The backoff after `failures` failures in a row, with the default settings.
 pub fn backoff(failures: u32) -> Duration {
-    let shift = failures.saturating_sub(1).min(16);
-    (BACKOFF_MIN * (1u32 << shift)).min(BACKOFF_MAX)
+    AccountSettings::default().backoff(failures)
 }
 
 /// When to refresh a registration granted for `secs`: `max(secs/2, secs − 60)`.
@@ -511,7 +559,7 @@ impl Gateway {
     ) -> Result<AccountView, AccountError> {
         rec.jid = stox_mappings::normalize_jid(&rec.jid);
         rec.registrar = rec.registrar.trim().to_string();
-        rec.validate()?;
+        rec.validate_in(&self.settings.accounts)?;
         let key = rec.key();
         let others: Vec<String> = self
             .accounts
@@ -684,7 +732,7 @@ impl Gateway {
     }
 
     /// stox's Contact URI for an account.
-    fn account_contact(&self, rec: &AccountRecord) -> String {
+    pub(in crate::core) fn account_contact(&self, rec: &AccountRecord) -> String {
         let c = &self.settings.contacts;
         let user = rec.contact_user();
         match (rec.transport, c.tcp, c.udp) {
@@ -695,7 +743,7 @@ impl Gateway {
         }
     }
 
-    fn transport_of(&self, rec: &AccountRecord) -> Transport {
+    pub(in crate::core) fn transport_of(&self, rec: &AccountRecord) -> Transport {
         match rec.transport {
             AccountTransport::Tcp => Transport::Tcp,
             AccountTransport::Udp if self.settings.contacts.udp.is_none() => Transport::Tcp,
@@ -993,11 +1041,12 @@ impl Gateway {
             }
             423 => {
                 let min = header_in(&r.headers, "Min-Expires").and_then(|v| v.parse::<u32>().ok());
+                let max_expires = self.settings.accounts.max_expires;
                 let Some(a) = self.accounts.accounts.get_mut(key) else {
                     return;
                 };
                 match min {
-                    Some(m) if m > a.expires && m <= 86_400 => {
+                    Some(m) if m > a.expires && m <= max_expires => {
                         a.expires = m;
                         self.send_register(now, key);
                     }
@@ -1019,7 +1068,7 @@ impl Gateway {
         };
         a.failures += 1;
         a.auth_rounds = 0;
-        let wait = backoff(a.failures);
+        let wait = self.settings.accounts.backoff(a.failures);
         a.next = Some(now + wait);
         a.state = RegState::Failed {
             error: error.clone(),
@@ -1111,6 +1160,11 @@ impl Gateway {
             return None;
         }
         let key = self.accounts.by_contact.get(user)?;
+        self.accounts.accounts.get(key).map(|a| a.rec.clone())
+    }
+
+    /// The account stored under `key` (`jid|id`).
+    pub(in crate::core) fn account_by_key(&self, key: &str) -> Option<AccountRecord> {
         self.accounts.accounts.get(key).map(|a| a.rec.clone())
     }
 

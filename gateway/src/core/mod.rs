@@ -55,7 +55,7 @@ pub mod call;
 pub mod presence;
 pub mod registrar;
 
-pub use accounts::{AccountError, AccountRecord, AccountView};
+pub use accounts::{AccountError, AccountRecord, AccountSettings, AccountView};
 pub use call::{
     CallInfo, CallKey, CallSettings, DialogAction, DialogEvent, InviteAccount, MediaCommand,
 };
@@ -204,6 +204,8 @@ pub struct Settings {
     pub presence: PresenceSettings,
     /// The registrar of `C` (`[registrar]`).
     pub registrar: RegistrarSettings,
+    /// External SIP accounts of XMPP users (`[accounts]`).
+    pub accounts: accounts::AccountSettings,
     /// stox's own SIP addresses, for the Contact of its dialogs.
     pub contacts: LocalContacts,
 }

@@ -9,6 +9,7 @@ const C: &str = "sip.localhost";
 
 fn settings() -> Settings {
     Settings {
+        accounts: Default::default(),
         home: H.into(),
         component: C.into(),
         message_type: "chat".into(),

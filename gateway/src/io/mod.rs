@@ -321,6 +321,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         epoch: (Instant::now(), std::time::SystemTime::now()),
         calls: config.call_settings(),
         presence: config.presence_settings(),
+        accounts: config.account_settings(),
         registrar: config.registrar_settings({
             let mut secret = [0u8; 32];
             secret[..16].copy_from_slice(uuid::Uuid::new_v4().as_bytes());

@@ -18,6 +18,7 @@ const A_UDP: &str = "127.0.0.1:5070";
 
 fn settings(epoch: Instant, component: &str) -> Settings {
     Settings {
+        accounts: Default::default(),
         home: "localhost".into(),
         component: component.into(),
         message_type: "chat".into(),
@@ -354,6 +355,59 @@ fn a_wrong_password_fails_and_backs_off() {
         a.gw.handle_timeout(t);
     }
     assert_eq!(tells, 1, "the user is told once, not every attempt");
+}
+
+/// `[accounts]`: the configured backoff and expiry range are the ones the core applies.
+#[test]
+fn configured_backoff_and_expiry_range_are_applied() {
+    let now = Instant::now();
+    let mut st = settings(now, "sip.localhost");
+    st.accounts = super::AccountSettings {
+        backoff_min: Duration::from_secs(5),
+        backoff_max: Duration::from_secs(12),
+        min_expires: 300,
+        max_expires: 7200,
+    };
+    let store = Store::memory();
+    let mut gw = Gateway::new(st, &store, 7).expect("gateway");
+    gw.handle_input(now, Input::LinkUp);
+    let mut a = Side { gw, store };
+    a.drain();
+    let mut rec = account("work", "pw");
+    rec.expires = 120;
+    assert!(
+        a.gw.put_account(now, rec.clone()).is_err(),
+        "below the configured minimum"
+    );
+    rec.expires = 7201;
+    assert!(
+        a.gw.put_account(now, rec.clone()).is_err(),
+        "above the maximum"
+    );
+    rec.expires = 7200;
+    a.gw.put_account(now, rec).expect("in range");
+    // Each timeout fails the account; the next REGISTER waits 5, 10, then 12 s (capped).
+    let mut t = now;
+    for wait in [5u64, 10, 12, 12] {
+        let mut s = sends(a.drain());
+        assert_eq!(s.len(), 1, "one REGISTER");
+        let (tx, _) = s.remove(0);
+        respond(&mut a, t, tx, Err(SendFailure::Timeout));
+        let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+        assert_eq!(v.state, "failed");
+        assert_eq!(v.next_register_in, Some(wait), "{v:?}");
+        t += Duration::from_secs(wait);
+        a.gw.handle_timeout(t);
+    }
+    // A 423 asking for more than the configured maximum fails the account.
+    let (tx, _) = sends(a.drain()).remove(0);
+    respond(&mut a, t, tx, ok(423, &[("Min-Expires", "7300")]));
+    let v = a.gw.account(t, "alice@localhost", "work").expect("view");
+    assert_eq!(v.state, "failed");
+    assert!(
+        v.last_error.as_deref().unwrap_or("").contains("423"),
+        "{v:?}"
+    );
 }
 
 #[test]
@@ -1108,4 +1162,292 @@ fn endless_stale_challenges_end_in_a_failure_not_a_loop() {
     let v = a.gw.account(now, "alice@localhost", "work").expect("view");
     assert_eq!(v.state, "failed");
     assert_eq!(v.next_register_in, Some(BACKOFF_MIN.as_secs()));
+}
+
+fn presence(from: &str, to: &str, kind: &str) -> Element {
+    format!("<presence xmlns='jabber:component:accept' from='{from}' to='{to}' type='{kind}'/>")
+        .parse()
+        .expect("xml")
+}
+
+const PIDF_OPEN: &str = "<?xml version='1.0'?><presence xmlns='urn:ietf:params:xml:ns:pidf' entity='sip:carol@pbx.example'><tuple id='t1'><status><basic>open</basic></status></tuple></presence>";
+
+/// A request from the provider's side to A (`tx` 9).
+fn sip_in(method: &str, uri: &str, headers: &[(&str, &str)], body: &str) -> Input {
+    let mut h: Vec<(String, String)> = headers
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_string()))
+        .collect();
+    if !body.is_empty() {
+        h.push(("Content-Type".into(), "application/pidf+xml".into()));
+    }
+    Input::SipRequest {
+        tx: 9,
+        req: SipRequest {
+            method: method.into(),
+            uri: uri.into(),
+            headers: h,
+            body: body.as_bytes().to_vec(),
+            transport: Transport::Udp,
+            source: None,
+        },
+    }
+}
+
+#[test]
+fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    a.gw.put_account(now, account("work", "pw2"))
+        .expect("default");
+    let mut other = account("home", "pw3");
+    other.registrar = "sip:other.example".into();
+    other.user = "al".into();
+    other.outbound_proxy = None;
+    other.display_name = None;
+    a.gw.put_account(now, other).expect("second account");
+    a.drain();
+
+    // Out, through the default account: From its AOR, its proxy, its Contact.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(presence(
+            "alice@localhost",
+            "carol\\40pbx.example@sip.localhost",
+            "subscribe",
+        )),
+    );
+    let mut s = sends(a.drain());
+    assert_eq!(s.len(), 1);
+    let (tx, sub) = s.remove(0);
+    assert_eq!(sub.method, "SUBSCRIBE");
+    assert_eq!(sub.uri, "sip:carol@pbx.example");
+    assert_eq!(sub.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
+    assert_eq!(sub.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    let contact = header_in(&sub.headers, "Contact").expect("Contact");
+    assert!(
+        contact.contains(&account("work", "x").contact_user()),
+        "the account's Contact: {contact}"
+    );
+    assert!(!format!("{sub:?}").contains("alice@localhost"), "{sub:?}");
+    // 407 → the same SUBSCRIBE, CSeq + 1, with the account's credentials.
+    let challenge = "Digest realm=\"sip2.localhost\", nonce=\"n1\", algorithm=MD5, qop=\"auth\"";
+    let mut s = sends(respond(
+        &mut a,
+        now,
+        tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    assert_eq!(s.len(), 1, "answered");
+    let (tx, sub2) = s.remove(0);
+    assert_eq!(sub2.call_id, sub.call_id);
+    let (d1, d2) = (
+        sub.dialog.clone().expect("d"),
+        sub2.dialog.clone().expect("d"),
+    );
+    assert_eq!(
+        (d2.from_tag.as_str(), d2.cseq),
+        (d1.from_tag.as_str(), d1.cseq + 1)
+    );
+    let pa = header_in(&sub2.headers, "Proxy-Authorization").expect("credentials");
+    assert!(
+        pa.contains("username=\"alice2\"") && pa.contains("uri=\"sip:carol@pbx.example\""),
+        "{pa}"
+    );
+    assert_eq!(sub2.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    respond(
+        &mut a,
+        now,
+        tx,
+        ok(
+            200,
+            &[
+                ("To", "<sip:carol@pbx.example>;tag=c1"),
+                ("Contact", "<sip:carol@10.0.0.9:5060>"),
+                ("Expires", "3600"),
+            ],
+        ),
+    );
+    // The NOTIFY arrives at the account's Contact; alice sees carol subscribed + available.
+    let call_id = sub.call_id.clone().expect("call-id");
+    let to = format!("<sip:alice2@sip2.localhost>;tag={}", d1.from_tag);
+    a.gw.handle_input(
+        now,
+        sip_in(
+            "NOTIFY",
+            &format!("sip:{}@{A_UDP}", account("work", "x").contact_user()),
+            &[
+                ("From", "<sip:carol@pbx.example>;tag=c1"),
+                ("To", &to),
+                ("Call-ID", &call_id),
+                ("CSeq", "1 NOTIFY"),
+                ("Event", "presence"),
+                ("Subscription-State", "active;expires=3599"),
+            ],
+            PIDF_OPEN,
+        ),
+    );
+    let outs = a.drain();
+    assert!(
+        outs.iter().any(|o| matches!(
+            o,
+            Output::SipReply {
+                tx: 9,
+                code: 200,
+                ..
+            }
+        )),
+        "NOTIFY accepted"
+    );
+    let st = stanzas(&outs);
+    assert!(
+        st.iter().any(|p| p.attr("type") == Some("subscribed")
+            && p.attr("from") == Some("carol\\40pbx.example@sip.localhost")
+            && p.attr("to") == Some("alice@localhost")),
+        "{st:?}"
+    );
+    assert!(
+        st.iter().any(|p| p.attr("type").is_none()
+            && p.attr("from")
+                .is_some_and(|f| f.starts_with("carol\\40pbx.example@"))),
+        "carol's presence: {st:?}"
+    );
+
+    // `#home`: that account's identity, straight to the target; a second 401 is not
+    // answered again.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(presence(
+            "alice@localhost",
+            "carol\\40pbx.example#home@sip.localhost",
+            "subscribe",
+        )),
+    );
+    let (tx, sub) = sends(a.drain()).remove(0);
+    assert_eq!(sub.from, "sip:al@other.example");
+    assert_eq!(sub.next_hop, None);
+    let challenge = "Digest realm=\"other.example\", nonce=\"n2\", algorithm=MD5";
+    let mut s = sends(respond(
+        &mut a,
+        now,
+        tx,
+        ok(401, &[("WWW-Authenticate", challenge)]),
+    ));
+    let (tx, sub2) = s.remove(0);
+    let au = header_in(&sub2.headers, "Authorization").expect("credentials");
+    assert!(au.contains("username=\"al\""), "{au}");
+    let outs = respond(&mut a, now, tx, ok(401, &[("WWW-Authenticate", challenge)]));
+    assert!(sends(outs_clone(&outs)).is_empty(), "answered once only");
+
+    // Someone without accounts still subscribes as himself.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(presence(
+            "bob@localhost",
+            "carol\\40pbx.example@sip.localhost",
+            "subscribe",
+        )),
+    );
+    let (_, sub) = sends(a.drain()).remove(0);
+    assert!(sub.from.starts_with("sip:bob@localhost"), "{}", sub.from);
+    assert_eq!(sub.next_hop, None);
+
+    // In: a SIP watcher of the `home` AOR, at that account's Contact, reaches alice as a
+    // subscription request from `dave\40pbx.example#home@C`; her approval makes the NOTIFY.
+    let home_contact = format!("sip:{}@{A_UDP}", account("home", "x").contact_user());
+    a.gw.handle_input(
+        now,
+        sip_in(
+            "SUBSCRIBE",
+            &home_contact,
+            &[
+                ("From", "<sip:dave@pbx.example>;tag=d1"),
+                ("To", "<sip:al@other.example>"),
+                ("Call-ID", "watch-1"),
+                ("CSeq", "1 SUBSCRIBE"),
+                ("Event", "presence"),
+                ("Accept", "application/pidf+xml"),
+                ("Contact", "<sip:dave@10.0.0.8:5060>"),
+                ("Expires", "600"),
+            ],
+            "",
+        ),
+    );
+    let outs = a.drain();
+    let home_user = account("home", "x").contact_user();
+    let ok_contact = outs.iter().find_map(|o| match o {
+        Output::SipReply {
+            tx: 9,
+            code: 200,
+            headers,
+            ..
+        } => Some(
+            header_in(headers, "Contact")
+                .unwrap_or_default()
+                .to_string(),
+        ),
+        _ => None,
+    });
+    let ok_contact = ok_contact.expect("SUBSCRIBE accepted");
+    assert!(
+        ok_contact.contains(&home_user),
+        "the account's Contact in the dialog: {ok_contact}"
+    );
+    let watcher = "dave\\40pbx.example#home@sip.localhost";
+    let st = stanzas(&outs);
+    assert!(
+        st.iter().any(|p| p.attr("type") == Some("subscribe")
+            && p.attr("from") == Some(watcher)
+            && p.attr("to") == Some("alice@localhost")),
+        "{st:?}"
+    );
+    let notifies = |outs: Vec<Output>| -> Vec<OutRequest> {
+        sends(outs)
+            .into_iter()
+            .map(|(_, r)| r)
+            .filter(|r| r.method == "NOTIFY")
+            .collect()
+    };
+    let pending = notifies(outs);
+    assert_eq!(pending.len(), 1, "NOTIFY pending");
+    assert_eq!(pending[0].uri, "sip:dave@10.0.0.8:5060");
+    assert_eq!(pending[0].from, "sip:al@other.example");
+    let c = header_in(&pending[0].headers, "Contact").unwrap_or_default();
+    assert!(c.contains(&home_user), "{c}");
+    // alice approves; her presence (the answer to stox's probe) goes out as NOTIFY.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(presence("alice@localhost", watcher, "subscribed")),
+    );
+    a.drain();
+    a.gw.handle_input(
+        now + Duration::from_secs(1),
+        Input::Stanza(
+            format!(
+                "<presence xmlns='jabber:component:accept' from='alice@localhost/phone' to='{watcher}'/>"
+            )
+            .parse()
+            .expect("xml"),
+        ),
+    );
+    let mut active = notifies(a.drain());
+    a.gw.handle_timeout(now + Duration::from_secs(7));
+    active.extend(notifies(a.drain()));
+    let last = active.last().expect("a NOTIFY with alice's presence");
+    assert_eq!(last.uri, "sip:dave@10.0.0.8:5060");
+    assert!(
+        header_in(&last.headers, "Subscription-State").is_some_and(|v| v.starts_with("active")),
+        "{last:?}"
+    );
+    let body = String::from_utf8_lossy(&last.body);
+    assert!(body.contains("open"), "{body}");
+    assert!(
+        body.contains("entity=\"sip:al@other.example\"")
+            || body.contains("entity='sip:al@other.example'"),
+        "the account's AOR is the presentity: {body}"
+    );
+    assert!(
+        !body.contains("alice@localhost"),
+        "the XMPP address leaked: {body}"
+    );
 }

@@ -71,6 +71,7 @@ impl Harness {
 
     fn with_store(store: Store) -> Harness {
         let settings = Settings {
+            accounts: Default::default(),
             home: H.into(),
             component: C.into(),
             message_type: "chat".into(),

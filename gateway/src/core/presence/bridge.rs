@@ -159,8 +159,13 @@ pub struct SubscriptionInfo {
 /// A SIP request stox sent for presence, awaiting its final response.
 #[derive(Debug, Clone)]
 enum PresTx {
-    /// A SUBSCRIBE of a watch, in the dialog with this Call-ID.
-    Subscribe { watch: u64, call_id: String },
+    /// A SUBSCRIBE of a watch, in the dialog with this Call-ID; through an external
+    /// account, the account's key, the request and its transport (to answer a challenge).
+    Subscribe {
+        watch: u64,
+        call_id: String,
+        account: Option<(String, Box<OutRequest>, Transport)>,
+    },
     /// A NOTIFY to a watcher.
     Notify { watcher: u64 },
 }
@@ -189,6 +194,8 @@ struct WatchEntry {
     last_translated: Option<Instant>,
     /// A NOTIFY body held back by the translation rate limit, and when it may go.
     held: Option<(Instant, Vec<u8>)>,
+    /// The external account (`jid|id`) the SUBSCRIBEs leave through (issue 5).
+    account: Option<String>,
 }
 
 /// Which presentity a SIP watcher watches.
@@ -209,6 +216,10 @@ struct WatcherEntry {
     dialog: DialogRecord,
     stored_cseq: u32,
     lang: Option<String>,
+    /// The AOR of the external account whose Contact the SUBSCRIBE reached (issue 5).
+    account_aor: Option<String>,
+    /// That account's Contact URI: stox's Contact in this dialog.
+    account_contact: Option<String>,
 }
 
 /// The presence of one XMPP user as one watcher JID sees it: resource → last stanza.
@@ -521,7 +532,16 @@ impl Gateway {
             return false;
         };
         match p {
-            PresTx::Subscribe { watch, call_id } => {
+            PresTx::Subscribe {
+                watch,
+                call_id,
+                account,
+            } => {
+                if let (Ok(r), Some((key, req, transport))) = (result, account) {
+                    if self.answer_subscribe_challenge(watch, &call_id, key, *req, transport, r) {
+                        return true;
+                    }
+                }
                 self.on_subscribe_response(now, watch, &call_id, result)
             }
             PresTx::Notify { watcher } => self.on_notify_response(now, watcher, result),
@@ -630,7 +650,12 @@ impl Gateway {
                 return None;
             }
         };
-        let target = match self.sip_target_of(&contact_jid) {
+        // The user's external account (`<target>#<id>@C` picks one, else the default).
+        let (account, plain) = match user.parse::<Jid>() {
+            Ok(u) => self.account_for(&u, &contact_jid),
+            Err(_) => (None, contact_jid.clone()),
+        };
+        let target = match self.sip_target_of(&plain) {
             Ok(t) => t,
             Err(why) => {
                 self.presence_error(s, DefinedCondition::ItemNotFound, &why);
@@ -645,7 +670,15 @@ impl Gateway {
             );
             return None;
         }
-        let Some(from_uri) = self.user_sip_uri(user) else {
+        let local = target.host.eq_ignore_ascii_case(&self.settings.component);
+        // SIP users of `C` are reached directly, never through an account.
+        let account = account.filter(|_| !local);
+        let from_uri = match &account {
+            // The provider sees the account's identity, never the XMPP address.
+            Some(a) => a.from_name_addr().ok(),
+            None => self.user_sip_uri(user),
+        };
+        let Some(from_uri) = from_uri else {
             self.presence_error(
                 s,
                 DefinedCondition::JidMalformed,
@@ -654,7 +687,6 @@ impl Gateway {
             return None;
         };
         let target_aor = aor_string(&target);
-        let local = target.host.eq_ignore_ascii_case(&self.settings.component);
         let id = self.presence.next_id();
         let entry = WatchEntry {
             user: user.to_owned(),
@@ -669,6 +701,7 @@ impl Gateway {
             lang: None,
             last_translated: None,
             held: None,
+            account: account.map(|a| a.key()),
         };
         self.insert_watch(id, entry);
         info!(%user, %contact, local, "presence: XMPP user watches a SIP contact");
@@ -738,6 +771,7 @@ impl Gateway {
                 .cached()
                 .map(|b| String::from_utf8_lossy(b).into_owned()),
             lang: e.lang.clone(),
+            account: e.account.clone(),
         };
         let key = pair_key(&e.user, &e.contact);
         self.store_put(Table::Watches, &key, &rec);
@@ -835,7 +869,17 @@ impl Gateway {
     }
 
     fn send_subscribe(&mut self, id: u64, expires: u32, new_dialog: bool) {
-        let tcp_default = self.settings.default_transport == Transport::Tcp;
+        // Through an external account: its Contact, transport and outbound proxy.
+        let account = self
+            .presence
+            .watches
+            .get(&id)
+            .and_then(|e| e.account.as_deref())
+            .and_then(|k| self.account_by_key(k));
+        let tcp_default = match &account {
+            Some(a) => self.transport_of(a) == Transport::Tcp,
+            None => self.settings.default_transport == Transport::Tcp,
+        };
         let fresh_call = format!("{}@stox", self.fresh_id());
         let fresh_tag = self.fresh_id();
         let contact_tcp;
@@ -902,15 +946,6 @@ impl Gateway {
             (req, d.tcp, d.call_id.clone())
         };
         let mut req = req;
-        req.headers
-            .push(("Contact".into(), self.own_contact(contact_tcp)));
-        let tx = self.next_tx;
-        self.next_tx -= 1;
-        self.presence
-            .txs
-            .insert(tx, PresTx::Subscribe { watch: id, call_id });
-        counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
-        debug!(tx, uri = %req.uri, expires, "presence: SUBSCRIBE");
         // The default transport when it is a secured one (`sips:` outbound proxy): never
         // downgraded to UDP.
         let transport = match self.settings.default_transport {
@@ -918,8 +953,87 @@ impl Gateway {
             t if t.is_secure() => t,
             _ => Transport::Udp,
         };
+        let contact = match &account {
+            Some(a) => format!("<{}>", self.account_contact(a)),
+            None => self.own_contact(contact_tcp),
+        };
+        req.headers.push(("Contact".into(), contact));
+        let account = account.map(|a| {
+            req.next_hop = a.outbound_proxy.clone();
+            (a.key(), Box::new(req.clone()), transport)
+        });
+        let tx = self.next_tx;
+        self.next_tx -= 1;
+        self.presence.txs.insert(
+            tx,
+            PresTx::Subscribe {
+                watch: id,
+                call_id,
+                account,
+            },
+        );
+        counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
+        debug!(tx, uri = %req.uri, expires, "presence: SUBSCRIBE");
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    /// A provider's `401`/`407` to a SUBSCRIBE sent through an account: the same request
+    /// with CSeq + 1 and the account's credentials, once per request. `false`: not a
+    /// challenge, or not answerable (the response then goes to the watch as any failure).
+    fn answer_subscribe_challenge(
+        &mut self,
+        watch: u64,
+        call_id: &str,
+        key: String,
+        req: OutRequest,
+        transport: Transport,
+        r: &SipResponse,
+    ) -> bool {
+        if !matches!(r.code, 401 | 407) {
+            return false;
+        }
+        let authorized = req.headers.iter().any(|(n, _)| {
+            n.eq_ignore_ascii_case("Authorization") || n.eq_ignore_ascii_case("Proxy-Authorization")
+        });
+        if authorized {
+            return false; // the credentials were refused
+        }
+        let current = self
+            .presence
+            .watches
+            .get(&watch)
+            .and_then(|e| e.dialog.as_ref())
+            .is_some_and(|d| d.call_id == call_id);
+        if !current {
+            return false;
+        }
+        let Some(req) = self.answer_challenge(&key, req, r) else {
+            return false;
+        };
+        let cseq = req.dialog.as_ref().map_or(0, |d| d.cseq);
+        if let Some(d) = self
+            .presence
+            .watches
+            .get_mut(&watch)
+            .and_then(|e| e.dialog.as_mut())
+        {
+            d.local_cseq = d.local_cseq.max(cseq);
+        }
+        let tx = self.next_tx;
+        self.next_tx -= 1;
+        self.presence.txs.insert(
+            tx,
+            PresTx::Subscribe {
+                watch,
+                call_id: call_id.to_owned(),
+                account: Some((key, Box::new(req.clone()), transport)),
+            },
+        );
+        debug!(tx, uri = %req.uri, "presence: SUBSCRIBE with the account's credentials");
+        self.outputs
+            .push_back(Output::SipSend { tx, req, transport });
+        true
     }
 
     fn on_subscribe_response(
@@ -1248,7 +1362,8 @@ impl Gateway {
             Err((code, why)) => return self.reply_warn(tx, code, &why),
         };
         let watcher_jid = match self.sip_sender(req) {
-            Ok(j) => normalize_jid(j.to_bare().as_str()),
+            // Through a non-default account the watcher's JID carries `#<id>`.
+            Ok(j) => normalize_jid(self.sender_through_account(req, j).to_bare().as_str()),
             Err((code, why)) => return self.reply_warn(tx, code, &why),
         };
         let Some(contact) = req.header("Contact").map(uri_of_name_addr) else {
@@ -1269,6 +1384,18 @@ impl Gateway {
             );
             return self.reply(tx, 503, vec![("Retry-After".into(), "60".into())]);
         }
+        // At an external account's Contact: its AOR stands for the user, and its Contact is
+        // stox's in the dialog (issue 5).
+        let account = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u));
+        let account_aor = account
+            .as_ref()
+            .and_then(|a| a.aor().ok())
+            .map(|u| u.to_string());
+        let account_contact = account.as_ref().map(|a| self.account_contact(a));
         let local_tag = self.fresh_id();
         let dialog = DialogRecord {
             call_id: call_id.to_owned(),
@@ -1304,7 +1431,7 @@ impl Gateway {
                 let key = pair_key(jid, &watcher_jid);
                 let authorized =
                     matches!(self.tables.get(Table::Authorizations, &key), Ok(Some(_)));
-                let cached = self.user_pidf(jid, &watcher_jid);
+                let cached = self.user_pidf(jid, &watcher_jid, account_aor.as_deref());
                 let lang = self
                     .presence
                     .cache
@@ -1315,7 +1442,10 @@ impl Gateway {
         };
         let uri = from.to_owned();
         let to_tag = local_tag.clone();
-        let contact_hdr = self.own_contact(dialog.tcp);
+        let contact_hdr = match &account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(dialog.tcp),
+        };
         self.reply_tagged(
             tx,
             200,
@@ -1336,6 +1466,8 @@ impl Gateway {
             dialog,
             stored_cseq: 0,
             lang,
+            account_aor,
+            account_contact,
         };
         self.insert_watcher(id, entry);
         self.run_watcher(now, id);
@@ -1366,6 +1498,15 @@ impl Gateway {
 
     /// The presentity of a SUBSCRIBE or PUBLISH Request-URI.
     fn sip_presentity(&self, req: &SipRequest) -> Result<Presentity, (u16, String)> {
+        // An external account's Contact: its XMPP user watched (issue 5).
+        if let Some(a) = req
+            .uri
+            .parse::<SipUri>()
+            .ok()
+            .and_then(|u| self.account_of_request_uri(&u))
+        {
+            return Ok(Presentity::Xmpp(normalize_jid(&a.jid)));
+        }
         let jid = self.sip_target_any(req)?;
         if jid.domain().as_str() == self.settings.component {
             let uri: SipUri = req
@@ -1464,6 +1605,8 @@ impl Gateway {
             authorized: e.machine.authorized(),
             expires_unix: 0,
             dialog: e.dialog.clone(),
+            account_aor: e.account_aor.clone(),
+            account_contact: e.account_contact.clone(),
         };
         let key = pair_key(&e.dialog.call_id, &e.dialog.local_tag);
         let rec = WatcherRecord {
@@ -1505,8 +1648,11 @@ impl Gateway {
         if let Some(c) = req.header("Contact") {
             e.dialog.remote_target = uri_of_name_addr(c).to_owned();
         }
-        let tcp = e.dialog.tcp;
-        let contact = self.own_contact(tcp);
+        let (account_contact, tcp) = (e.account_contact.clone(), e.dialog.tcp);
+        let contact = match account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(tcp),
+        };
         let untagged = req.header("To").and_then(tag_of).is_none();
         self.reply_tagged(
             tx,
@@ -1581,7 +1727,10 @@ impl Gateway {
         let Some(e) = self.presence.watchers.get(&id) else {
             return;
         };
-        let entity = e.dialog.local_uri.clone();
+        let entity = e
+            .account_aor
+            .clone()
+            .unwrap_or_else(|| e.dialog.local_uri.clone());
         let body = match (&state, body) {
             (SubState::Pending, _) => None,
             (_, Some(b)) => Some(b),
@@ -1591,7 +1740,10 @@ impl Gateway {
         };
         let tcp = e.dialog.tcp;
         let flow = e.dialog.flow;
-        let contact = self.own_contact(tcp);
+        let contact = match &e.account_contact {
+            Some(c) => format!("<{c}>"),
+            None => self.own_contact(tcp),
+        };
         let Some(e) = self.presence.watchers.get_mut(&id) else {
             return;
         };
@@ -1778,26 +1930,49 @@ impl Gateway {
         if ids.is_empty() {
             return;
         }
-        let Some(body) = self.user_pidf(&presentity, &watcher_jid) else {
+        let Some(body) = self.user_pidf(&presentity, &watcher_jid, None) else {
             return;
         };
         let lang = self.presence.cache.get(&key).and_then(|c| c.lang.clone());
         for id in ids {
+            // Through an external account: the account's AOR, no XMPP address.
+            let aor = self
+                .presence
+                .watchers
+                .get(&id)
+                .and_then(|e| e.account_aor.clone());
+            let body = match aor {
+                Some(aor) => match self.user_pidf(&presentity, &watcher_jid, Some(&aor)) {
+                    Some(b) => b,
+                    None => continue,
+                },
+                None => body.clone(),
+            };
             if let Some(e) = self.presence.watchers.get_mut(&id) {
                 e.lang = lang.clone();
-                e.machine.on_presence(now, body.clone());
+                e.machine.on_presence(now, body);
             }
             self.run_watcher(now, id);
         }
     }
 
     /// The PIDF of an XMPP user as a watcher JID was told it, `None` when nothing is known.
-    fn user_pidf(&self, presentity: &str, watcher_jid: &str) -> Option<Vec<u8>> {
+    /// With `account_aor` (a watcher at an external account's Contact) the entity is that
+    /// AOR and the tuples carry no contact (no GRUU of the XMPP address).
+    fn user_pidf(
+        &self,
+        presentity: &str,
+        watcher_jid: &str,
+        account_aor: Option<&str>,
+    ) -> Option<Vec<u8>> {
         let cache = self
             .presence
             .cache
             .get(&(presentity.to_owned(), watcher_jid.to_owned()))?;
-        let entity = self.user_sip_uri(presentity)?;
+        let entity = match account_aor {
+            Some(aor) => aor.to_owned(),
+            None => self.user_sip_uri(presentity)?,
+        };
         let tuples: Vec<pidf::Tuple> = cache
             .resources
             .iter()
@@ -1810,6 +1985,7 @@ impl Gateway {
                 let gruu = full
                     .parse::<Jid>()
                     .ok()
+                    .filter(|_| account_aor.is_none())
                     .and_then(|j| self.addresses.jid_sender_to_sip(&j).ok())
                     .map(|u| u.to_string());
                 xlate::stanza_to_tuple(st, gruu.as_deref()).map(|t| t.tuple)
@@ -2140,6 +2316,7 @@ impl Gateway {
                         lang: r.lang.clone(),
                         last_translated: None,
                         held: None,
+                        account: r.account.clone(),
                     };
                     self.insert_watch(id, entry);
                     let next = self
@@ -2191,6 +2368,8 @@ impl Gateway {
                         stored_cseq: dialog.local_cseq,
                         dialog,
                         lang: None,
+                        account_aor: r.account_aor.clone(),
+                        account_contact: r.account_contact.clone(),
                     };
                     self.insert_watcher(id, entry);
                     if expires_at <= now {

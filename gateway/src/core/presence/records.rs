@@ -80,6 +80,9 @@ pub struct WatchRecord {
     /// Its Content-Language.
     #[serde(default)]
     pub lang: Option<String>,
+    /// The external account (`jid|id`) the SUBSCRIBEs leave through (issue 5).
+    #[serde(default)]
+    pub account: Option<String>,
 }
 
 /// `watchers`: a SIP user watches a presentity (an XMPP user, or a SIP user of `C` whose
@@ -101,6 +104,13 @@ pub struct WatcherRecord {
     pub expires_unix: u64,
     /// The dialog.
     pub dialog: DialogRecord,
+    /// The AOR of the external account whose Contact the SUBSCRIBE reached (issue 5): the
+    /// PIDF entity then, so the watcher never sees the XMPP address.
+    #[serde(default)]
+    pub account_aor: Option<String>,
+    /// That account's Contact: stox's Contact in the dialog.
+    #[serde(default)]
+    pub account_contact: Option<String>,
 }
 
 /// `published`: one RFC 3903 publication.
@@ -153,6 +163,8 @@ mod tests {
             authorized: true,
             expires_unix: 1_800_000_000,
             dialog: d.clone(),
+            account_aor: None,
+            account_contact: None,
         };
         let json = serde_json::to_vec(&w).expect("serializes");
         let back: WatcherRecord = serde_json::from_slice(&json).expect("parses");

@@ -19,6 +19,7 @@ const PW: &str = "dave's password";
 
 fn settings(epoch: Instant) -> Settings {
     Settings {
+        accounts: Default::default(),
         home: "localhost".into(),
         component: C.into(),
         message_type: "chat".into(),

@@ -23,6 +23,7 @@ const STOX: &str = "127.0.0.1:5060";
 
 fn settings(epoch: Instant) -> Settings {
     Settings {
+        accounts: Default::default(),
         home: H.into(),
         component: C.into(),
         message_type: "chat".into(),
