@@ -38,6 +38,7 @@
 
 pub mod audio;
 pub mod baresip;
+pub mod certs;
 pub mod digest;
 pub mod dnsmasq;
 pub mod jingle_peer;

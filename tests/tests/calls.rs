@@ -1331,6 +1331,114 @@ fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_win
     w.finish();
 }
 
+/// Calls over SIP over TLS (issue 5), both ways, with a phone registered over TLS.
+/// stox listens on UDP and TLS (self-signed certificate); carol (baresip) is a SIP user of
+/// `C` registered over TLS (her TLS connection is her flow, RFC 5626 §5.3)
+/// carol dials alice: the INVITE, ACK and BYE travel over that TLS connection; alice hears
+///   her, the call ends
+/// alice calls carol@sip.localhost: the INVITE reaches carol over her TLS flow; she answers,
+///   alice hears her, alice hangs up → BYE over TLS; every SIP message carol saw was TLS
+#[test]
+fn calls_over_tls_both_ways() {
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = stox_tests::certs::self_signed(certs.path());
+    let (udp, tls) = (
+        stox_tests::ports::free_port(),
+        stox_tests::ports::free_port(),
+    );
+    let w = Calls::start(&format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"tls:127.0.0.1:{tls}\"]\n\
+         [sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+        cert.display(),
+        key.display()
+    ));
+    let r = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "carol", "password": "carol-secret"}"#),
+        )
+        .expect("admin");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut options = BaresipOptions::new("carol", PHONE_HZ)
+        .domain(w.prosody.component())
+        .codecs(Codecs::OpusAndPcmu)
+        .sip_trace(true);
+    options.outbound_proxy = Some(SocketAddr::from(([127, 0, 0, 1], tls)));
+    options.outbound_tls = true;
+    options.tls_ca = Some(cert.clone());
+    options.register_interval = 600;
+    options.password = Some("carol-secret".into());
+    let mut carol = Baresip::start(options).expect("baresip");
+    let codes: Vec<u16> = carol
+        .expect_final_responses("REGISTER", 2, T)
+        .unwrap_or_else(|e| panic!("{e}\n{}", w.stox.log_tail(40)))
+        .iter()
+        .filter_map(|m| m.status())
+        .collect();
+    assert_eq!(codes, vec![401, 200], "{}", carol.context());
+
+    // carol → alice.
+    let mut alice = w.alice(Answer::Auto);
+    carol.dial(&w.alice_uri()).expect("dial");
+    let incoming = alice
+        .expect(T, |e| e.kind() == "incoming")
+        .unwrap_or_else(|e| {
+            panic!(
+                "no call at alice: {e:#}\n{}\n{}",
+                carol.context(),
+                w.stox.log_tail(40)
+            )
+        });
+    let sid = incoming.sid().expect("sid").to_string();
+    alice.expect_event("accepted", &sid, T).expect("accepted");
+    carol
+        .expect_event("CALL_ESTABLISHED", T)
+        .unwrap_or_else(|e| panic!("no 200 OK over TLS: {e:#}\n{}", carol.context()));
+    alice
+        .wait_tone(&sid, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("alice does not hear carol: {e:#}"));
+    carol.hangup().expect("hangup");
+    alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("BYE over TLS did not end the session: {e:#}"));
+    phone_closed(&mut carol, T);
+
+    // alice → carol@C, over carol's TLS flow.
+    let dave = format!("carol@{}", w.prosody.component());
+    let sid = alice.call(&dave, CallOptions::jmi()).expect("call");
+    carol
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("carol does not ring: {e:#}\n{}", w.stox.log_tail(40)));
+    carol.accept().expect("accept");
+    alice
+        .expect_event("accepted", &sid, T)
+        .unwrap_or_else(|e| panic!("carol's answer did not reach alice: {e:#}"));
+    alice
+        .wait_tone(&sid, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("alice does not hear carol: {e:#}"));
+    alice.hangup(&sid).expect("hangup");
+    phone_closed(&mut carol, T);
+    assert_eq!(
+        carol.received_requests("BYE").len(),
+        1,
+        "{}",
+        carol.context()
+    );
+    let trace = carol.sip_trace();
+    assert!(!trace.is_empty());
+    assert!(
+        trace.iter().all(|t| t.transport == "TLS"),
+        "{:?}",
+        trace
+            .iter()
+            .map(|t| (&t.transport, t.message.request_uri(), t.message.status()))
+            .collect::<Vec<_>>()
+    );
+    w.finish();
+}
+
 /// RFC 3263 for calls: with no outbound proxy, an INVITE to `sip:bob@voip.test` goes
 /// where DNS says (dnsmasq on loopback: `_sip._udp.voip.test` SRV → the phone's port).
 /// dnsmasq: _sip._udp.voip.test SRV 0 0 PHONE_PORT pbx.voip.test, pbx.voip.test A 127.0.0.1

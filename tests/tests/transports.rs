@@ -51,35 +51,9 @@ struct World {
     _certs: tempfile::TempDir,
 }
 
-/// A self-signed certificate for 127.0.0.1 and localhost (EC P-256, PKCS#8 key), not a CA:
-/// each side trusts this very certificate.
-fn self_signed(dir: &Path) -> (PathBuf, PathBuf) {
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    let out = Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt"])
-        .args(["ec_paramgen_curve:prime256v1", "-nodes", "-days", "1"])
-        .args(["-subj", "/CN=127.0.0.1"])
-        .args(["-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"])
-        // An end-entity certificate (webpki refuses a CA certificate as a server's).
-        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
-        .arg("-keyout")
-        .arg(&key)
-        .arg("-out")
-        .arg(&cert)
-        .output()
-        .expect("running openssl");
-    assert!(
-        out.status.success(),
-        "openssl: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (cert, key)
-}
-
 fn world() -> World {
     let certs = temp_dir("certs").expect("temp dir");
-    let (cert, key) = self_signed(certs.path());
+    let (cert, key) = stox_tests::certs::self_signed(certs.path());
     let prosody = Prosody::start(ProsodyOptions::without_offline()).expect("prosody");
     let (udp, ws, wss, tls) = (free_port(), free_port(), free_port(), free_port());
     let stox = Stox::start(
@@ -457,7 +431,7 @@ fn over_tls(addr: SocketAddr, ca: &Path, request: &str, until: &'static [u8]) ->
 #[test]
 fn check_config_wants_a_certificate_for_tls_listeners() {
     let dir = temp_dir("tlsconfig").expect("temp dir");
-    let (cert, key) = self_signed(dir.path());
+    let (cert, key) = stox_tests::certs::self_signed(dir.path());
     let base = "[xmpp]\ncomponent = \"sip.localhost\"\nserver = \"127.0.0.1:5347\"\n\
                 secret = \"s\"\nhome_domain = \"localhost\"\n\
                 [sip]\nlisten = [\"udp:127.0.0.1:5060\", \"wss:127.0.0.1:8089\"]\n\
@@ -496,7 +470,7 @@ fn check_config_wants_a_certificate_for_tls_listeners() {
 #[test]
 fn xmpp_to_a_sips_target_goes_over_verified_tls() {
     let certs = temp_dir("certs").expect("temp dir");
-    let (cert, key) = self_signed(certs.path());
+    let (cert, key) = stox_tests::certs::self_signed(certs.path());
     let both = certs.path().join("both.pem");
     std::fs::write(
         &both,

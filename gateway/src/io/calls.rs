@@ -45,6 +45,10 @@ pub(super) struct CallIo {
     /// The Contact for dialogs that run over TCP (`;transport=tcp`, RFC 3261 §8.1.1.8), so
     /// that the ACK and in-dialog requests come back over the same transport.
     contact_tcp: Option<rsipstack::sip::Uri>,
+    /// stox's Contact per stream transport it listens on (`;transport=tls` and the like):
+    /// a dialog over TLS or WebSocket gets a Contact of that transport, so that the peer's
+    /// in-dialog requests (ACK, BYE) come back over it and not over UDP (RFC 3261 §12.1.1).
+    contact_by: HashMap<Transport, rsipstack::sip::Uri>,
     proxy: Option<SocketAddr>,
     transport: Transport,
     /// RFC 3263 location of a callee's domain (no outbound proxy, host not an IP).
@@ -68,6 +72,24 @@ pub(super) struct Routing {
 }
 
 impl CallIo {
+    /// stox's Contact for dialogs over each stream transport it listens on.
+    pub(super) fn set_stream_contacts(&mut self, locals: &HashMap<Transport, SocketAddr>) {
+        for (t, addr) in locals {
+            let param = match t {
+                Transport::Udp => continue,
+                Transport::Tcp => "tcp",
+                Transport::Tls => "tls",
+                Transport::Ws => "ws",
+                Transport::Wss => "wss",
+            };
+            if let Ok(uri) =
+                rsipstack::sip::Uri::try_from(format!("sip:stox@{addr};transport={param}").as_str())
+            {
+                self.contact_by.insert(*t, uri);
+            }
+        }
+    }
+
     pub(super) fn new(
         layer: Arc<DialogLayer>,
         relay: Relay,
@@ -100,6 +122,7 @@ impl CallIo {
             media_calls: HashMap::new(),
             contact,
             contact_tcp,
+            contact_by: HashMap::new(),
             proxy,
             transport,
             dns,
@@ -152,8 +175,18 @@ impl CallIo {
         }
         let (state_tx, state_rx) = self.layer.new_dialog_state_channel();
         let reliable = tx.connection.as_ref().is_some_and(|c| c.is_reliable());
-        let contact = match (&self.contact_tcp, reliable) {
-            (Some(tcp), true) => tcp.clone(),
+        let stream = tx
+            .connection
+            .as_ref()
+            .and_then(super::transports::flow_of)
+            .map(|f| f.transport);
+        let contact = match (
+            stream.and_then(|t| self.contact_by.get(&t)),
+            &self.contact_tcp,
+            reliable,
+        ) {
+            (Some(c), _, _) => c.clone(),
+            (None, Some(tcp), true) => tcp.clone(),
             _ => self.contact.clone(),
         };
         let dialog =
@@ -413,9 +446,17 @@ impl CallIo {
             destination,
             content_type: req.content_type.clone(),
             offer: Some(req.body.clone()),
-            contact: match (&self.contact_tcp, transport) {
-                (Some(tcp), Transport::Tcp) => tcp.clone(),
-                _ => self.contact.clone(),
+            contact: {
+                let t = req
+                    .flow
+                    .map_or(if tls { Transport::Tls } else { transport }, |f| {
+                        f.transport
+                    });
+                match (self.contact_by.get(&t), &self.contact_tcp, t) {
+                    (Some(c), _, _) => c.clone(),
+                    (None, Some(tcp), Transport::Tcp) => tcp.clone(),
+                    _ => self.contact.clone(),
+                }
             },
             headers: (!headers.is_empty()).then_some(headers),
             caller_display_name: account.as_ref().and_then(|a| a.display_name.clone()),

@@ -370,6 +370,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             dns: dns.clone(),
         },
     )?;
+    call_io.set_stream_contacts(&stream_locals);
     let sender = Sender {
         endpoint: endpoint_inner,
         udp_local,
