@@ -1331,6 +1331,62 @@ fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_win
     w.finish();
 }
 
+/// RFC 3263 §4.3 for calls: the INVITE goes to the next SRV target when the first cannot
+/// be reached.
+/// dnsmasq: _sip._tcp.backup.test SRV prio 0 → a TCP port where nobody listens, prio 10 →
+///   the phone's port (no NAPTR, no UDP SRV)
+/// alice calls bob\40backup.test@sip.localhost → the phone rings (over TCP); it answers 486
+///   → alice's session ends `busy`; stox's log shows the failover
+#[test]
+fn xmpp_call_fails_over_to_the_next_srv_target() {
+    use stox_tests::dnsmasq::{Dnsmasq, Zone};
+    let mut phone = Baresip::start(
+        BaresipOptions::new("bob", PHONE_HZ)
+            .codecs(Codecs::OpusAndPcmu)
+            .sip_trace(true),
+    )
+    .expect("baresip");
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("port")
+        .port();
+    let dns = Dnsmasq::start(
+        &Zone::new()
+            .srv("_sip._tcp.backup.test", "dead.backup.test", dead, 0, 0)
+            .srv(
+                "_sip._tcp.backup.test",
+                "live.backup.test",
+                phone.sip_port(),
+                10,
+                0,
+            )
+            .a("dead.backup.test", "127.0.0.1")
+            .a("live.backup.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    let mut alice = w.alice(Answer::Auto);
+    let contact = format!("bob\\40backup.test@{}", w.prosody.component());
+    let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(30)));
+    let log = w.stox.log_tail(400);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("trying the next target")
+                && l.contains(&phone.sip_port().to_string())),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    phone.hangup().expect("reject with 486");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
+    w.finish();
+}
+
 /// Calls over SIP over TLS (issue 5), both ways, with a phone registered over TLS.
 /// stox listens on UDP and TLS (self-signed certificate); carol (baresip) is a SIP user of
 /// `C` registered over TLS (her TLS connection is her flow, RFC 5626 §5.3)

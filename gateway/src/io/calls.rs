@@ -56,10 +56,21 @@ pub(super) struct CallIo {
     /// Calls whose INVITE waits for its next hop to be located; a hangup meanwhile
     /// removes the call, and the INVITE is then never sent.
     locating: HashMap<CallKey, Option<crate::core::InviteAccount>>,
+    /// INVITEs with located targets not tried yet (RFC 3263 §4.3): the request, its
+    /// account and the next hops, until the call is answered or ends otherwise.
+    fallbacks: HashMap<CallKey, Fallback>,
     next_key: CallKey,
     /// Counters of calls that already closed (live ones are read from the relay).
     closed: CallCounters,
 }
+
+/// An INVITE that may still go to other located targets: the request, the account it
+/// leaves through, the hops not tried yet.
+type Fallback = (
+    crate::sipmsg::OutRequest,
+    Option<crate::core::InviteAccount>,
+    Vec<(SocketAddr, Transport)>,
+);
 
 /// Where INVITEs go: the outbound proxy, else the callee's host located per RFC 3263.
 pub(super) struct Routing {
@@ -127,6 +138,7 @@ impl CallIo {
             transport,
             dns,
             locating: HashMap::new(),
+            fallbacks: HashMap::new(),
             next_key: 0,
             closed: CallCounters::default(),
         })
@@ -253,6 +265,7 @@ impl CallIo {
                 }
             }
             DialogAction::Hangup => {
+                self.fallbacks.remove(&key);
                 if self.locating.remove(&key).is_some() {
                     // The INVITE never left: end it as a CANCEL would have (RFC 3261 §9.1).
                     let _ = self.events.send(Event::Dialog(
@@ -315,6 +328,7 @@ impl CallIo {
         } else {
             vec![stox_sip::locate::Proto::Udp]
         };
+        let endpoint = self.layer.endpoint.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
             let mut random =
@@ -329,10 +343,10 @@ impl CallIo {
                     }
                 })
                 .and_then(|targets| {
-                    // The first target: an INVITE does not fail over (its transaction
-                    // belongs to the dialog layer once sent).
-                    targets
-                        .first()
+                    // Every target in order: the INVITE goes to the first, and to the next
+                    // when one fails with 503 or 408 (RFC 3263 §4.3, `CallIo::failover`).
+                    let hops: Vec<(SocketAddr, Transport)> = targets
+                        .iter()
                         .map(|t| {
                             let transport = match t.proto {
                                 stox_sip::locate::Proto::Tcp => Transport::Tcp,
@@ -341,8 +355,48 @@ impl CallIo {
                             };
                             (t.addr, transport)
                         })
-                        .ok_or((404, "no target".to_string()))
+                        .collect();
+                    if hops.is_empty() {
+                        Err((404, "no target".to_string()))
+                    } else {
+                        Ok(hops)
+                    }
                 });
+            // A TCP target that refuses the connection is skipped now (RFC 3263 §4.3): the
+            // dialog layer would only notice after Timer B. The connection made here stays
+            // in rsipstack's pool and carries the INVITE.
+            let hop = match hop {
+                Ok(mut hops) => {
+                    while let Some(&(addr, Transport::Tcp)) = hops.first() {
+                        let target = SipAddr {
+                            r#type: Some(rsipstack::sip::Transport::Tcp),
+                            addr: addr.into(),
+                        };
+                        let connect = tokio::time::timeout(
+                            std::time::Duration::from_secs(5),
+                            endpoint.transport_layer.lookup(&target, None),
+                        )
+                        .await;
+                        match connect {
+                            Ok(Ok(_)) => break,
+                            Ok(Err(e)) => {
+                                hops.remove(0);
+                                info!(call = key, %addr, error = %e, next = ?hops.first().map(|h| h.0), "INVITE target unreachable, trying the next target (RFC 3263 §4.3)");
+                            }
+                            Err(_) => {
+                                hops.remove(0);
+                                info!(call = key, %addr, next = ?hops.first().map(|h| h.0), "INVITE target did not accept the connection in 5 s, trying the next target (RFC 3263 §4.3)");
+                            }
+                        }
+                    }
+                    if hops.is_empty() {
+                        Err((503, format!("no SIP server of {target} could be reached")))
+                    } else {
+                        Ok(hops)
+                    }
+                }
+                Err(e) => Err(e),
+            };
             let _ = events.send(Event::Located {
                 call: key,
                 req: Box::new(req),
@@ -356,14 +410,21 @@ impl CallIo {
         &mut self,
         key: CallKey,
         req: crate::sipmsg::OutRequest,
-        hop: Result<(SocketAddr, Transport), (u16, String)>,
+        hop: Result<Vec<(SocketAddr, Transport)>, (u16, String)>,
     ) {
         let Some(account) = self.locating.remove(&key) else {
             debug!(call = key, "call ended while its callee was being located");
             return;
         };
         match hop {
-            Ok(hop) => self.invite(key, req, Some(hop), account),
+            Ok(mut hops) => {
+                let first = hops.remove(0);
+                if !hops.is_empty() {
+                    self.fallbacks
+                        .insert(key, (req.clone(), account.clone(), hops));
+                }
+                self.invite(key, req, Some(first), account)
+            }
             Err((code, reason)) => {
                 let _ = self
                     .events
@@ -511,6 +572,36 @@ impl CallIo {
             };
             let _ = events.send(Event::Dialog(key, event));
         });
+    }
+
+    /// RFC 3263 §4.3 for INVITEs: when the INVITE to one located target failed with 503
+    /// (a transport error included) or 408, it goes to the next target, under the same call
+    /// key, and `true` says the core is not to hear of the failure. Any other outcome ends
+    /// the failover.
+    pub(super) fn failover(&mut self, key: CallKey, event: &DialogEvent) -> bool {
+        match event {
+            DialogEvent::Failed {
+                code: 503 | 408,
+                reason,
+            } => {
+                let Some((req, account, mut hops)) = self.fallbacks.remove(&key) else {
+                    return false;
+                };
+                let next = hops.remove(0);
+                info!(call = key, %reason, next = %next.0, "INVITE failed, trying the next target (RFC 3263 §4.3)");
+                if !hops.is_empty() {
+                    self.fallbacks
+                        .insert(key, (req.clone(), account.clone(), hops));
+                }
+                self.invite(key, req, Some(next), account);
+                true
+            }
+            DialogEvent::Progress { .. } | DialogEvent::Confirmed => false,
+            _ => {
+                self.fallbacks.remove(&key);
+                false
+            }
+        }
     }
 
     /// Drops the dialog of a call the core forgot after the SIP side ended it.

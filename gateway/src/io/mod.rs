@@ -55,7 +55,7 @@ enum Event {
     Located {
         call: CallKey,
         req: Box<crate::sipmsg::OutRequest>,
-        hop: Result<(SocketAddr, Transport), (u16, String)>,
+        hop: Result<Vec<(SocketAddr, Transport)>, (u16, String)>,
     },
 }
 
@@ -639,7 +639,9 @@ fn on_event(
         }
         Event::Dialog(call, event) => {
             call_io.dialog_ended(call, &event);
-            gateway.handle_input(now, Input::Dialog { call, event });
+            if !call_io.failover(call, &event) {
+                gateway.handle_input(now, Input::Dialog { call, event });
+            }
         }
         Event::Relay(ev) => {
             if let Some(call) = call_io.relay_event(&ev) {
