@@ -1387,6 +1387,71 @@ fn xmpp_call_fails_over_to_the_next_srv_target() {
     w.finish();
 }
 
+/// RFC 3263 §4.3: a 503 from the first located server sends the INVITE to the next one.
+/// dnsmasq: _sip._udp.busyish.test SRV prio 0 → a SIPp UAS answering 503, prio 10 → the
+///   phone
+/// alice calls bob\40busyish.test@sip.localhost → SIPp gets the INVITE and answers 503,
+///   the phone then rings; it answers 486 → alice's session ends `busy`
+#[test]
+fn xmpp_call_goes_to_the_next_server_after_a_503() {
+    use stox_tests::dnsmasq::{Dnsmasq, Zone};
+    let mut phone = Baresip::start(
+        BaresipOptions::new("bob", PHONE_HZ)
+            .codecs(Codecs::OpusAndPcmu)
+            .sip_trace(true),
+    )
+    .expect("baresip");
+    let overloaded = Sipp::uas_invite_status(503, "Service Unavailable").expect("sipp");
+    let dns = Dnsmasq::start(
+        &Zone::new()
+            .srv(
+                "_sip._udp.busyish.test",
+                "a.busyish.test",
+                overloaded.port(),
+                0,
+                0,
+            )
+            .srv(
+                "_sip._udp.busyish.test",
+                "b.busyish.test",
+                phone.sip_port(),
+                10,
+                0,
+            )
+            .a("a.busyish.test", "127.0.0.1")
+            .a("b.busyish.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    let mut alice = w.alice(Answer::Auto);
+    let contact = format!("bob\\40busyish.test@{}", w.prosody.component());
+    let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(30)));
+    let run = overloaded.wait(T).expect("sipp");
+    let invites: Vec<_> = run
+        .received_requests_unique()
+        .into_iter()
+        .filter(|m| m.method() == Some("INVITE"))
+        .collect();
+    assert_eq!(invites.len(), 1, "{}", run.summary());
+    assert!(
+        w.stox
+            .log_tail(400)
+            .lines()
+            .any(|l| l.contains("trying the next target")),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    phone.hangup().expect("reject with 486");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
+    w.finish();
+}
+
 /// Calls over SIP over TLS (issue 5), both ways, with a phone registered over TLS.
 /// stox listens on UDP and TLS (self-signed certificate); carol (baresip) is a SIP user of
 /// `C` registered over TLS (her TLS connection is her flow, RFC 5626 §5.3)
