@@ -20,6 +20,29 @@ pub enum Transport {
 }
 
 impl Transport {
+    /// rsipstack's name for it.
+    pub fn to_stack(self) -> rsipstack::sip::Transport {
+        match self {
+            Transport::Udp => rsipstack::sip::Transport::Udp,
+            Transport::Tcp => rsipstack::sip::Transport::Tcp,
+            Transport::Tls => rsipstack::sip::Transport::Tls,
+            Transport::Ws => rsipstack::sip::Transport::Ws,
+            Transport::Wss => rsipstack::sip::Transport::Wss,
+        }
+    }
+
+    /// The transport of a target RFC 3263 located.
+    pub fn of_located(proto: stox_sip::locate::Proto) -> Transport {
+        use stox_sip::locate::Proto;
+        match proto {
+            Proto::Udp => Transport::Udp,
+            Proto::Tcp => Transport::Tcp,
+            Proto::Tls => Transport::Tls,
+            Proto::Ws => Transport::Ws,
+            Proto::Wss => Transport::Wss,
+        }
+    }
+
     /// A connection-oriented transport (everything but UDP).
     pub fn is_stream(self) -> bool {
         self != Transport::Udp

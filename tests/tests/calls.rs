@@ -1331,6 +1331,22 @@ fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_win
     w.finish();
 }
 
+/// A baresip phone `sip:bob@127.0.0.1:PORT` (no outbound proxy), a dnsmasq serving
+/// `zone(PORT)`, and stox asking that dnsmasq (RFC 3263 tests).
+fn phone_behind_dns(
+    zone: impl FnOnce(u16) -> stox_tests::dnsmasq::Zone,
+) -> (Calls, Baresip, stox_tests::dnsmasq::Dnsmasq) {
+    let phone = Baresip::start(
+        BaresipOptions::new("bob", PHONE_HZ)
+            .codecs(Codecs::OpusAndPcmu)
+            .sip_trace(true),
+    )
+    .expect("baresip");
+    let dns = stox_tests::dnsmasq::Dnsmasq::start(&zone(phone.sip_port())).expect("dnsmasq");
+    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    (w, phone, dns)
+}
+
 /// RFC 3263 §4.3 for calls: the INVITE goes to the next SRV target when the first cannot
 /// be reached.
 /// dnsmasq: _sip._tcp.backup.test SRV prio 0 → a TCP port where nobody listens, prio 10 →
@@ -1339,32 +1355,18 @@ fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_win
 ///   → alice's session ends `busy`; stox's log shows the failover
 #[test]
 fn xmpp_call_fails_over_to_the_next_srv_target() {
-    use stox_tests::dnsmasq::{Dnsmasq, Zone};
-    let mut phone = Baresip::start(
-        BaresipOptions::new("bob", PHONE_HZ)
-            .codecs(Codecs::OpusAndPcmu)
-            .sip_trace(true),
-    )
-    .expect("baresip");
+    use stox_tests::dnsmasq::Zone;
     let dead = std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("port")
         .port();
-    let dns = Dnsmasq::start(
-        &Zone::new()
+    let (w, mut phone, _dns) = phone_behind_dns(|port| {
+        Zone::new()
             .srv("_sip._tcp.backup.test", "dead.backup.test", dead, 0, 0)
-            .srv(
-                "_sip._tcp.backup.test",
-                "live.backup.test",
-                phone.sip_port(),
-                10,
-                0,
-            )
+            .srv("_sip._tcp.backup.test", "live.backup.test", port, 10, 0)
             .a("dead.backup.test", "127.0.0.1")
-            .a("live.backup.test", "127.0.0.1"),
-    )
-    .expect("dnsmasq");
-    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+            .a("live.backup.test", "127.0.0.1")
+    });
     let mut alice = w.alice(Answer::Auto);
     let contact = format!("bob\\40backup.test@{}", w.prosody.component());
     let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
@@ -1394,16 +1396,10 @@ fn xmpp_call_fails_over_to_the_next_srv_target() {
 ///   the phone then rings; it answers 486 → alice's session ends `busy`
 #[test]
 fn xmpp_call_goes_to_the_next_server_after_a_503() {
-    use stox_tests::dnsmasq::{Dnsmasq, Zone};
-    let mut phone = Baresip::start(
-        BaresipOptions::new("bob", PHONE_HZ)
-            .codecs(Codecs::OpusAndPcmu)
-            .sip_trace(true),
-    )
-    .expect("baresip");
+    use stox_tests::dnsmasq::Zone;
     let overloaded = Sipp::uas_invite_status(503, "Service Unavailable").expect("sipp");
-    let dns = Dnsmasq::start(
-        &Zone::new()
+    let (w, mut phone, _dns) = phone_behind_dns(|port| {
+        Zone::new()
             .srv(
                 "_sip._udp.busyish.test",
                 "a.busyish.test",
@@ -1411,18 +1407,10 @@ fn xmpp_call_goes_to_the_next_server_after_a_503() {
                 0,
                 0,
             )
-            .srv(
-                "_sip._udp.busyish.test",
-                "b.busyish.test",
-                phone.sip_port(),
-                10,
-                0,
-            )
+            .srv("_sip._udp.busyish.test", "b.busyish.test", port, 10, 0)
             .a("a.busyish.test", "127.0.0.1")
-            .a("b.busyish.test", "127.0.0.1"),
-    )
-    .expect("dnsmasq");
-    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+            .a("b.busyish.test", "127.0.0.1")
+    });
     let mut alice = w.alice(Answer::Auto);
     let contact = format!("bob\\40busyish.test@{}", w.prosody.component());
     let sid = alice.call(&contact, CallOptions::jmi()).expect("call");
@@ -1567,26 +1555,12 @@ fn calls_over_tls_both_ways() {
 ///   sip:bob@voip.test; it answers 486 → alice's session ends `busy`
 #[test]
 fn xmpp_call_to_a_sip_domain_goes_where_dns_says() {
-    use stox_tests::dnsmasq::{Dnsmasq, Zone};
-    let mut phone = Baresip::start(
-        BaresipOptions::new("bob", PHONE_HZ)
-            .codecs(Codecs::OpusAndPcmu)
-            .sip_trace(true),
-    )
-    .expect("baresip");
-    let dns = Dnsmasq::start(
-        &Zone::new()
-            .srv(
-                "_sip._udp.voip.test",
-                "pbx.voip.test",
-                phone.sip_port(),
-                0,
-                0,
-            )
-            .a("pbx.voip.test", "127.0.0.1"),
-    )
-    .expect("dnsmasq");
-    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    use stox_tests::dnsmasq::Zone;
+    let (w, mut phone, dns) = phone_behind_dns(|port| {
+        Zone::new()
+            .srv("_sip._udp.voip.test", "pbx.voip.test", port, 0, 0)
+            .a("pbx.voip.test", "127.0.0.1")
+    });
     let mut alice = w.alice(Answer::Auto);
     let contact = format!("bob\\40voip.test@{}", w.prosody.component());
     let sid = alice.call(&contact, CallOptions::jmi()).expect("call");

@@ -331,9 +331,7 @@ impl CallIo {
         let endpoint = self.layer.endpoint.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
-            let mut random =
-                |n: u32| (uuid::Uuid::new_v4().as_u128() as u32) % n.saturating_add(1).max(1);
-            let hop = stox_sip::locate::locate(&dns, &target, &supported, &mut random)
+            let hop = stox_sip::locate::locate(&dns, &target, &supported, &mut super::srv_random)
                 .await
                 .map_err(|e| {
                     info!(call = key, uri = %target, error = %e, "RFC 3263: no next hop for the INVITE");
@@ -347,14 +345,7 @@ impl CallIo {
                     // when one fails with 503 or 408 (RFC 3263 §4.3, `CallIo::failover`).
                     let hops: Vec<(SocketAddr, Transport)> = targets
                         .iter()
-                        .map(|t| {
-                            let transport = match t.proto {
-                                stox_sip::locate::Proto::Tcp => Transport::Tcp,
-                                stox_sip::locate::Proto::Tls => Transport::Tls,
-                                _ => Transport::Udp,
-                            };
-                            (t.addr, transport)
-                        })
+                        .map(|t| (t.addr, Transport::of_located(t.proto)))
                         .collect();
                     if hops.is_empty() {
                         Err((404, "no target".to_string()))
@@ -452,46 +443,29 @@ impl CallIo {
             (Ok(a), Ok(b)) => (a, b),
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
-        let ip_of = |uri: &str| -> Option<SocketAddr> {
-            let target: stox_sip::uri::SipUri = uri.parse().ok()?;
-            let host = target.host.trim_start_matches('[').trim_end_matches(']');
-            let ip: std::net::IpAddr = host.parse().ok()?;
-            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
-        };
-        // An external account's outbound proxy first (an IP address; a name is left to
-        // the stack's resolution of the Request-URI).
-        let next_hop = req.next_hop.as_deref().and_then(ip_of);
+        // An external account's outbound proxy first (an IP address; a name was located
+        // before, see `locate_then_invite`).
+        let next_hop = req.next_hop.as_deref().and_then(|h| super::ip_hop(h, 5060));
         // RFC 3261 §26.2.2: a `sips:` or `;transport=tls` callee is called over TLS only.
         let tls = req.uri.parse::<stox_sip::uri::SipUri>().is_ok_and(|u| {
             u.scheme == stox_sip::uri::Scheme::Sips
                 || u.param("transport")
                     .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
         });
-        let dest = hop.map(|(a, _)| a).or(next_hop).or(self.proxy).or_else(|| {
-            let target: stox_sip::uri::SipUri = req.uri.parse().ok()?;
-            let host = target.host.trim_start_matches('[').trim_end_matches(']');
-            let ip: std::net::IpAddr = host.parse().ok()?;
-            Some(SocketAddr::new(
-                ip,
-                target.port.unwrap_or(if tls { 5061 } else { 5060 }),
-            ))
-        });
-        let stack = |t: Transport| match t {
-            Transport::Udp => rsipstack::sip::Transport::Udp,
-            Transport::Tcp => rsipstack::sip::Transport::Tcp,
-            Transport::Tls => rsipstack::sip::Transport::Tls,
-            Transport::Ws => rsipstack::sip::Transport::Ws,
-            Transport::Wss => rsipstack::sip::Transport::Wss,
-        };
+        let dest = hop
+            .map(|(a, _)| a)
+            .or(next_hop)
+            .or(self.proxy)
+            .or_else(|| super::ip_hop(&req.uri, if tls { 5061 } else { 5060 }));
         // A registered contact's flow: rsipstack finds the open connection by the peer's
         // address and transport (RFC 5626 §5.3).
         let destination = match req.flow {
             Some(f) => Some(SipAddr {
-                r#type: Some(stack(f.transport)),
+                r#type: Some(f.transport.to_stack()),
                 addr: f.remote.into(),
             }),
             None => dest.map(|d| SipAddr {
-                r#type: Some(stack(if tls { Transport::Tls } else { transport })),
+                r#type: Some((if tls { Transport::Tls } else { transport }).to_stack()),
                 addr: d.into(),
             }),
         };

@@ -825,6 +825,20 @@ fn random_token(n: usize) -> String {
     s[..n.min(s.len())].to_string()
 }
 
+/// A random number in `0..=n`, for the RFC 2782 weighted choice among SRV targets.
+fn srv_random(n: u32) -> u32 {
+    (uuid::Uuid::new_v4().as_u128() as u32) % n.saturating_add(1).max(1)
+}
+
+/// The address of a URI whose host is an IP address (its port, else `default_port`);
+/// `None` for a host name or a URI that does not parse.
+fn ip_hop(uri: &str, default_port: u16) -> Option<SocketAddr> {
+    let target: stox_sip::uri::SipUri = uri.parse().ok()?;
+    let host = target.host.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    Some(SocketAddr::new(ip, target.port.unwrap_or(default_port)))
+}
+
 /// Where a request goes, in the order to try: the outbound proxy, else the URI's
 /// server(s) located per RFC 3263 (NAPTR → SRV → A/AAAA). Each hop has the transport to
 /// use: the located one, or TCP instead of UDP when `required` is TCP (a request too
@@ -873,11 +887,7 @@ async fn next_hops(
             supported.push(Proto::Tcp);
         }
     }
-    let mut random = |n: u32| {
-        let r = uuid::Uuid::new_v4().as_u128() as u32;
-        r % n.saturating_add(1).max(1)
-    };
-    let targets = stox_sip::locate::locate(dns, uri, &supported, &mut random)
+    let targets = stox_sip::locate::locate(dns, uri, &supported, &mut srv_random)
         .await
         .map_err(|e| {
             info!(uri = %uri, error = %e, "RFC 3263: no next hop for the request");
@@ -1094,13 +1104,7 @@ async fn send_to(
             .or(sender.tcp_local)
             .or(sender.udp_local),
     };
-    let stack_transport = match transport {
-        Transport::Udp => rsipstack::sip::Transport::Udp,
-        Transport::Tcp => rsipstack::sip::Transport::Tcp,
-        Transport::Tls => rsipstack::sip::Transport::Tls,
-        Transport::Ws => rsipstack::sip::Transport::Ws,
-        Transport::Wss => rsipstack::sip::Transport::Wss,
-    };
+    let stack_transport = transport.to_stack();
     let local =
         local.ok_or_else(|| SendFailure::Transport(format!("no {proto} listener configured")))?;
     let call_id = req

@@ -375,12 +375,7 @@ impl Table {
         if matches!(req.method.as_str(), "INVITE" | "ACK" | "CANCEL") {
             return Some(req);
         }
-        let ip_of = |uri: &str| -> Option<SocketAddr> {
-            let target: stox_sip::uri::SipUri = uri.parse().ok()?;
-            let host = target.host.trim_start_matches('[').trim_end_matches(']');
-            let ip: std::net::IpAddr = host.parse().ok()?;
-            Some(SocketAddr::new(ip, target.port.unwrap_or(5060)))
-        };
+        let ip_of = |uri: &str| super::ip_hop(uri, 5060);
         // RFC 3261 §12.2.1.1: a dialog's route set decides the next hop.
         let first_route = req.dialog.as_ref().and_then(|d| d.route.first());
         let next_hop = match req.next_hop.as_deref() {
