@@ -311,6 +311,11 @@ pub struct OutRequest {
     /// Send over this connection when it is still open (a registered contact's flow);
     /// else as the Request-URI says.
     pub flow: Option<Flow>,
+    /// The contact is reached over `flow` only (RFC 5626 §5.3: a binding registered with
+    /// outbound, or a WebSocket client, RFC 7118 §5): when that connection is gone the
+    /// request fails with [`crate::core::SendFailure::FlowFailed`], the edge proxy's
+    /// `430 (Flow Failed)`, and is never sent to the address the URI names.
+    pub flow_only: bool,
 }
 
 impl OutRequest {

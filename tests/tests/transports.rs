@@ -21,7 +21,8 @@
 //!   mapping to baresip's plain port: error to alice, nothing sent in clear
 //! jssip SUBSCRIBEs to alice's presence; alice approves; NOTIFY pending, then active with
 //!   her PIDF, over jssip's WebSocket
-//! jssip dies without unregistering: alice's next message fails at once
+//! jssip dies without unregistering: its binding goes (RFC 5626 §7); a SIPp MESSAGE gets
+//!   480; alice's message is held and reaches dave's next registration
 //! check-config: a wss listener without [sip.tls] is refused, naming sip.tls.cert
 //! ```
 
@@ -44,6 +45,7 @@ struct World {
     _prosody: Prosody,
     stox: Stox,
     alice: XmppClient,
+    udp: SocketAddr,
     ws: SocketAddr,
     wss: SocketAddr,
     tls: SocketAddr,
@@ -74,6 +76,7 @@ fn world() -> World {
         _prosody: prosody,
         stox,
         alice,
+        udp: addr(udp),
         ws: addr(ws),
         wss: addr(wss),
         tls: addr(tls),
@@ -178,46 +181,89 @@ fn jssip_over_websocket_registers_sends_and_receives() {
     jssip_round_trip(&mut w, url, None, "WS");
 }
 
-/// jssip registers over ws:// and dies without unregistering: a message to dave finds the
-/// binding but its WebSocket closed; stox does not try the `.invalid` host of its contact
-/// and alice gets remote-server-not-found at once, not after a timeout.
+/// jssip registers dave over ws:// with outbound (RFC 5626) and dies without
+/// unregistering. stox sees the connection close: the binding was reachable over that flow
+/// only, so it is invalid (RFC 5626 §7) and goes. A SIP sender then gets 480 (stox is edge
+/// proxy and authoritative proxy: the 430 of the failed flow never leaves it, RFC 5626
+/// §11); alice's message waits for dave like any message for an unregistered user, and
+/// reaches him when his browser registers again over a new WebSocket. stox never tries
+/// the `.invalid` host of the old contact.
 #[test]
-fn a_closed_websocket_flow_fails_at_once() {
+fn a_closed_websocket_flow_invalidates_its_binding() {
     let mut w = world();
     create_user(&w, "dave", "dave-secret");
-    let mut dave = JsSipPeer::start(&JsSipOptions {
+    let opts = JsSipOptions {
         url: format!("ws://{}", w.ws),
         uri: "sip:dave@sip.localhost".into(),
         password: "dave-secret".into(),
         ca_file: None,
-    })
-    .expect("jssip");
-    dave.expect_event("registered", T).expect("registered");
+    };
+    let mut dave = JsSipPeer::start(&opts).expect("jssip");
+    let reg = dave.expect_event("registered", T).expect("registered");
+    let response = reg["response"].as_str().unwrap_or_default().to_string();
+    assert_eq!(header(&response, "Require"), vec!["outbound"], "{response}");
     dave.kill();
-    // Give stox a moment to see the connection close.
-    std::thread::sleep(Duration::from_millis(500));
-    let started = std::time::Instant::now();
-    w.alice
-        .send_message("dave@sip.localhost", "anyone there?")
-        .expect("send");
-    let err = w
-        .alice
-        .expect(T, |s| s.kind() == Some("error"))
-        .expect("an error back");
-    assert_eq!(
-        err.error_condition().as_deref(),
-        Some("remote-server-not-found"),
-        "{}",
-        err.xml()
-    );
+    // stox hears the connection close and drops the binding (RFC 5626 §7).
+    let deadline = Instant::now() + T;
+    while !w
+        .stox
+        .log_tail(400)
+        .contains("its flow failed (RFC 5626 §7)")
+    {
+        assert!(Instant::now() < deadline, "{}", w.stox.log_tail(200));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // A SIP sender (SIPp, a foreign user): 480, never a 430 and no wait.
+    let started = Instant::now();
+    let run = stox_tests::sipp::Sipp::uac_message(w.udp, "dave", "sip.localhost", "ping")
+        .run()
+        .expect("sipp");
+    let finals: Vec<u16> = run
+        .messages
+        .iter()
+        .filter_map(|m| m.status())
+        .filter(|s| *s >= 200)
+        .collect();
+    assert_eq!(finals, vec![480], "{:?}", run.messages);
     assert!(
-        started.elapsed() < Duration::from_secs(5),
+        started.elapsed() < Duration::from_secs(10),
         "{:?}",
         started.elapsed()
     );
-    let log = w.stox.log_tail(200);
-    assert!(log.contains("connection of 127.0.0.1:"), "{log}");
+
+    // alice's message is held (no error), then delivered to dave's new WebSocket.
+    w.alice
+        .send_message("dave@sip.localhost", "anyone there?")
+        .expect("send");
+    std::thread::sleep(Duration::from_secs(1));
+    let mut dave = JsSipPeer::start(&opts).expect("jssip again");
+    dave.expect_event("registered", T)
+        .expect("registered again");
+    let got = dave.expect_event("message", T).expect("the held message");
+    assert_eq!(got["body"], "anyone there?", "{got}");
+    assert!(
+        got["via"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("SIP/2.0/WS "),
+        "{got}"
+    );
+    let errors: Vec<String> = w
+        .alice
+        .drain(Duration::from_millis(300))
+        .iter()
+        .filter(|s| s.kind() == Some("error"))
+        .map(|s| s.xml().to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+    let log = w.stox.log_tail(400);
+    assert!(
+        log.contains("message held until the SIP user registers"),
+        "{log}"
+    );
     assert!(!log.contains("cannot resolve"), "{log}");
+    dave.quit();
 }
 
 /// jssip dave (over ws://) SUBSCRIBEs to alice's presence; alice approves dave@sip.localhost

@@ -777,6 +777,7 @@ impl Gateway {
             content_type: None,
             body: Vec::new(),
             flow: None,
+            flow_only: false,
             dialog: Some(DialogRef {
                 from_tag: from_tag.to_string(),
                 to_tag: None,
@@ -958,7 +959,7 @@ impl Gateway {
             Err(SendFailure::Timeout) => {
                 return self.account_failed(now, key, "no answer from the registrar".into())
             }
-            Err(SendFailure::Transport(why)) => {
+            Err(SendFailure::Transport(why) | SendFailure::FlowFailed(why)) => {
                 return self.account_failed(now, key, format!("cannot reach the registrar: {why}"))
             }
         };

@@ -1115,6 +1115,7 @@ impl Gateway {
                 content_type: Some("application/sdp".into()),
                 body: body.clone(),
                 flow,
+                flow_only: false,
                 dialog: None,
                 next_hop: None,
             };

@@ -78,6 +78,11 @@ pub enum SendFailure {
     Timeout,
     /// The transport could not reach the next hop.
     Transport(String),
+    /// RFC 5626 §5.3: the request was for a contact reached over its flow only (an
+    /// outbound registration, a WebSocket client) and that connection is gone. stox is the
+    /// edge proxy of its registered users, and this is its `430 (Flow Failed)`; stox is
+    /// their authoritative proxy too, so the 430 stays inside (RFC 5626 §7, §11).
+    FlowFailed(String),
 }
 
 /// What the io layer feeds the core.
@@ -131,6 +136,9 @@ pub enum Input {
         /// What.
         event: RelayEventKind,
     },
+    /// A stream connection requests came in on has closed: the bindings reached over it
+    /// only are invalid (RFC 5626 §7).
+    FlowClosed(crate::sipmsg::Flow),
 }
 
 /// What the core asks the io layer to do.
@@ -236,6 +244,8 @@ struct PendingIn {
 struct PendingOut {
     stanza: Element,
     forced_tcp: bool,
+    /// To a SIP user of `C`: the branch, for another flow of the same UA (RFC 5626 §7).
+    branch: Option<Branch>,
     /// The fork group when the MESSAGE went to several contacts of a SIP user of `C`.
     fork: Option<u64>,
     /// Sent through an external account (its key), with the request and transport to send
@@ -250,6 +260,54 @@ struct RelayGroup {
     left: usize,
     answered: bool,
     last: u16,
+    /// The user (for the Warning of a 480 after failed flows).
+    aor: String,
+    /// A branch's flow failed (RFC 5626 §5.3).
+    flow_failed: bool,
+}
+
+/// One branch of a MESSAGE to a SIP user of `C`: the request as sent, and the other flows
+/// of the same UA instance to send it to instead if this one's flow failed (RFC 5626 §7).
+#[derive(Debug, Clone)]
+struct Branch {
+    req: OutRequest,
+    alternates: Vec<registrar::Binding>,
+}
+
+/// A relayed MESSAGE's client transaction: its group and its branch.
+struct RelayBranch {
+    group: u64,
+    branch: Branch,
+}
+
+/// The request of `template` for one binding of a SIP user of `C`: to its contact, over
+/// the connection it registered on while that is open (RFC 5626 §5.3), over that
+/// connection only when it registered with outbound or is a WebSocket client.
+fn to_binding(
+    template: &OutRequest,
+    b: &registrar::Binding,
+    transport: Transport,
+) -> (OutRequest, Transport) {
+    let mut r = template.clone();
+    r.uri = b.contact.clone();
+    r.flow = b.flow;
+    r.flow_only = b.flow_only();
+    let transport = match b.flow {
+        Some(f) => f.transport,
+        None if b.tcp => Transport::Tcp,
+        None => transport,
+    };
+    (r, transport)
+}
+
+/// Whether a branch's outcome lets the request go to another flow of the same UA instance
+/// (RFC 5626 §7: after 430 or 408 only).
+fn retry_other_flow(result: &Result<SipResponse, SendFailure>) -> bool {
+    match result {
+        Err(SendFailure::FlowFailed(_) | SendFailure::Timeout) => true,
+        Ok(r) => matches!(r.code, 408 | 430),
+        Err(SendFailure::Transport(_)) => false,
+    }
 }
 
 /// A refusal: status code, headers (a challenge), and why (for the log).
@@ -261,6 +319,9 @@ struct Fork {
     left: usize,
     delivered: bool,
     failure: Option<(DefinedCondition, String)>,
+    /// Every branch that failed so far failed because its flow did (RFC 5626 §5.3): its
+    /// binding is gone, and when all are, the user has no binding left.
+    flows_only: bool,
 }
 
 /// How long a message answered 200 OK stays in memory to be sent again if the
@@ -308,8 +369,8 @@ pub struct Gateway {
     /// Forked MESSAGEs: group → (forks still out, best failure so far, delivered).
     forks: HashMap<u64, Fork>,
     next_fork: u64,
-    /// Relayed SIP MESSAGEs: client transaction → group, and the groups.
-    relays: HashMap<TxId, u64>,
+    /// Relayed SIP MESSAGEs: client transaction → group and branch, and the groups.
+    relays: HashMap<TxId, RelayBranch>,
     relay_groups: HashMap<u64, RelayGroup>,
     /// The `now` of the latest input or timeout (for work that runs later in the same turn).
     last_now: Instant,
@@ -454,6 +515,7 @@ impl Gateway {
             Input::Dialog { call, event } => self.on_dialog(call, event),
             Input::MediaStarted { call, result } => self.on_media_started(call, result),
             Input::Media { call, event } => self.on_media_event(call, event),
+            Input::FlowClosed(flow) => self.flow_failed(flow),
         }
         self.handle_timeout(now);
     }
@@ -1060,6 +1122,7 @@ impl Gateway {
             content_type: Some(content.content_type),
             body: content.body,
             flow: None,
+            flow_only: false,
             dialog: None,
             next_hop: None,
         };
@@ -1084,8 +1147,9 @@ impl Gateway {
                     &format!("{aor} is not a SIP user of this gateway"),
                 );
             }
-            let contacts = self.registrar.contacts(&aor, now);
-            if contacts.is_empty() {
+            // One target per UA instance (RFC 5626 §7), the other flows held back.
+            let targets = self.registrar.targets(&aor, now);
+            if targets.is_empty() {
                 return self.hold_for(&aor, &msg);
             }
             let fork = self.next_fork;
@@ -1093,23 +1157,26 @@ impl Gateway {
             self.forks.insert(
                 fork,
                 Fork {
-                    left: contacts.len(),
+                    left: targets.len(),
                     delivered: false,
                     failure: None,
+                    flows_only: true,
                 },
             );
-            debug!(%from, %aor, forks = contacts.len(), "XMPP message → SIP MESSAGE to a registered user");
-            for b in contacts {
-                let mut r = req.clone();
-                r.uri = b.contact.clone();
+            debug!(%from, %aor, forks = targets.len(), "XMPP message → SIP MESSAGE to a registered user");
+            let default = if forced_tcp {
+                Transport::Tcp
+            } else {
+                transport
+            };
+            for t in targets {
                 // Over the connection it registered on, while open (RFC 5626 §5.3).
-                r.flow = b.flow;
-                let transport = match b.flow {
-                    Some(f) => f.transport,
-                    None if b.tcp || forced_tcp => Transport::Tcp,
-                    None => transport,
+                let (r, transport) = to_binding(&req, &t.first, default);
+                let branch = Branch {
+                    req: r.clone(),
+                    alternates: t.alternates,
                 };
-                self.send_message(r, transport, msg.clone(), forced_tcp, Some(fork));
+                self.send_message(r, transport, msg.clone(), forced_tcp, Some((fork, branch)));
             }
             return;
         }
@@ -1148,6 +1215,7 @@ impl Gateway {
                 PendingOut {
                     stanza: msg,
                     forced_tcp,
+                    branch: None,
                     fork: None,
                     account: Some((a.key(), req.clone(), transport)),
                 },
@@ -1166,15 +1234,17 @@ impl Gateway {
         transport: Transport,
         stanza: Element,
         forced_tcp: bool,
-        fork: Option<u64>,
+        fork: Option<(u64, Branch)>,
     ) {
         let tx = self.next_tx;
         self.next_tx -= 1;
+        let (fork, branch) = fork.unzip();
         self.pending_out.insert(
             tx,
             PendingOut {
                 stanza,
                 forced_tcp,
+                branch,
                 fork,
                 account: None,
             },
@@ -1337,8 +1407,9 @@ impl Gateway {
                 return true;
             }
         };
-        let contacts = self.registrar.contacts(&aor, now);
-        if contacts.is_empty() {
+        // One target per UA instance (RFC 5626 §7), the other flows held back.
+        let targets = self.registrar.targets(&aor, now);
+        if targets.is_empty() {
             info!(%aor, "MESSAGE for a SIP user with no registered contact: 480");
             self.reply(tx, 480, vec![]);
             return true;
@@ -1350,9 +1421,11 @@ impl Gateway {
             group,
             RelayGroup {
                 tx,
-                left: contacts.len(),
+                left: targets.len(),
                 answered: false,
                 last: 480,
+                aor: aor.clone(),
+                flow_failed: false,
             },
         );
         let mut headers = vec![("Max-Forwards".to_string(), max_forwards.to_string())];
@@ -1361,43 +1434,84 @@ impl Gateway {
                 headers.push((name.to_string(), one_line(v)));
             }
         }
-        debug!(%aor, forks = contacts.len(), "SIP MESSAGE relayed to the registered contacts");
-        for b in contacts {
-            let out = OutRequest {
-                method: "MESSAGE".into(),
-                uri: b.contact.clone(),
-                from: from.to_string(),
-                to: aor.clone(),
-                call_id: None,
-                headers: headers.clone(),
-                content_type: req.header("Content-Type").map(one_line),
-                body: req.body.clone(),
-                flow: None,
-                dialog: None,
-                next_hop: None,
-            };
-            let out_tx = self.next_tx;
-            self.next_tx -= 1;
-            self.relays.insert(out_tx, group);
-            let transport = if b.tcp {
-                Transport::Tcp
-            } else {
-                Transport::Udp
-            };
-            self.outputs.push_back(Output::SipSend {
-                tx: out_tx,
+        debug!(%aor, forks = targets.len(), "SIP MESSAGE relayed to the registered contacts");
+        let template = OutRequest {
+            method: "MESSAGE".into(),
+            uri: String::new(),
+            from: from.to_string(),
+            to: aor.clone(),
+            call_id: None,
+            headers,
+            content_type: req.header("Content-Type").map(one_line),
+            body: req.body.clone(),
+            flow: None,
+            flow_only: false,
+            dialog: None,
+            next_hop: None,
+        };
+        for t in targets {
+            // Over the connection it registered on, while open (RFC 5626 §5.3).
+            let (out, transport) = to_binding(&template, &t.first, Transport::Udp);
+            let branch = Branch {
                 req: out,
-                transport,
-            });
+                alternates: t.alternates,
+            };
+            self.relay_send(group, branch, transport);
         }
         true
     }
 
+    /// Sends one branch of a relayed MESSAGE.
+    fn relay_send(&mut self, group: u64, branch: Branch, transport: Transport) {
+        let tx = self.next_tx;
+        self.next_tx -= 1;
+        let req = branch.req.clone();
+        self.relays.insert(tx, RelayBranch { group, branch });
+        self.outputs
+            .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    /// RFC 5626 §5.3 / §7 for one branch to a SIP user of `C`: a failed flow invalidates
+    /// the bindings reached over it; after 430 or 408 the next flow of the same UA instance
+    /// takes the request (`Some((request, transport, the rest))`), if it has one.
+    fn next_flow(
+        &mut self,
+        branch: Option<Branch>,
+        result: &Result<SipResponse, SendFailure>,
+    ) -> Option<(OutRequest, Transport, Branch)> {
+        let mut b = branch?;
+        if let (Err(SendFailure::FlowFailed(why)), Some(f)) = (result, b.req.flow) {
+            info!(uri = %b.req.uri, %why, "flow failed (RFC 5626 §5.3: 430 Flow Failed)");
+            self.flow_failed(f);
+        }
+        if !retry_other_flow(result) || b.alternates.is_empty() {
+            return None;
+        }
+        let next = b.alternates.remove(0);
+        let (req, transport) = to_binding(&b.req, &next, Transport::Udp);
+        debug!(uri = %req.uri, "the same UA over its next flow (RFC 5626 §7)");
+        let rest = Branch {
+            req: req.clone(),
+            alternates: b.alternates,
+        };
+        Some((req, transport, rest))
+    }
+
     /// The outcome of a relayed MESSAGE; `false` when `tx` is not one.
+    ///
+    /// A branch whose flow failed (the edge proxy's 430, RFC 5626 §5.3) goes to the next
+    /// flow of the same UA instance if there is one (§7). A 430 is never the answer: it
+    /// is meant for the authoritative proxy, which stox is, and an endpoint must not get
+    /// one (RFC 5626 §11); with no other answer the sender gets `480 Temporarily
+    /// Unavailable`, as for a user without binding (the failed ones are gone, §7).
     fn on_relay_response(&mut self, tx: TxId, result: &Result<SipResponse, SendFailure>) -> bool {
-        let Some(group) = self.relays.remove(&tx) else {
+        let Some(RelayBranch { group, branch }) = self.relays.remove(&tx) else {
             return false;
         };
+        if let Some((_, transport, rest)) = self.next_flow(Some(branch), result) {
+            self.relay_send(group, rest, transport);
+            return true;
+        }
         let Some(g) = self.relay_groups.get_mut(&group) else {
             return true;
         };
@@ -1406,22 +1520,34 @@ impl Gateway {
             Ok(r) => r.code,
             Err(SendFailure::Timeout) => 408,
             Err(SendFailure::Transport(_)) => 503,
+            Err(SendFailure::FlowFailed(_)) => 430,
         };
         let mut answer = None;
         if (200..300).contains(&code) && !g.answered {
             g.answered = true;
-            answer = Some((g.tx, code));
+            answer = Some((g.tx, code, vec![]));
+        } else if code == 430 {
+            g.flow_failed = true;
         } else if code >= 300 {
             g.last = code;
         }
         if g.left == 0 {
             if !g.answered {
-                answer = Some((g.tx, g.last));
+                let headers = if g.flow_failed && g.last == 480 {
+                    let why = format!(
+                        "the connection of {}'s user agent is gone (RFC 5626 430 Flow Failed)",
+                        g.aor
+                    );
+                    vec![("Warning".to_string(), format!("399 stox \"{why}\""))]
+                } else {
+                    vec![]
+                };
+                answer = Some((g.tx, g.last, headers));
             }
             self.relay_groups.remove(&group);
         }
-        if let Some((tx, code)) = answer {
-            self.reply(tx, code, vec![]);
+        if let Some((tx, code, headers)) = answer {
+            self.reply(tx, code, headers);
         }
         true
     }
@@ -1484,6 +1610,16 @@ impl Gateway {
         let Some(mut p) = self.pending_out.remove(&tx) else {
             return;
         };
+        // To a SIP user of `C`: a failed flow, then the next flow of the same UA.
+        if let Some((req, transport, rest)) = self.next_flow(p.branch.take(), &result) {
+            let tx = self.next_tx;
+            self.next_tx -= 1;
+            p.branch = Some(rest);
+            self.pending_out.insert(tx, p);
+            self.outputs
+                .push_back(Output::SipSend { tx, req, transport });
+            return;
+        }
         // A provider's challenge to a message sent through an account: answered once.
         if let (Ok(r), Some((key, req, transport))) = (&result, p.account.take()) {
             if matches!(r.code, 401 | 407) {
@@ -1505,9 +1641,11 @@ impl Gateway {
             }
         }
         let delivered = matches!(&result, Ok(r) if r.code < 300);
+        let flow_failed = matches!(&result, Err(SendFailure::FlowFailed(_)));
         if let Some(f) = p.fork.and_then(|f| self.forks.get_mut(&f)) {
             f.left = f.left.saturating_sub(1);
             f.delivered |= delivered;
+            f.flows_only &= delivered || flow_failed;
         }
         let (cond, text) = match result {
             Ok(r) if (200..300).contains(&r.code) => return self.fork_done(p.fork),
@@ -1525,7 +1663,9 @@ impl Gateway {
                 DefinedCondition::PolicyViolation,
                 format!("message too large for UDP (RFC 3261 §18.1.1) and no TCP path: {why}"),
             ),
-            Err(SendFailure::Transport(why)) => (DefinedCondition::RemoteServerNotFound, why),
+            Err(SendFailure::Transport(why) | SendFailure::FlowFailed(why)) => {
+                (DefinedCondition::RemoteServerNotFound, why)
+            }
         };
         if let Some(fork) = p.fork {
             // A forked MESSAGE fails only when every contact failed (the last failure
@@ -1537,7 +1677,19 @@ impl Gateway {
             if f.left > 0 || f.delivered {
                 return self.fork_done(Some(fork));
             }
-            if let Some((cond, text)) = self.forks.remove(&fork).and_then(|f| f.failure) {
+            let Some(f) = self.forks.remove(&fork) else {
+                return;
+            };
+            if f.flows_only {
+                // Every contact it went to was reached over a flow that failed: those
+                // bindings are gone (RFC 5626 §7), and a message for a user without a
+                // binding waits until he registers again, as any other.
+                info!(
+                    "every flow of the SIP user failed; the message waits for a new registration"
+                );
+                return self.on_message(now, p.stanza);
+            }
+            if let Some((cond, text)) = f.failure {
                 self.bounce(&p.stanza, cond, &text);
             }
             return;

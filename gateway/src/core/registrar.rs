@@ -28,8 +28,15 @@
 //! the peer's end of the connection. Requests to the contact go over that connection while
 //! it is open (the io layer keeps the connections): a WebSocket client's Contact names an
 //! `.invalid` host (RFC 7118 §5), and a UA behind NAT cannot be reached at the address it
-//! wrote. When the connection is gone, a WebSocket contact is unreachable until the UA
-//! registers again; a TCP or TLS contact is reached as its URI says.
+//! wrote. A binding made with outbound, or by a WebSocket client, is reached over its flow
+//! only ([`Binding::flow_only`]); a TCP or TLS contact without outbound is reached as its
+//! URI says once the connection is gone.
+//!
+//! A failed flow (RFC 5626 §7): when the io layer reports a closed connection
+//! (`Input::FlowClosed`), or a request finds it closed (`SendFailure::FlowFailed`, the
+//! edge proxy's 430), every binding reached over it only is removed, whatever its AOR. A
+//! MESSAGE to the AOR then goes to one flow per UA instance at a time ([`Target`]), the
+//! next flow after a 430 or 408; a 430 never reaches the sender (RFC 5626 §11).
 //!
 //! A REGISTER using outbound (RFC 5626 §4.2: `Supported: outbound`, a contact with
 //! `reg-id` and `+sip.instance`) straight from the UA (one Via) gets, as RFC 5626 §6 says
@@ -211,6 +218,26 @@ pub struct Binding {
     pub outbound: Option<(String, u32)>,
 }
 
+impl Binding {
+    /// Whether the contact is reached over its flow only (RFC 5626 §5.3: registered with
+    /// outbound; RFC 7118 §5: a WebSocket client, whose Contact host is `.invalid`).
+    pub fn flow_only(&self) -> bool {
+        self.flow.is_some_and(|f| {
+            self.outbound.is_some() || matches!(f.transport, Transport::Ws | Transport::Wss)
+        })
+    }
+}
+
+/// One target of a request for an AOR (RFC 5626 §7): a binding, and the other flows of the
+/// same UA instance to try in its place when its flow failed.
+#[derive(Debug, Clone)]
+pub(in crate::core) struct Target {
+    /// The binding tried first.
+    pub first: Binding,
+    /// The same instance's other bindings (other `reg-id`s), most recent first.
+    pub alternates: Vec<Binding>,
+}
+
 /// Registrations and authentication state.
 #[derive(Default)]
 pub(in crate::core) struct RegistrarState {
@@ -238,6 +265,27 @@ impl RegistrarState {
             .unwrap_or_default();
         v.sort_by_key(|b| std::cmp::Reverse(b.expires_at));
         v
+    }
+
+    /// The target set of a request for `aor` (RFC 5626 §7): one target per UA instance
+    /// (a binding without outbound is an instance of its own), the most recently refreshed
+    /// first, each with the other flows of its instance (other `reg-id`s) to try in turn
+    /// when it fails with 430 (Flow Failed) or 408.
+    pub(in crate::core) fn targets(&self, aor: &str, now: Instant) -> Vec<Target> {
+        let mut out: Vec<Target> = Vec::new();
+        for b in self.contacts(aor, now) {
+            let instance = b.outbound.as_ref().map(|(i, _)| i.clone());
+            match out.iter_mut().find(|t| {
+                instance.is_some() && t.first.outbound.as_ref().map(|(i, _)| i) == instance.as_ref()
+            }) {
+                Some(t) => t.alternates.push(b),
+                None => out.push(Target {
+                    first: b,
+                    alternates: Vec::new(),
+                }),
+            }
+        }
+        out
     }
 
     /// How many bindings exist.
@@ -720,6 +768,32 @@ impl Gateway {
         headers.extend(extra);
         gauge!("stox_sip_bindings").set(self.registrar.count() as f64);
         self.reply(tx, 200, headers);
+    }
+
+    /// RFC 5626 §7: a flow failed (its connection is gone), so every binding reached over
+    /// it only is invalid, whatever its AOR: removed, as if the UA had unregistered. It
+    /// registers again over a new flow (RFC 5626 §4.4). Bindings that are not tied to the
+    /// flow (TCP or TLS without outbound) stay: they are reached as their URI says.
+    pub(in crate::core) fn flow_failed(&mut self, flow: Flow) {
+        let mut gone = Vec::new();
+        for (aor, list) in self.registrar.bindings.iter_mut() {
+            list.retain(|b| {
+                let dead = b.flow == Some(flow) && b.flow_only();
+                if dead {
+                    gone.push((aor.clone(), b.contact.clone(), b.expires_at));
+                }
+                !dead
+            });
+        }
+        self.registrar.bindings.retain(|_, l| !l.is_empty());
+        for (aor, contact, at) in gone {
+            info!(%aor, %contact, flow = %flow.remote, transport = flow.transport.via_name(), "SIP: binding removed, its flow failed (RFC 5626 §7)");
+            self.registrar
+                .expiries
+                .remove(&(at, aor.clone(), contact.clone()));
+            self.store_remove(Table::Bindings, &format!("{aor}|{contact}"));
+        }
+        gauge!("stox_sip_bindings").set(self.registrar.count() as f64);
     }
 
     /// Drops the bindings that expired.

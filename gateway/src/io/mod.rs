@@ -57,6 +57,8 @@ enum Event {
         req: Box<crate::sipmsg::OutRequest>,
         hop: Result<Vec<(SocketAddr, Transport)>, (u16, String)>,
     },
+    /// A stream connection requests came in on closed (RFC 5626 §7).
+    FlowClosed(Flow),
 }
 
 /// Everything the client-transaction tasks need.
@@ -379,7 +381,12 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         proxy: proxy.map(|(_, a)| a),
         dns,
         events: events_tx.clone(),
-        flows: transports::Flows::default(),
+        flows: {
+            let events = events_tx.clone();
+            transports::Flows::with_on_close(move |flow| {
+                let _ = events.send(Event::FlowClosed(flow));
+            })
+        },
         tls_ca: tls_files.ca.clone(),
     };
     let flows = sender.flows.clone();
@@ -680,6 +687,7 @@ fn on_event(
             let _ = reply.send(gateway.subscriptions(now));
         }
         Event::Located { call, req, hop } => call_io.located(call, *req, hop),
+        Event::FlowClosed(flow) => gateway.handle_input(now, Input::FlowClosed(flow)),
         Event::Admin(crate::admin::calls::CallRequest::Accounts(r)) => {
             crate::admin::accounts::answer(gateway, now, r);
         }
@@ -1009,10 +1017,11 @@ async fn send_request(
             };
             return send_to(sender, &req, to, &target, first_route.as_ref()).await;
         }
-        // RFC 7118 §5: nobody connects to a WebSocket client; RFC 5626 §5.3: a closed
-        // flow is not replaced by a connection to the peer's address.
-        if matches!(f.transport, Transport::Ws | Transport::Wss) {
-            return Err(SendFailure::Transport(format!(
+        // RFC 7118 §5: nobody connects to a WebSocket client; RFC 5626 §5.3: the flow of
+        // an outbound binding is not replaced by a connection to the peer's address or to
+        // its contact: the flow failed (the edge proxy's 430).
+        if req.flow_only || matches!(f.transport, Transport::Ws | Transport::Wss) {
+            return Err(SendFailure::FlowFailed(format!(
                 "the {} connection of {} is closed",
                 f.transport.via_name(),
                 f.remote

@@ -879,6 +879,7 @@ mod tests {
             content_type: Some("text/plain;charset=UTF-8".into()),
             body: "héllo".as_bytes().to_vec(),
             flow: None,
+            flow_only: false,
             dialog: None,
             next_hop: None,
         };

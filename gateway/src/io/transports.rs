@@ -52,15 +52,30 @@ fn open(conn: &SipConnection) -> bool {
     conn.cancel_token().is_none_or(|t| !t.is_cancelled())
 }
 
+/// Told when a flow's connection closes.
+type OnClose = Arc<dyn Fn(Flow) + Send + Sync>;
+
 /// The stream connections requests came in on (and TLS connections stox opened), by flow.
 #[derive(Clone, Default)]
-pub struct Flows(Arc<Mutex<HashMap<Flow, SipConnection>>>);
+pub struct Flows {
+    map: Arc<Mutex<HashMap<Flow, SipConnection>>>,
+    on_close: Option<OnClose>,
+}
 
 impl Flows {
+    /// Flows that call `on_close` when a connection they learned closes (RFC 5626 §7: the
+    /// registrar then invalidates the bindings that use it).
+    pub fn with_on_close(on_close: impl Fn(Flow) + Send + Sync + 'static) -> Flows {
+        Flows {
+            map: Arc::default(),
+            on_close: Some(Arc::new(on_close)),
+        }
+    }
+
     /// Remembers the connection of a request that came in; forgets closed ones when a new
     /// flow appears.
     pub fn learn(&self, flow: Flow, conn: &SipConnection) {
-        let Ok(mut map) = self.0.lock() else { return };
+        let Ok(mut map) = self.map.lock() else { return };
         if let Some(known) = map.get(&flow) {
             if open(known) {
                 return;
@@ -69,11 +84,20 @@ impl Flows {
         map.retain(|_, c| open(c));
         map.insert(flow, conn.clone());
         metrics::gauge!("stox_sip_flows").set(map.len() as f64);
+        // rsipstack cancels a stream's token when it retires the connection (and the
+        // secure WebSocket bridge its own when the socket ends).
+        if let (Some(on_close), Some(token)) = (self.on_close.clone(), conn.cancel_token()) {
+            tokio::spawn(async move {
+                token.cancelled().await;
+                debug!(remote = %flow.remote, transport = flow.transport.via_name(), "flow closed");
+                on_close(flow);
+            });
+        }
     }
 
     /// The connection of a flow, if it is still open.
     pub fn get(&self, flow: &Flow) -> Option<SipConnection> {
-        let map = self.0.lock().ok()?;
+        let map = self.map.lock().ok()?;
         map.get(flow).filter(|c| open(c)).cloned()
     }
 }

@@ -935,6 +935,7 @@ impl Gateway {
                 content_type: None,
                 body: Vec::new(),
                 flow: None,
+                flow_only: false,
                 dialog: Some(DialogRef {
                     from_tag: d.local_tag.clone(),
                     to_tag: d.remote_tag.clone(),
@@ -1078,7 +1079,7 @@ impl Gateway {
                 )
             }
             Err(SendFailure::Timeout) => (408, None, None),
-            Err(SendFailure::Transport(why)) => {
+            Err(SendFailure::Transport(why) | SendFailure::FlowFailed(why)) => {
                 info!(%why, contact = %e.contact, "presence: SUBSCRIBE not sent");
                 (503, None, None)
             }
@@ -1770,6 +1771,7 @@ impl Gateway {
             content_type: body.as_ref().map(|_| PIDF.to_string()),
             body: body.unwrap_or_default(),
             flow: None,
+            flow_only: false,
             dialog: Some(DialogRef {
                 from_tag: d.local_tag.clone(),
                 to_tag: d.remote_tag.clone(),
@@ -1808,7 +1810,7 @@ impl Gateway {
             Ok(r) if matches!(r.code, 401 | 407 | 491) => return,
             Ok(r) => format!("{} {}", r.code, r.reason),
             Err(SendFailure::Timeout) => "no response (timer F)".to_string(),
-            Err(SendFailure::Transport(why)) => why.clone(),
+            Err(SendFailure::Transport(why) | SendFailure::FlowFailed(why)) => why.clone(),
         };
         if let Some(e) = self.presence.watchers.get(&id) {
             info!(watcher = %e.watcher_uri, %failure, "presence: NOTIFY failed; subscription removed");

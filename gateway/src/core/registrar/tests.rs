@@ -817,3 +817,253 @@ fn outbound_needs_a_stream_first_hop_and_supported_outbound() {
     let flows: Vec<_> = sends(&outs).iter().map(|(_, r)| r.flow).collect();
     assert_eq!(flows, vec![None]);
 }
+
+/// A MESSAGE from a foreign SIP user to dave (relayed to his contacts, RFC 3261 §16).
+fn message_to_dave(body: &str) -> SipRequest {
+    SipRequest {
+        method: "MESSAGE".into(),
+        uri: format!("sip:dave@{C}"),
+        headers: vec![
+            (
+                "Via".into(),
+                "SIP/2.0/UDP 127.0.0.1:5070;branch=z9hG4bKc".into(),
+            ),
+            ("From".into(), "<sip:carol@127.0.0.1:5070>;tag=c1".into()),
+            ("To".into(), format!("<sip:dave@{C}>")),
+            ("Call-ID".into(), format!("c-{body}")),
+            ("CSeq".into(), "1 MESSAGE".into()),
+            ("Content-Type".into(), "text/plain".into()),
+        ],
+        body: body.as_bytes().to_vec(),
+        transport: Transport::Udp,
+        source: Some("127.0.0.1:5070".parse::<SocketAddr>().expect("addr")),
+    }
+}
+
+fn flow(remote: &str) -> crate::sipmsg::Flow {
+    crate::sipmsg::Flow {
+        transport: Transport::Ws,
+        remote: remote.parse().expect("addr"),
+    }
+}
+
+/// The final reply to server transaction `tx` among `outs`.
+fn reply_to(outs: &[Output], tx: TxId) -> Option<(u16, Vec<(String, String)>)> {
+    outs.iter().find_map(|o| match o {
+        Output::SipReply {
+            tx: t,
+            code,
+            headers,
+            ..
+        } if *t == tx => Some((*code, headers.clone())),
+        _ => None,
+    })
+}
+
+#[test]
+fn a_failed_flow_is_a_430_inside_and_a_480_to_the_sender() {
+    let mut h = H::new();
+    let (code, _, _) = registered(&mut h, ws_register("u1", "127.0.0.1:40001", 1));
+    assert_eq!(code, 200);
+    // A MESSAGE from carol is relayed over dave's WebSocket, over it only.
+    let tx = h.next_tx;
+    h.next_tx += 1;
+    let outs = h.input(Input::SipRequest {
+        tx,
+        req: message_to_dave("hello"),
+    });
+    let s = sends(&outs);
+    assert_eq!(s.len(), 1, "{outs:?}");
+    assert_eq!(s[0].1.flow, Some(flow("127.0.0.1:40001")));
+    assert!(
+        s[0].1.flow_only,
+        "an outbound binding is reached over its flow only"
+    );
+    // The connection is gone: the edge proxy's 430 (RFC 5626 §5.3). stox is the
+    // authoritative proxy too; the sender, an endpoint, gets 480 (RFC 5626 §11).
+    let outs = h.input(Input::SipResponse {
+        tx: s[0].0,
+        result: Err(SendFailure::FlowFailed("closed".into())),
+    });
+    let (code, headers) = reply_to(&outs, tx).expect("answered");
+    assert_eq!(code, 480);
+    let warning = hdrs(&headers, "Warning").join(" ");
+    assert!(warning.contains("430 Flow Failed"), "{warning}");
+    // RFC 5626 §7: the binding is gone, in memory and in the store.
+    assert!(h
+        .store
+        .tables
+        .list(Table::Bindings)
+        .expect("list")
+        .is_empty());
+    let (code, _, outs) = h.sip(message_to_dave("again"));
+    assert_eq!(code, 480, "no binding left");
+    assert!(sends(&outs).is_empty());
+}
+
+#[test]
+fn an_xmpp_message_whose_flow_failed_waits_for_the_next_registration() {
+    let mut h = H::new();
+    let (code, _, _) = registered(&mut h, ws_register("u1", "127.0.0.1:40001", 1));
+    assert_eq!(code, 200);
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m1", "hi")));
+    let s = sends(&outs);
+    assert_eq!(s.len(), 1);
+    let outs = h.input(Input::SipResponse {
+        tx: s[0].0,
+        result: Err(SendFailure::FlowFailed("closed".into())),
+    });
+    // No binding any more (RFC 5626 §7): held like any message for an unregistered user,
+    // no error to alice.
+    assert!(errors(&outs).is_empty(), "{outs:?}");
+    assert!(sends(&outs).is_empty(), "{outs:?}");
+    assert_eq!(h.store.tables.list(Table::Held).expect("list").len(), 1);
+    // dave's browser comes back over a new WebSocket: the message goes there.
+    let (code, _, outs) = registered(&mut h, ws_register("u2", "127.0.0.1:40002", 1));
+    assert_eq!(code, 200);
+    let s = sends(&outs);
+    assert_eq!(s.len(), 1, "{outs:?}");
+    assert_eq!(s[0].1.body, b"hi");
+    assert_eq!(s[0].1.flow, Some(flow("127.0.0.1:40002")));
+    assert!(h.store.tables.list(Table::Held).expect("list").is_empty());
+
+    // A failure that is not the flow's is still reported.
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m2", "x")));
+    let s = sends(&outs);
+    let outs = h.input(Input::SipResponse {
+        tx: s[0].0,
+        result: Ok(SipResponse::new(486, "Busy Here")),
+    });
+    assert_eq!(errors(&outs), vec!["recipient-unavailable"]);
+}
+
+#[test]
+fn one_flow_per_instance_at_a_time_the_next_after_430() {
+    let mut h = H::new();
+    // One UA instance registered over two flows (reg-id 1 and 2, RFC 5626 §4.2), and a
+    // UDP phone.
+    let (code, _, _) = registered(&mut h, ws_register("u1", "127.0.0.1:40001", 1));
+    assert_eq!(code, 200);
+    h.now += Duration::from_secs(1);
+    let (code, _, _) = registered(&mut h, ws_register("u2", "127.0.0.1:40002", 2));
+    assert_eq!(code, 200);
+    let (code, _, _) = registered(
+        &mut h,
+        register("<sip:dave@127.0.0.1:5062>", Some("300"), "c1", 1),
+    );
+    assert_eq!(code, 200);
+    // RFC 5626 §7: one target per instance; the UDP phone is another.
+    let tx = h.next_tx;
+    h.next_tx += 1;
+    let outs = h.input(Input::SipRequest {
+        tx,
+        req: message_to_dave("m"),
+    });
+    let s = sends(&outs);
+    assert_eq!(s.len(), 2, "{outs:?}");
+    let ws: Vec<_> = s.iter().filter(|(_, r)| r.flow.is_some()).collect();
+    assert_eq!(ws.len(), 1, "one flow of the instance: {s:?}");
+    let first = ws[0].1.flow.expect("flow");
+    let udp = s.iter().find(|(_, r)| r.flow.is_none()).expect("udp").0;
+    // The phone is busy; the instance's first flow failed: its other flow takes it.
+    let outs = h.input(Input::SipResponse {
+        tx: udp,
+        result: Ok(SipResponse::new(486, "Busy Here")),
+    });
+    assert!(reply_to(&outs, tx).is_none());
+    let outs = h.input(Input::SipResponse {
+        tx: ws[0].0,
+        result: Err(SendFailure::FlowFailed("closed".into())),
+    });
+    assert!(reply_to(&outs, tx).is_none(), "not answered yet: {outs:?}");
+    let s = sends(&outs);
+    assert_eq!(s.len(), 1, "{outs:?}");
+    let second = s[0].1.flow.expect("flow");
+    assert_ne!(first, second);
+    assert!(s[0].1.flow_only);
+    let outs = h.input(Input::SipResponse {
+        tx: s[0].0,
+        result: Ok(SipResponse::new(200, "OK")),
+    });
+    assert_eq!(reply_to(&outs, tx).map(|r| r.0), Some(200));
+    // The failed flow's binding is gone, the other two stay.
+    let left: Vec<String> = h
+        .store
+        .tables
+        .list(Table::Bindings)
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left.len(), 2, "{left:?}");
+
+    // A branch that fails otherwise (not 430/408) is not retried on the other flow
+    // (RFC 5626 §7), and the sender gets that failure.
+    let (code, _, outs) = registered(&mut h, ws_register("u3", "127.0.0.1:40003", 1));
+    assert_eq!(code, 200);
+    drop(outs);
+    let tx = h.next_tx;
+    h.next_tx += 1;
+    let outs = h.input(Input::SipRequest {
+        tx,
+        req: message_to_dave("n"),
+    });
+    let branches: Vec<(TxId, bool)> = sends(&outs)
+        .iter()
+        .map(|(t, r)| (*t, r.flow.is_some()))
+        .collect();
+    assert_eq!(branches.len(), 2, "{outs:?}");
+    for (t, over_flow) in branches {
+        let result = if over_flow {
+            Ok(SipResponse::new(603, "Decline"))
+        } else {
+            Ok(SipResponse::new(486, "Busy Here"))
+        };
+        let o = h.input(Input::SipResponse { tx: t, result });
+        assert!(sends(&o).is_empty(), "no retry after 603 or 486: {o:?}");
+        if let Some((code, _)) = reply_to(&o, tx) {
+            assert!(code == 603 || code == 486, "{code}");
+        }
+    }
+}
+
+#[test]
+fn a_closed_connection_invalidates_the_bindings_tied_to_it() {
+    let mut h = H::new();
+    let (code, _, _) = registered(&mut h, ws_register("u1", "127.0.0.1:40001", 1));
+    assert_eq!(code, 200);
+    // A TCP phone without outbound: its binding is not tied to the connection.
+    let mut tcp = register(
+        "<sip:dave@127.0.0.1:5090;transport=tcp>",
+        Some("300"),
+        "t1",
+        1,
+    );
+    tcp.transport = Transport::Tcp;
+    tcp.source = Some("127.0.0.1:40009".parse().expect("addr"));
+    let (code, _, _) = registered(&mut h, tcp);
+    assert_eq!(code, 200);
+    assert_eq!(h.store.tables.list(Table::Bindings).expect("list").len(), 2);
+    h.input(Input::FlowClosed(flow("127.0.0.1:40001")));
+    h.input(Input::FlowClosed(crate::sipmsg::Flow {
+        transport: Transport::Tcp,
+        remote: "127.0.0.1:40009".parse().expect("addr"),
+    }));
+    let left: Vec<String> = h
+        .store
+        .tables
+        .list(Table::Bindings)
+        .expect("list")
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].contains("transport=tcp"), "{left:?}");
+    let outs = h.input(Input::Stanza(message_to("dave@sip.localhost", "m1", "hi")));
+    let s = sends(&outs);
+    assert_eq!(s.len(), 1);
+    assert!(
+        !s[0].1.flow_only,
+        "reached as its URI says if the connection is gone"
+    );
+}
