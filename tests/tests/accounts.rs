@@ -773,3 +773,169 @@ fn presence_goes_through_the_account_both_ways() {
         active.body_text()
     );
 }
+
+/// Removing the account ends the subscriptions made through it (RFC 6665) before it
+/// unregisters: stox B, the provider, gets SUBSCRIBE Expires: 0 for alice2's watch of dave
+/// (and drops it), alice is told `unsubscribed`; a SIPp watcher at the account's Contact
+/// gets NOTIFY `terminated;reason=noresource`.
+#[test]
+fn removing_the_account_ends_its_presence_subscriptions() {
+    use stox_tests::sipp::WatcherPlan;
+    use stox_tests::{sip_contact_jid, ClientOptions};
+    let prosody = prosody_with_two_components();
+    let b = provider(&prosody);
+    let r = b
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave-secret"}"#),
+        )
+        .expect("admin B");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let a = Stox::start(&prosody, "").expect("stox A");
+    let mut alice = XmppClient::connect_with(
+        &prosody,
+        "alice",
+        PASSWORD,
+        "laptop",
+        ClientOptions {
+            manual_subscriptions: true,
+            ..ClientOptions::default()
+        },
+    )
+    .expect("alice");
+    alice.roster(T).expect("alice's roster");
+    add_account(&a, &account_at_b(&b, "alice2-secret"));
+    let v = wait_state(&a, "b", "registered");
+    let contact_user = v["contact_user"]
+        .as_str()
+        .expect("contact user")
+        .to_string();
+
+    // alice watches dave at B through her account.
+    let dave = "dave\\40sip2.localhost@sip.localhost";
+    alice.subscribe(dave).expect("subscribe");
+    alice
+        .expect_presence(dave, Some("subscribed"), T)
+        .unwrap_or_else(|e| panic!("no approval from dave: {e:#}\n{}", a.log_tail(40)));
+    let watched_at_b = |b: &Stox| -> bool {
+        let subs = b
+            .admin_get("/api/v1/subscriptions")
+            .expect("admin B")
+            .json()
+            .expect("json");
+        subs.as_array().is_some_and(|l| {
+            l.iter().any(|s| {
+                s["watcher"]
+                    .as_str()
+                    .is_some_and(|w| w.contains("alice2@sip2.localhost"))
+            })
+        })
+    };
+    assert!(watched_at_b(&b));
+
+    // carol (SIPp) watches alice at the account's Contact until the notifier ends it.
+    let plan = WatcherPlan::until_terminated(600).quiet(Duration::from_millis(200));
+    let watcher = Sipp::uac_presence_watcher(
+        a.sip_addr(),
+        &contact_user,
+        &format!("127.0.0.1:{}", a.sip_port()),
+        &plan,
+    )
+    .timeout(Duration::from_secs(30));
+    let carol = sip_contact_jid("carol", "127.0.0.1", watcher.local_port(), "sip.localhost");
+    let watcher = watcher.spawn().expect("sipp watcher");
+    alice
+        .expect_presence(&carol, Some("subscribe"), T)
+        .unwrap_or_else(|e| panic!("no subscription request: {e:#}\n{}", a.log_tail(40)));
+    alice.approve(&carol).expect("approve");
+    // Wait until A holds carol's subscription as active.
+    let deadline = Instant::now() + T;
+    loop {
+        let subs = a
+            .admin_get("/api/v1/subscriptions")
+            .expect("admin A")
+            .json()
+            .expect("json");
+        let active = subs.as_array().is_some_and(|l| {
+            l.iter()
+                .any(|s| s["direction"] == "sip_to_xmpp" && s["state"] == "active")
+        });
+        if active {
+            break;
+        }
+        assert!(Instant::now() < deadline, "carol never active: {subs}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let subscribes = "stox_sip_requests_received_total{method=\"SUBSCRIBE\"}";
+    let subscribes_before = metric(&b, subscribes).unwrap_or(0.0);
+
+    // The account goes.
+    let r = a
+        .admin_request("DELETE", "/api/v1/accounts/alice@localhost/b", None)
+        .expect("delete");
+    assert_eq!(r.status, 204);
+
+    // carol's dialog: NOTIFY terminated;reason=noresource (RFC 6665 §4.2.2).
+    let run = watcher.wait(T).expect("watcher ends");
+    assert_eq!(run.exit_code, Some(0), "{}", run.summary());
+    let states = run.subscription_states(true);
+    let last = states.last().expect("NOTIFYs");
+    assert_eq!(last.state, "terminated", "{states:?}");
+    assert_eq!(last.reason.as_deref(), Some("noresource"), "{states:?}");
+    let terminated = run.requests("NOTIFY", true);
+    let c = terminated
+        .last()
+        .and_then(|n| n.header("Contact"))
+        .unwrap_or_default();
+    assert!(
+        c.contains(&contact_user),
+        "still the account's Contact: {c}"
+    );
+
+    // alice's watch: SUBSCRIBE Expires: 0 reached B, which dropped the subscription; alice
+    // is told the authorization is gone.
+    alice
+        .expect_presence(dave, Some("unsubscribed"), T)
+        .unwrap_or_else(|e| panic!("no unsubscribed: {e:#}\n{}", a.log_tail(40)));
+    let deadline = Instant::now() + T;
+    while watched_at_b(&b) {
+        assert!(
+            Instant::now() < deadline,
+            "B still has alice2's subscription\n{}",
+            b.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // That was the SUBSCRIBE (Expires: 0): B received one more.
+    assert_eq!(
+        metric(&b, subscribes),
+        Some(subscribes_before + 1.0),
+        "{}",
+        b.log_tail(40)
+    );
+    let b_log = std::fs::read_to_string(b.log_path()).unwrap_or_default();
+    assert!(
+        !b_log.contains("alice@localhost"),
+        "the XMPP address reached B"
+    );
+    // And the account unregistered at B.
+    let deadline = Instant::now() + T;
+    loop {
+        let users = b
+            .admin_get("/api/v1/sip-users")
+            .expect("admin B")
+            .json()
+            .expect("json");
+        let alice2 = users
+            .as_array()
+            .and_then(|l| l.iter().find(|u| u["user"] == "alice2").cloned())
+            .unwrap_or_default();
+        if alice2["bindings"].as_array().is_some_and(Vec::is_empty) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still bound at B: {users}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

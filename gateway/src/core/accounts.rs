@@ -25,7 +25,7 @@
 //! | `2xx` | registered until the expiry granted (our Contact's `expires`, else `Expires`, else what was asked); refreshed at `max(expiry/2, expiry − 60 s)` |
 //! | `423` | asks again with the response's `Min-Expires` (once per larger value) |
 //! | any other failure, a timeout | failed; retried after a capped exponential backoff (`[accounts] backoff_initial_secs`, default [`BACKOFF_MIN`], doubling to `backoff_max_secs`, default [`BACKOFF_MAX`]) |
-//! | account removed | `REGISTER` with `Expires: 0` for our Contact (answering one challenge) |
+//! | account removed | its presence subscriptions end (`SUBSCRIBE` `Expires: 0` for watches through it, `NOTIFY` `terminated;reason=noresource` to watchers at its Contact, `Gateway::end_account_subscriptions`), then `REGISTER` with `Expires: 0` for our Contact (answering one challenge) |
 //!
 //! Requests go to the outbound proxy when there is one, else to the registrar's (REGISTER)
 //! or the Request-URI's (other requests) host.
@@ -399,8 +399,10 @@ pub struct AccountView {
 pub(in crate::core) enum AccountTx {
     /// A REGISTER of a live account.
     Register(String),
-    /// The unregistration of a removed account (its record kept for a challenge).
-    Unregister(Box<(AccountRecord, OutRequest)>, bool),
+    /// A last request of a removed (or readdressed) account: its unregistration, or the
+    /// end of a presence subscription made through it (RFC 6665 §4.1.2.3). The record and
+    /// transport are kept to answer one challenge (`true` once answered).
+    Farewell(Box<(AccountRecord, OutRequest, Transport)>, bool),
 }
 
 struct Account {
@@ -593,6 +595,8 @@ impl Gateway {
         if let Some(old) = self.accounts.accounts.remove(&key) {
             self.accounts.by_contact.remove(&old.rec.contact_user());
             if old.rec.aor() != rec.aor() || old.rec.registrar != rec.registrar {
+                // The subscriptions were made with the old identity: they end with it.
+                self.end_account_subscriptions(&old.rec);
                 self.unregister(old);
             }
         }
@@ -659,6 +663,8 @@ impl Gateway {
         self.store_remove(Table::Accounts, &key);
         info!(%jid, %id, "account removed");
         let was_default = a.rec.default;
+        // RFC 6665: the subscriptions through the account end before it unregisters.
+        self.end_account_subscriptions(&a.rec);
         self.unregister(a);
         if was_default {
             let mut rest: Vec<String> = self
@@ -880,12 +886,23 @@ impl Gateway {
                 .push(self.credentials(&a.rec, ch, "REGISTER", &uri, a.nc + 1));
             answered = true;
         }
+        let transport = self.transport_of(&a.rec);
+        self.farewell(a.rec, req, transport, answered);
+    }
+
+    /// Sends a last request of a removed account (see [`AccountTx::Farewell`]).
+    pub(in crate::core) fn farewell(
+        &mut self,
+        rec: AccountRecord,
+        req: OutRequest,
+        transport: Transport,
+        answered: bool,
+    ) {
         let tx = self.next_tx;
         self.next_tx -= 1;
-        let transport = self.transport_of(&a.rec);
         self.accounts.txs.insert(
             tx,
-            AccountTx::Unregister(Box::new((a.rec, req.clone())), answered),
+            AccountTx::Farewell(Box::new((rec, req.clone(), transport)), answered),
         );
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
@@ -903,9 +920,9 @@ impl Gateway {
         };
         match what {
             AccountTx::Register(key) => self.on_register_response(now, &key, tx, result),
-            AccountTx::Unregister(boxed, answered) => match result {
+            AccountTx::Farewell(boxed, answered) => match result {
                 Ok(r) if matches!(r.code, 401 | 407) && !answered => {
-                    let (rec, mut req) = *boxed;
+                    let (rec, mut req, transport) = *boxed;
                     let Some(ch) = pick_challenge(r) else {
                         return true;
                     };
@@ -916,24 +933,16 @@ impl Gateway {
                     if let Some(d) = req.dialog.as_mut() {
                         d.cseq += 1;
                     }
-                    let uri = req.uri.clone();
+                    let (method, uri) = (req.method.clone(), req.uri.clone());
                     req.headers
-                        .push(self.credentials(&rec, &ch, "REGISTER", &uri, 1));
-                    let tx = self.next_tx;
-                    self.next_tx -= 1;
-                    let transport = self.transport_of(&rec);
-                    self.accounts.txs.insert(
-                        tx,
-                        AccountTx::Unregister(Box::new((rec, req.clone())), true),
-                    );
-                    self.outputs
-                        .push_back(Output::SipSend { tx, req, transport });
+                        .push(self.credentials(&rec, &ch, &method, &uri, 1));
+                    self.farewell(rec, req, transport, true);
                 }
                 Ok(r) => {
-                    info!(jid = %boxed.0.jid, id = %boxed.0.id, code = r.code, "account: unregistered")
+                    info!(jid = %boxed.0.jid, id = %boxed.0.id, method = %boxed.1.method, code = r.code, "account: last request of a removed account answered")
                 }
                 Err(e) => {
-                    info!(jid = %boxed.0.jid, id = %boxed.0.id, error = ?e, "account: unregistration failed")
+                    info!(jid = %boxed.0.jid, id = %boxed.0.id, method = %boxed.1.method, error = ?e, "account: last request of a removed account failed")
                 }
             },
         }

@@ -1450,4 +1450,115 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
         !body.contains("alice@localhost"),
         "the XMPP address leaked: {body}"
     );
+
+    // alice removes `work`: her watch of carol through it ends with SUBSCRIBE Expires: 0 in
+    // the dialog (RFC 6665 §4.1.2.3), through the account, before the REGISTER Expires: 0.
+    let later = now + Duration::from_secs(10);
+    a.gw.handle_timeout(later);
+    a.drain();
+    a.gw.remove_account("alice@localhost", "work")
+        .expect("removed");
+    let outs = a.drain();
+    let st = stanzas(&outs);
+    let reqs = sends(outs);
+    let methods: Vec<&str> = reqs.iter().map(|(_, r)| r.method.as_str()).collect();
+    assert_eq!(methods, vec!["SUBSCRIBE", "REGISTER"], "{reqs:?}");
+    let (tx, unsub) = &reqs[0];
+    assert_eq!(header_in(&unsub.headers, "Expires"), Some("0"));
+    assert_eq!(
+        unsub.uri, "sip:carol@10.0.0.9:5060",
+        "the dialog's remote target"
+    );
+    assert_eq!(unsub.call_id.as_deref(), Some(call_id.as_str()));
+    assert_eq!(unsub.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
+    let d = unsub.dialog.clone().expect("in the dialog");
+    assert_eq!(d.to_tag.as_deref(), Some("c1"));
+    assert!(d.cseq > d2.cseq, "{} after {}", d.cseq, d2.cseq);
+    assert_eq!(unsub.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    let contact = header_in(&unsub.headers, "Contact").unwrap_or_default();
+    assert!(
+        contact.contains(&account("work", "x").contact_user()),
+        "{contact}"
+    );
+    assert_eq!(header_in(&reqs[1].1.headers, "Expires"), Some("0"));
+    // alice is told: carol unavailable, and the authorization (the account's) is gone.
+    assert!(
+        st.iter().any(|p| p.attr("type") == Some("unavailable")
+            && p.attr("from")
+                .is_some_and(|f| f.starts_with("carol\\40pbx.example@sip.localhost"))),
+        "{st:?}"
+    );
+    assert!(
+        st.iter().any(|p| p.attr("type") == Some("unsubscribed")
+            && p.attr("from") == Some("carol\\40pbx.example@sip.localhost")),
+        "{st:?}"
+    );
+    // The provider challenges the SUBSCRIBE: answered once with the removed account's
+    // credentials.
+    let challenge = "Digest realm=\"sip2.localhost\", nonce=\"n3\", algorithm=MD5, qop=\"auth\"";
+    let mut s = sends(respond(
+        &mut a,
+        later,
+        *tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    assert_eq!(s.len(), 1, "the challenge is answered");
+    let (tx, unsub2) = s.remove(0);
+    assert_eq!(header_in(&unsub2.headers, "Expires"), Some("0"));
+    let pa = header_in(&unsub2.headers, "Proxy-Authorization").expect("credentials");
+    assert!(pa.contains("username=\"alice2\""), "{pa}");
+    assert!(sends(respond(&mut a, later, tx, ok(200, &[]))).is_empty());
+    // carol's last NOTIFY (terminated) is acknowledged, not translated.
+    a.gw.handle_input(
+        later,
+        sip_in(
+            "NOTIFY",
+            &format!("sip:{}@{A_UDP}", account("work", "x").contact_user()),
+            &[
+                ("From", "<sip:carol@pbx.example>;tag=c1"),
+                ("To", &to),
+                ("Call-ID", &call_id),
+                ("CSeq", "2 NOTIFY"),
+                ("Event", "presence"),
+                ("Subscription-State", "terminated;reason=timeout"),
+            ],
+            "",
+        ),
+    );
+    let outs = a.drain();
+    assert!(
+        outs.iter().any(|o| matches!(
+            o,
+            Output::SipReply {
+                tx: 9,
+                code: 200,
+                ..
+            }
+        )),
+        "{outs:?}"
+    );
+    assert!(stanzas(&outs).is_empty(), "{outs:?}");
+
+    // alice removes `home`: dave, watching her at that AOR, gets NOTIFY terminated with
+    // reason noresource (RFC 6665 §4.2.2) in his dialog, then the account unregisters; the
+    // `#home` watch never got a dialog (401 twice): nothing to end on the SIP side.
+    a.gw.remove_account("alice@localhost", "home")
+        .expect("removed");
+    let reqs = sends(a.drain());
+    let methods: Vec<&str> = reqs.iter().map(|(_, r)| r.method.as_str()).collect();
+    assert_eq!(methods, vec!["NOTIFY", "REGISTER"], "{reqs:?}");
+    let n = &reqs[0].1;
+    assert_eq!(n.uri, "sip:dave@10.0.0.8:5060");
+    assert_eq!(n.call_id.as_deref(), Some("watch-1"));
+    assert_eq!(
+        header_in(&n.headers, "Subscription-State"),
+        Some("terminated;reason=noresource")
+    );
+    assert!(n.body.is_empty());
+    let c = header_in(&n.headers, "Contact").unwrap_or_default();
+    assert!(c.contains(&home_user), "{c}");
+    // Every subscription through the two accounts is gone; bob's own watch stays.
+    let subs = a.gw.subscriptions(later);
+    let watchers: Vec<&str> = subs.iter().map(|s| s.watcher.as_str()).collect();
+    assert_eq!(watchers, vec!["bob@localhost"], "{subs:?}");
 }

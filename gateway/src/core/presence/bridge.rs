@@ -71,7 +71,7 @@ use super::records::{
     pair_key, AuthorizationRecord, DialogRecord, PublicationRecord, WatchRecord, WatcherRecord,
 };
 use super::{SubState, Watch, WatchAction, Watcher, WatcherAction};
-use crate::core::{aor_string, Gateway, Output, SendFailure, TxId};
+use crate::core::{aor_string, AccountRecord, Gateway, Output, SendFailure, TxId};
 use crate::sipmsg::{
     header_values, tag_of, uri_of_name_addr, DialogRef, OutRequest, SipRequest, SipResponse,
     Transport,
@@ -977,6 +977,118 @@ impl Gateway {
         debug!(tx, uri = %req.uri, expires, "presence: SUBSCRIBE");
         self.outputs
             .push_back(Output::SipSend { tx, req, transport });
+    }
+
+    /// An external account goes (removed, or its AOR or registrar changed): the presence
+    /// subscriptions that exist through it end before it unregisters.
+    ///
+    /// * An XMPP user watching a SIP contact through it: `SUBSCRIBE` with `Expires: 0` in
+    ///   the dialog (RFC 6665 §4.1.2.3), through the account (its Contact, its outbound
+    ///   proxy, one challenge answered with its credentials). The contact's authorization
+    ///   was given to the account's AOR, so the XMPP user is told the contact is
+    ///   `unavailable` and `unsubscribed`; he may subscribe again through another account.
+    /// * A SIP watcher of the user at the account's AOR (its SUBSCRIBE reached the account's
+    ///   Contact): `NOTIFY` with `Subscription-State: terminated;reason=noresource`
+    ///   (RFC 6665 §4.2.2: the resource no longer exists, the watcher should not subscribe
+    ///   again; `deactivated` would send it back at once to an AOR that no longer leads
+    ///   to the user), and the subscription is forgotten.
+    pub(in crate::core) fn end_account_subscriptions(&mut self, rec: &AccountRecord) {
+        let now = self.last_now;
+        let key = rec.key();
+        let mut watches: Vec<u64> = self
+            .presence
+            .watches
+            .iter()
+            .filter(|(_, e)| e.account.as_deref() == Some(key.as_str()))
+            .map(|(id, _)| *id)
+            .collect();
+        watches.sort_unstable();
+        for id in watches {
+            self.unsubscribe_through(id, rec);
+            info!(account = %key, "presence: watch through a removed account ended");
+            self.watch_ended(now, id, true);
+        }
+        let contact_user = rec.contact_user();
+        let mut watchers: Vec<u64> = self
+            .presence
+            .watchers
+            .iter()
+            .filter(|(_, e)| {
+                e.account_contact
+                    .as_deref()
+                    .and_then(|c| c.parse::<SipUri>().ok())
+                    .and_then(|u| u.user)
+                    .is_some_and(|u| u == contact_user)
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        watchers.sort_unstable();
+        for id in watchers {
+            self.send_notify(
+                id,
+                SubState::Terminated {
+                    reason: Some("noresource".into()),
+                    retry_after: None,
+                },
+                None,
+            );
+            info!(account = %key, "presence: SIP watcher at a removed account's Contact: terminated;reason=noresource");
+            self.remove_watcher(id);
+        }
+    }
+
+    /// `SUBSCRIBE` with `Expires: 0` in a watch's dialog, through the account `rec`.
+    fn unsubscribe_through(&mut self, id: u64, rec: &AccountRecord) {
+        let contact = format!("<{}>", self.account_contact(rec));
+        let default_transport = self.settings.default_transport;
+        let Some(d) = self
+            .presence
+            .watches
+            .get_mut(&id)
+            .and_then(|e| e.dialog.as_mut())
+        else {
+            return; // no dialog: nothing to end on the SIP side
+        };
+        if d.remote_tag.is_none() {
+            // The notifier never made the dialog (a challenge or an error ended the last
+            // SUBSCRIBE): there is no subscription to end.
+            return;
+        }
+        d.local_cseq = d.local_cseq.saturating_add(1);
+        let req = OutRequest {
+            method: "SUBSCRIBE".into(),
+            uri: d.remote_target.clone(),
+            from: d.local_uri.clone(),
+            to: d.remote_uri.clone(),
+            call_id: Some(d.call_id.clone()),
+            headers: vec![
+                ("Max-Forwards".into(), "70".into()),
+                ("Event".into(), EVENT.into()),
+                ("Accept".into(), PIDF.into()),
+                ("Expires".into(), "0".into()),
+                ("Contact".into(), contact),
+            ],
+            content_type: None,
+            body: Vec::new(),
+            flow: None,
+            flow_only: false,
+            dialog: Some(DialogRef {
+                from_tag: d.local_tag.clone(),
+                to_tag: d.remote_tag.clone(),
+                cseq: d.local_cseq,
+                route: d.route.clone(),
+            }),
+            // The account's outbound proxy, as for the dialog's other requests.
+            next_hop: rec.outbound_proxy.clone(),
+        };
+        let transport = match default_transport {
+            _ if d.tcp => Transport::Tcp,
+            t if t.is_secure() => t,
+            _ => Transport::Udp,
+        };
+        debug!(uri = %req.uri, "presence: SUBSCRIBE Expires: 0 through a removed account");
+        counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
+        self.farewell(rec.clone(), req, transport, false);
     }
 
     /// A provider's `401`/`407` to a SUBSCRIBE sent through an account: the same request
