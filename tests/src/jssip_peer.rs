@@ -84,12 +84,24 @@ pub struct JsSipPeer {
 impl JsSipPeer {
     /// Starts the peer (it connects and registers at once; see [`JsSipPeer::expect`]).
     pub fn start(opts: &JsSipOptions) -> Result<JsSipPeer> {
+        JsSipPeer::start_script("jssip_peer.js", opts)
+    }
+
+    /// Starts `tests/peers/jssip/ws_phone.js` instead: a scripted SIP UA over WebSocket
+    /// (on `ws`, not JsSIP, which needs WebRTC for calls) that registers with outbound and
+    /// answers INVITEs with a plain RTP/AVP offer; every request it gets is a `request`
+    /// event with its text (see that file).
+    pub fn start_ws_phone(opts: &JsSipOptions) -> Result<JsSipPeer> {
+        JsSipPeer::start_script("ws_phone.js", opts)
+    }
+
+    fn start_script(script: &str, opts: &JsSipOptions) -> Result<JsSipPeer> {
         ensure_installed()?;
         let dir = temp_dir("jssip")?;
         let stderr_log = dir.path().join("peer.stderr");
         let node = std::env::var_os("STOX_TEST_NODE").unwrap_or_else(|| "node".into());
         let mut cmd = Command::new(node);
-        cmd.arg(peer_dir().join("jssip_peer.js"))
+        cmd.arg(peer_dir().join(script))
             .args(["--url", &opts.url, "--uri", &opts.uri])
             .args(["--password", &opts.password])
             .stdin(Stdio::piped())
@@ -101,7 +113,7 @@ impl JsSipPeer {
         if std::env::var_os("STOX_TEST_JSSIP_DEBUG").is_some() {
             cmd.arg("--debug");
         }
-        let mut process = Process::spawn("jssip_peer.js", cmd)?;
+        let mut process = Process::spawn(script, cmd)?;
         let stdin = process.child_mut().stdin.take();
         let stdout = process
             .child_mut()
@@ -211,6 +223,12 @@ impl JsSipPeer {
     /// `subscription`, `notify` and `subscription_terminated` events follow.
     pub fn subscribe(&mut self, target: &str) -> Result<()> {
         self.command(json!({"cmd": "subscribe", "target": target}))
+    }
+
+    /// `ws_phone.js` only: calls `to` (INVITE with a plain RTP offer); `call_response`
+    /// events follow.
+    pub fn call(&mut self, to: &str) -> Result<()> {
+        self.command(json!({"cmd": "call", "to": to}))
     }
 
     /// Kills the Node.js process (SIGKILL): its WebSocket closes without unregistering.

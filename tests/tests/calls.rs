@@ -28,7 +28,9 @@
 //! `<timeout/>`), an offline callee, 488 for offers stox cannot relay, a silent SIP leg
 //! (`no_media_secs`), a duplicate session-terminate, both devices of the callee ringing (the
 //! first to proceed gets the call), the phone's hold/resume re-INVITEs, symmetric RTP latching
-//! toward a phone behind a NAT, and the admin API's calls and metrics.
+//! toward a phone behind a NAT, the admin API's calls and metrics, and calls both ways with
+//! a SIP UA over WebSocket (`ws_phone.js`) whose in-dialog requests from stox (ACK, BYE)
+//! come over its WebSocket to its `.invalid` Contact.
 //! Every test ends with no ERROR and no panic in stox's log.
 //!
 //! Run: `cargo build -p stox-gateway --bin stox && cargo test -p stox-tests --test calls --
@@ -2302,5 +2304,209 @@ fn phone_hold_and_resume_reinvites_keep_the_call() {
         .expect_event("terminated", &sid, T)
         .expect("terminated");
     phone_closed(&mut phone, T);
+    w.finish();
+}
+
+/// A SIP request's first line and header values by name, from a `ws_phone.js` event.
+fn ws_request_headers(text: &str, name: &str) -> Vec<String> {
+    text.split("\r\n\r\n")
+        .next()
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .filter(|(n, _)| n.trim().eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.trim().to_string())
+        .collect()
+}
+
+/// stox with a ws listener, dave a SIP user of `C`, and dave's `ws_phone.js` registered
+/// over WebSocket with outbound (an `.invalid` Contact); returns the ws port and his Contact.
+fn websocket_phone() -> (Calls, stox_tests::jssip_peer::JsSipPeer, u16, String) {
+    let (udp, ws) = (
+        stox_tests::ports::free_port(),
+        stox_tests::ports::free_port(),
+    );
+    let w = Calls::start(&format!(
+        "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"ws:127.0.0.1:{ws}\"]\n"
+    ));
+    let r = w
+        .stox
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "dave", "password": "dave-secret"}"#),
+        )
+        .expect("admin");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let mut phone =
+        stox_tests::jssip_peer::JsSipPeer::start_ws_phone(&stox_tests::jssip_peer::JsSipOptions {
+            url: format!("ws://127.0.0.1:{ws}"),
+            uri: format!("sip:dave@{}", w.prosody.component()),
+            password: "dave-secret".into(),
+            ca_file: None,
+        })
+        .expect("ws phone");
+    let reg = phone
+        .expect_event("registered", T)
+        .unwrap_or_else(|e| panic!("not registered: {e:#}\n{}", w.stox.log_tail(30)));
+    let contact = reg["contact"]
+        .as_str()
+        .unwrap_or_default()
+        .trim_matches(|c| c == '<' || c == '>')
+        .to_string();
+    assert!(contact.ends_with(".invalid;transport=ws"), "{contact}");
+    let response = reg["response"].as_str().unwrap_or_default();
+    assert_eq!(
+        ws_request_headers(response, "Require"),
+        vec!["outbound"],
+        "{response}"
+    );
+    (w, phone, ws, contact)
+}
+
+/// The first line of a SIP message, lowercased: URI parameter values compare
+/// case-insensitively (RFC 3261 §19.1.4), and rsipstack writes `transport=WS`.
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_ascii_lowercase()
+}
+
+/// stox's BYE inside the call's dialog came over dave's WebSocket: to his Contact (the
+/// dialog's remote target, an `.invalid` host), with one Via naming stox's ws listener.
+fn assert_bye_over_the_websocket(
+    w: &Calls,
+    phone: &mut stox_tests::jssip_peer::JsSipPeer,
+    ws: u16,
+    contact: &str,
+) {
+    let bye = phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "BYE")
+        .unwrap_or_else(|e| panic!("no BYE over the WebSocket: {e:#}\n{}", w.stox.log_tail(40)));
+    let text = bye["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        first_line(text),
+        format!("bye {} sip/2.0", contact.to_ascii_lowercase()),
+        "to dave's Contact (the dialog's remote target): {text}"
+    );
+    let via = ws_request_headers(text, "Via");
+    assert_eq!(via.len(), 1, "{via:?}");
+    assert!(
+        via[0].starts_with(&format!("SIP/2.0/WS 127.0.0.1:{ws}")),
+        "stox's Via names its ws listener: {via:?}"
+    );
+    // One WebSocket all along; nothing was sent towards the `.invalid` host.
+    assert_eq!(phone.count("connected"), 1, "{:?}", phone.seen());
+    let log = w.stox.log_tail(300);
+    assert!(!log.contains("failed to send request"), "{log}");
+    assert!(!log.contains("fallback send"), "{log}");
+    assert!(!log.contains("retrying via recorded flow address"), "{log}");
+}
+
+/// alice calls dave, whose phone is a SIP UA over WebSocket (RFC 7118; `ws_phone.js`, a
+/// scripted UA on the `ws` package: JsSIP needs WebRTC for calls, stox's SIP legs are plain
+/// RTP) registered with outbound and an `.invalid` Contact. The INVITE, the ACK and, when
+/// alice hangs up, stox's BYE all come over the WebSocket dave opened: the BYE to his
+/// Contact (`….invalid;transport=ws`), with stox's `Via: SIP/2.0/WS` (its ws listener) and
+/// stox's Contact in the dialog naming `;transport=ws` (RFC 3261 §12.1.1, RFC 5626 §5.3).
+#[test]
+fn xmpp_call_to_a_websocket_phone_ends_with_a_bye_over_its_websocket() {
+    let (w, mut phone, ws, contact) = websocket_phone();
+    let mut alice = w.alice(Answer::Auto);
+    let dave = format!("dave@{}", w.prosody.component());
+    let sid = alice.call(&dave, CallOptions::jmi()).expect("call");
+    let invite = phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "INVITE")
+        .unwrap_or_else(|e| {
+            panic!(
+                "no INVITE over the WebSocket: {e:#}\n{}",
+                w.stox.log_tail(30)
+            )
+        });
+    let text = invite["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        first_line(text),
+        format!("invite {} sip/2.0", contact.to_ascii_lowercase()),
+        "to dave's Contact: {text}"
+    );
+    let via = ws_request_headers(text, "Via");
+    assert!(
+        via.first()
+            .is_some_and(|v| v.starts_with(&format!("SIP/2.0/WS 127.0.0.1:{ws}"))),
+        "stox's Via names its ws listener: {via:?}"
+    );
+    let stox_contact = ws_request_headers(text, "Contact").join(",");
+    assert!(
+        stox_contact
+            .to_ascii_lowercase()
+            .contains(&format!("127.0.0.1:{ws};transport=ws")),
+        "stox's Contact in a dialog over WebSocket: {stox_contact}"
+    );
+    assert!(text.contains("RTP/AVP"), "a plain RTP offer: {text}");
+    alice
+        .expect_event("accepted", &sid, T)
+        .unwrap_or_else(|e| panic!("the answer did not reach alice: {e:#}"));
+    phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "ACK")
+        .unwrap_or_else(|e| panic!("no ACK over the WebSocket: {e:#}"));
+
+    // alice hangs up: stox's BYE, in the dialog stox started (UAC), over dave's WebSocket.
+    alice.hangup(&sid).expect("hangup");
+    assert_bye_over_the_websocket(&w, &mut phone, ws, &contact);
+    alice
+        .expect_event("terminated", &sid, T)
+        .expect("terminated");
+    phone.quit();
+    w.finish();
+}
+
+/// dave's WebSocket phone calls alice (INVITE over its WebSocket, a 407 answered with
+/// Digest as dave); stox's 200 names its ws Contact; alice hangs up: stox's BYE, in the
+/// dialog stox answered (UAS), comes over the same WebSocket to dave's `.invalid` Contact.
+#[test]
+fn a_websocket_phone_calls_xmpp_and_gets_the_bye_over_its_websocket() {
+    let (w, mut phone, ws, contact) = websocket_phone();
+    let mut alice = w.alice(Answer::Auto);
+    phone.call(&w.alice_uri()).expect("call");
+    let challenged = phone
+        .expect(T, |e| e["event"] == "call_response" && e["status"] == 407)
+        .unwrap_or_else(|e| panic!("no 407 for dave's INVITE: {e:#}\n{}", w.stox.log_tail(30)));
+    assert!(
+        challenged["text"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("Proxy-Authenticate"),
+        "{challenged}"
+    );
+    let propose = alice
+        .expect(T, |e| e.kind() == "propose")
+        .unwrap_or_else(|e| panic!("no <propose/>: {e:#}\n{}", w.stox.log_tail(30)));
+    let sid = propose.sid().expect("sid").to_string();
+    assert!(
+        propose
+            .str("from")
+            .is_some_and(|f| f.starts_with(&format!("dave@{}", w.prosody.component()))),
+        "{propose}"
+    );
+    alice.expect_event("accepted", &sid, T).expect("accepted");
+    let ok = phone
+        .expect(T, |e| e["event"] == "call_response" && e["status"] == 200)
+        .unwrap_or_else(|e| panic!("no 200 for dave's INVITE: {e:#}\n{}", w.stox.log_tail(30)));
+    let text = ok["text"].as_str().unwrap_or_default();
+    let stox_contact = ws_request_headers(text, "Contact").join(",");
+    assert!(
+        stox_contact
+            .to_ascii_lowercase()
+            .contains(&format!("127.0.0.1:{ws};transport=ws")),
+        "stox's Contact in a dialog over WebSocket: {stox_contact}"
+    );
+    assert!(text.contains("RTP/AVP"), "a plain RTP answer: {text}");
+    std::thread::sleep(Duration::from_millis(500));
+
+    alice.hangup(&sid).expect("hangup");
+    // The Contact of dave's INVITE (with RFC 5626 §5.4's `ob`) is the dialog's target.
+    assert_bye_over_the_websocket(&w, &mut phone, ws, &format!("{contact};ob"));
+    alice
+        .expect_event("terminated", &sid, T)
+        .expect("terminated");
+    phone.quit();
     w.finish();
 }
