@@ -210,7 +210,8 @@ fn default_flow_timer() -> u32 {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SipTlsConfig {
-    /// The certificate chain (PEM) stox presents on `tls:` and `wss:` listeners.
+    /// The certificate chain (PEM) stox presents on `tls:` and `wss:` listeners, and as
+    /// its client certificate on TLS connections it opens (to a server that asks).
     pub cert: Option<PathBuf>,
     /// Its private key (PEM, PKCS#8 or PKCS#1).
     pub key: Option<PathBuf>,
@@ -219,6 +220,13 @@ pub struct SipTlsConfig {
     /// no implicit trust anchors.
     #[serde(default)]
     pub ca: Option<PathBuf>,
+    /// CA certificates (PEM) for client certificates (mutual TLS): with it, the `tls:`
+    /// listeners ask every client for a certificate (a client without one still connects)
+    /// and one that chains to these anchors identifies its peer, which RFC 5923 connection
+    /// reuse (the Via `alias`) needs. It may be the same file as `ca`. Not asked on `wss:`
+    /// (a browser would prompt its user for a certificate).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
 }
 
 fn default_max_pending() -> usize {
@@ -497,6 +505,8 @@ pub struct TlsFiles {
     pub key: Option<Vec<u8>>,
     /// CA certificates for outgoing TLS.
     pub ca: Option<Vec<u8>>,
+    /// CA certificates for client certificates on `tls:` listeners.
+    pub client_ca: Option<Vec<u8>>,
 }
 
 /// What is wrong with a configuration.
@@ -766,6 +776,7 @@ impl Config {
                 ("sip.tls.cert", &t.cert, "CERTIFICATE-----"),
                 ("sip.tls.key", &t.key, "PRIVATE KEY-----"),
                 ("sip.tls.ca", &t.ca, "CERTIFICATE-----"),
+                ("sip.tls.client_ca", &t.client_ca, "CERTIFICATE-----"),
             ] {
                 let Some(path) = path else { continue };
                 let text = std::fs::read_to_string(path)
@@ -776,6 +787,19 @@ impl Config {
                         format!("{} holds no PEM `{marker}` block", path.display()),
                     ));
                 }
+            }
+            // Client certificates are verified against these: each must be a certificate
+            // usable as a trust anchor.
+            if let Some(path) = &t.client_ca {
+                let pem = std::fs::read(path).map_err(|e| {
+                    invalid(
+                        "sip.tls.client_ca",
+                        format!("cannot read {}: {e}", path.display()),
+                    )
+                })?;
+                crate::io::mtls::trust_anchors(&pem).map_err(|e| {
+                    invalid("sip.tls.client_ca", format!("{}: {e}", path.display()))
+                })?;
             }
         }
         Ok(())
@@ -798,6 +822,7 @@ impl Config {
             cert: read("sip.tls.cert", &t.cert)?,
             key: read("sip.tls.key", &t.key)?,
             ca: read("sip.tls.ca", &t.ca)?,
+            client_ca: read("sip.tls.client_ca", &t.client_ca)?,
         })
     }
 
@@ -1117,6 +1142,21 @@ path = "./stox-data"
             (
                 with_tls.replace("[sip.tls]", "[sip.tls]\nca = \"/nonexistent/ca.pem\""),
                 "sip.tls.ca",
+            ),
+            (
+                with_tls.replace(
+                    "[sip.tls]",
+                    "[sip.tls]\nclient_ca = \"/nonexistent/ca.pem\"",
+                ),
+                "sip.tls.client_ca",
+            ),
+            // A PEM certificate block that is no certificate cannot be a trust anchor.
+            (
+                with_tls.replace(
+                    "[sip.tls]",
+                    &format!("[sip.tls]\nclient_ca = \"{}\"", cert.display()),
+                ),
+                "sip.tls.client_ca",
             ),
         ];
         for (text, key) in cases {

@@ -47,6 +47,18 @@ pub fn describe() {
         "stox_sip_malformed_total",
         "SIP datagrams the parser refused"
     );
+    describe_gauge!(
+        "stox_sip_flows",
+        "Stream connections stox knows by flow (requests came in on them, stox opened them, or peers aliased them)"
+    );
+    describe_counter!(
+        "stox_sip_tls_connections_total",
+        "SIP TLS connections, by side: opened (by stox) or accepted (on a tls: listener)"
+    );
+    describe_counter!(
+        "stox_sip_tls_aliases_total",
+        "TLS connections aliased to their client's Via sent-by (RFC 5923), reused for stox's requests to it"
+    );
     describe_counter!(
         "stox_stanzas_received_total",
         "Stanzas received on the component link"

@@ -211,6 +211,123 @@ pub fn via_source(headers: &[(String, String)]) -> Option<std::net::SocketAddr> 
     Some(std::net::SocketAddr::new(ip, port))
 }
 
+/// One via-parm of a Via header (RFC 3261 §20.42, §25.1), taken apart:
+/// `SIP/2.0/TLS 192.0.2.1:5061;branch=z9hG4bK776;rport;alias`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ViaParm {
+    /// The protocol name and version, as written (`SIP/2.0`).
+    pub protocol: String,
+    /// The transport token, upper case (`TLS`).
+    pub transport: String,
+    /// The sent-by host, lower case (an IPv6 reference keeps its brackets).
+    pub host: String,
+    /// The sent-by port, if written.
+    pub port: Option<u16>,
+    /// The parameters as written, each without its `;` (`branch=z9hG4bK776`, `rport`).
+    pub params: Vec<String>,
+}
+
+impl ViaParm {
+    /// Parses one via-parm (not a comma-separated list; see [`header_values`]).
+    pub fn parse(value: &str) -> Option<ViaParm> {
+        let mut parts = value.split(';');
+        let head = parts.next()?;
+        // sent-protocol = name SLASH version SLASH transport, LWS allowed around the slashes.
+        let mut fields = head.splitn(3, '/');
+        let name = fields.next()?.trim();
+        let version = fields.next()?.trim();
+        let rest = fields.next()?.trim_start();
+        let (transport, sent_by) = rest.split_once(|c: char| c.is_ascii_whitespace())?;
+        // sent-by = host [ COLON port ], SWS allowed around the colon.
+        let sent_by: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
+        if name.is_empty() || version.is_empty() || transport.is_empty() || sent_by.is_empty() {
+            return None;
+        }
+        let (host, port) = stox_sip::uri::parse_host_port(&sent_by).ok()?;
+        let params = parts
+            .map(|p| p.trim().to_string())
+            .filter(|p| !p.is_empty())
+            .collect();
+        Some(ViaParm {
+            protocol: format!("{name}/{version}"),
+            transport: transport.to_ascii_uppercase(),
+            host,
+            port,
+            params,
+        })
+    }
+
+    /// Whether a parameter named `name` is present (with or without a value).
+    pub fn has_param(&self, name: &str) -> bool {
+        self.params.iter().any(|p| {
+            p.split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case(name)
+        })
+    }
+
+    /// The RFC 5923 `alias` parameter, asking the receiver to reuse this connection
+    /// for requests to the sent-by.
+    pub fn alias(&self) -> bool {
+        self.has_param("alias")
+    }
+
+    /// Adds `alias` (once) or takes every `alias` away.
+    pub fn set_alias(&mut self, on: bool) {
+        self.params.retain(|p| {
+            !p.split('=')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .eq_ignore_ascii_case("alias")
+        });
+        if on {
+            self.params.push("alias".to_string());
+        }
+    }
+}
+
+impl std::fmt::Display for ViaParm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{} {}", self.protocol, self.transport, self.host)?;
+        if let Some(port) = self.port {
+            write!(f, ":{port}")?;
+        }
+        for p in &self.params {
+            write!(f, ";{p}")?;
+        }
+        Ok(())
+    }
+}
+
+/// The topmost via-parm of a request, taken apart (`None` without a parsable Via).
+pub fn top_via(headers: &[(String, String)]) -> Option<ViaParm> {
+    ViaParm::parse(header_values(headers, "Via").first()?)
+}
+
+/// A Via header value with its first via-parm changed by `change` (the via-parms after
+/// the first comma are kept as written); `None` if the first one does not parse.
+pub fn rewrite_top_via(value: &str, change: impl FnOnce(&mut ViaParm)) -> Option<String> {
+    let mut quoted = false;
+    let split = value.char_indices().find_map(|(i, c)| match c {
+        '"' => {
+            quoted = !quoted;
+            None
+        }
+        ',' if !quoted => Some(i),
+        _ => None,
+    });
+    let (first, rest) = match split {
+        Some(i) => (&value[..i], Some(&value[i..])),
+        None => (value, None),
+    };
+    let mut via = ViaParm::parse(first.trim())?;
+    change(&mut via);
+    Some(format!("{via}{}", rest.unwrap_or("")))
+}
+
 /// An incoming SIP request.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SipRequest {
@@ -347,6 +464,83 @@ pub fn uri_of_name_addr(value: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_alias_of_the_top_via() {
+        let h = |v: &str| vec![("Via".to_string(), v.to_string())];
+        let via = top_via(&h(
+            "SIP/2.0/TLS 192.0.2.1:5062;branch=z9hG4bKa;rport=40000;received=192.0.2.9;alias, \
+             SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKb",
+        ))
+        .expect("via");
+        assert_eq!(
+            (via.transport.as_str(), via.host.as_str(), via.port),
+            ("TLS", "192.0.2.1", Some(5062))
+        );
+        assert!(via.alias());
+        // Only the topmost via-parm counts; LWS and case as RFC 3261 §7.3.1 allows them.
+        for (value, alias) in [
+            (
+                "SIP/2.0/TLS a.example;branch=z9hG4bKa, SIP/2.0/TLS b.example;alias",
+                false,
+            ),
+            (
+                "SIP / 2.0 / tls  PROXY.Example : 5061 ; ALIAS ; branch=z9hG4bKa",
+                true,
+            ),
+            ("SIP/2.0/TLS [2001:db8::1]:5061;branch=z9hG4bKa;alias", true),
+            ("SIP/2.0/TLS a.example;branch=z9hG4bKa;aliased", false),
+            ("SIP/2.0/TLS a.example;branch=\"x;alias\"", false),
+        ] {
+            let via = top_via(&h(value)).expect(value);
+            assert_eq!(via.alias(), alias, "{value}");
+        }
+        let via = top_via(&h("SIP / 2.0 / tls  PROXY.Example : 5061 ; ALIAS")).unwrap();
+        assert_eq!((via.host.as_str(), via.port), ("proxy.example", Some(5061)));
+        assert_eq!(via.transport, "TLS");
+        let v6 = top_via(&h("SIP/2.0/TLS [2001:db8::1]:5061;alias")).unwrap();
+        assert_eq!(v6.host, "[2001:db8::1]");
+        // The compact form `v`, and a Via split over two header lines.
+        let compact = vec![
+            (
+                "v".to_string(),
+                "SIP/2.0/TCP 10.0.0.2:5060;alias".to_string(),
+            ),
+            ("Via".to_string(), "SIP/2.0/TLS 10.0.0.3;alias".to_string()),
+        ];
+        assert_eq!(top_via(&compact).unwrap().transport, "TCP");
+        for bad in ["", "SIP/2.0/TLS", "SIP/2.0 10.0.0.1", "garbage"] {
+            assert_eq!(top_via(&h(bad)), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn the_top_via_rewritten() {
+        let on = |v: &str| rewrite_top_via(v, |via| via.set_alias(true));
+        let off = |v: &str| rewrite_top_via(v, |via| via.set_alias(false));
+        assert_eq!(
+            on("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;rport").as_deref(),
+            Some("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;rport;alias")
+        );
+        // Once only, whatever case it had; the other via-parms are left alone.
+        assert_eq!(
+            on("SIP/2.0/TLS 127.0.0.1:5061;ALIAS;branch=z9hG4bKa, SIP/2.0/TCP x;alias").as_deref(),
+            Some("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;alias, SIP/2.0/TCP x;alias")
+        );
+        assert_eq!(
+            off("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKa;rport;alias").as_deref(),
+            Some("SIP/2.0/TCP 127.0.0.1:5060;branch=z9hG4bKa;rport")
+        );
+        let moved = rewrite_top_via("SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKa", |v| {
+            v.host = "[::1]".into();
+            v.port = Some(5061);
+        });
+        assert_eq!(
+            moved.as_deref(),
+            Some("SIP/2.0/TLS [::1]:5061;branch=z9hG4bKa")
+        );
+        assert_eq!(on("not a via"), None);
+    }
 
     #[test]
     fn compact_and_long_names_match() {

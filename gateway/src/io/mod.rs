@@ -4,6 +4,7 @@
 
 pub mod badsip;
 mod calls;
+pub mod mtls;
 pub mod nist;
 pub mod transports;
 
@@ -78,6 +79,8 @@ struct Sender {
     flows: transports::Flows,
     /// The CAs of outgoing TLS (`[sip.tls] ca`).
     tls_ca: Option<Vec<u8>>,
+    /// The certificate and key stox presents as a TLS client (`[sip.tls] cert`, `key`).
+    tls_client: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -106,15 +109,36 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     let mut tcp_local = None;
     let mut stream_locals: HashMap<Transport, SocketAddr> = HashMap::new();
     let mut wss_listeners = Vec::new();
+    let mut tls_listeners = Vec::new();
     let mut udp_fast: Option<Arc<nist::Table>> = None;
     let tls_files = config.tls_files()?;
-    let tls_server = match (&tls_files.cert, &tls_files.key) {
-        (Some(cert), Some(key)) => Some(transports::server_config(cert, key)?),
-        _ => None,
+    // Mutual TLS (`[sip.tls] client_ca`): the `tls:` listeners ask for a client
+    // certificate; RFC 5923 aliases need one (docs/transports.md).
+    let client_auth = tls_files
+        .client_ca
+        .as_deref()
+        .map(transports::ClientAuth::new)
+        .transpose()?
+        .map(Arc::new);
+    let tls_client = tls_files.cert.clone().zip(tls_files.key.clone());
+    let (tls_server, wss_server) = match &tls_client {
+        Some((cert, key)) => (
+            Some(transports::server_config(
+                cert,
+                key,
+                client_auth.as_deref(),
+            )?),
+            Some(transports::server_config(cert, key, None)?),
+        ),
+        None => (None, None),
     };
-    if let Some(ca) = &tls_files.ca {
+    if tls_files.ca.is_some() || tls_client.is_some() {
+        // rsipstack's own TLS connections (calls): the same trust anchors, and stox's
+        // certificate for a server that asks for one.
         transport_layer.set_tls_config(rsipstack::transport::TlsConfig {
-            ca_certs: Some(ca.clone()),
+            ca_certs: tls_files.ca.clone(),
+            client_cert: tls_client.as_ref().map(|(c, _)| c.clone()),
+            client_key: tls_client.as_ref().map(|(_, k)| k.clone()),
             ..Default::default()
         });
     }
@@ -161,22 +185,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                 info!(local = %listen.addr, "SIP listening on TCP");
             }
             ListenTransport::Tls => {
-                transports::check_bind(listen.addr)
+                // stox's own listener (`transports::serve_tls`), for client certificates.
+                let listener = tokio::net::TcpListener::bind(listen.addr)
+                    .await
                     .with_context(|| format!("binding SIP TLS {}", listen.addr))?;
-                let conn = rsipstack::transport::TlsListenerConnection::new(
-                    listen.addr,
-                    None,
-                    rsipstack::transport::TlsConfig {
-                        cert: tls_files.cert.clone(),
-                        key: tls_files.key.clone(),
-                        ..Default::default()
-                    },
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("SIP TLS {}: {e}", listen.addr))?;
-                transport_layer.add_transport(conn.into());
+                tls_listeners.push((listener, listen.addr));
                 stream_locals.entry(Transport::Tls).or_insert(listen.addr);
-                info!(local = %listen.addr, "SIP listening on TLS");
+                info!(local = %listen.addr, client_certificates = client_auth.is_some(), "SIP listening on TLS");
             }
             ListenTransport::Ws => {
                 transports::check_bind(listen.addr)
@@ -206,6 +221,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_user_agent(concat!("stox/", env!("CARGO_PKG_VERSION")))
         .with_transport_layer(transport_layer)
         .with_cancel_token(cancel.clone())
+        .with_inspector(Box::new(transports::ViaInspector {
+            tls_local: stream_locals.get(&Transport::Tls).copied(),
+            alias: tls_client.is_some(),
+        }))
         .with_allows(vec![
             rsipstack::sip::Method::Invite,
             rsipstack::sip::Method::Ack,
@@ -223,8 +242,28 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .incoming_transactions()
         .map_err(|e| anyhow::anyhow!("SIP endpoint: {e}"))?;
     let endpoint_inner = endpoint.inner.clone();
-    for (listener, local) in wss_listeners {
+    let flows = {
+        let events = events_tx.clone();
+        transports::Flows::with_on_close(move |flow| {
+            let _ = events.send(Event::FlowClosed(flow));
+        })
+    };
+    for (listener, local) in tls_listeners {
         let tls = tls_server
+            .clone()
+            .ok_or_else(|| anyhow::anyhow!("sip.tls: a tls listener needs cert and key"))?;
+        tokio::spawn(transports::serve_tls(
+            listener,
+            local,
+            tls,
+            client_auth.clone(),
+            endpoint_inner.clone(),
+            flows.clone(),
+            cancel.child_token(),
+        ));
+    }
+    for (listener, local) in wss_listeners {
+        let tls = wss_server
             .clone()
             .ok_or_else(|| anyhow::anyhow!("sip.tls: a wss listener needs cert and key"))?;
         tokio::spawn(transports::serve_wss(
@@ -381,15 +420,10 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         proxy: proxy.map(|(_, a)| a),
         dns,
         events: events_tx.clone(),
-        flows: {
-            let events = events_tx.clone();
-            transports::Flows::with_on_close(move |flow| {
-                let _ = events.send(Event::FlowClosed(flow));
-            })
-        },
+        flows: flows.clone(),
         tls_ca: tls_files.ca.clone(),
+        tls_client,
     };
-    let flows = sender.flows.clone();
     // Server transactions come in on their own task so that the loop below
     // only ever sees whole requests.
     let sip_events = events_tx.clone();
@@ -743,6 +777,9 @@ fn on_server_transaction(
         // says (a WebSocket client writes an `.invalid` host, RFC 7118 §5.2).
         value.source = Some(flow.remote);
         flows.learn(flow, conn);
+        // RFC 5923: a TLS client asking, with a certificate, for this connection to carry
+        // stox's requests to it.
+        flows.alias(flow, conn, &value.headers);
     }
     // A new INVITE from a SIP user of the component domain must be authenticated before a
     // dialog exists (the core decides; the challenge needs headers a dialog's reject
@@ -936,9 +973,11 @@ fn needs_tls(uri: &str) -> bool {
             .any(|w| w.eq_ignore_ascii_case(b";transport=tls"))
 }
 
-/// A TLS connection to `dest`: one already open to it (RFC 5923 reuse), else a new one,
-/// verified against `[sip.tls] ca` with the host name of the URI (or of the first Route)
-/// as SNI and expected identity (RFC 5922 §7.2), or the IP address for a literal.
+/// A TLS connection to `dest`: one already open to it and authenticated for the name
+/// checked (RFC 5923 reuse: one stox opened, or one the peer aliased to `dest`), else a
+/// new one, verified against `[sip.tls] ca` with the host name of the URI (or of the first
+/// Route) as SNI and expected identity (RFC 5922 §7.2), or the IP address for a literal;
+/// stox presents its certificate if the server asks for one (mutual TLS).
 async fn tls_connection(
     sender: &Sender,
     target: &stox_sip::uri::SipUri,
@@ -953,9 +992,6 @@ async fn tls_connection(
         transport: Transport::Tls,
         remote: dest,
     };
-    if let Some(conn) = sender.flows.get(&flow) {
-        return Ok((conn, addr));
-    }
     let host = match (first_route, sender.proxy) {
         (Some(r), _) => r.host.clone(),
         (None, Some(p)) => p.ip().to_string(),
@@ -965,9 +1001,15 @@ async fn tls_connection(
         .trim_start_matches('[')
         .trim_end_matches(']')
         .to_string();
+    if let Some(conn) = sender.flows.tls_to(dest, &host) {
+        debug!(%dest, %host, "TLS: reusing an open connection (RFC 5923)");
+        return Ok((conn, addr));
+    }
     let config = rsipstack::transport::TlsConfig {
         ca_certs: sender.tls_ca.clone(),
-        sni_hostname: Some(host),
+        sni_hostname: Some(host.clone()),
+        client_cert: sender.tls_client.as_ref().map(|(c, _)| c.clone()),
+        client_key: sender.tls_client.as_ref().map(|(_, k)| k.clone()),
         ..Default::default()
     };
     let conn = tokio::time::timeout(
@@ -983,8 +1025,14 @@ async fn tls_connection(
     .map_err(|_| "timed out".to_string())?
     .map_err(|e| e.to_string())?;
     let conn = SipConnection::Tls(conn);
+    metrics::counter!("stox_sip_tls_connections_total", "side" => "opened").increment(1);
+    info!(%dest, %host, "new TLS connection opened");
     sender.endpoint.transport_layer.add_connection(conn.clone());
-    sender.flows.learn(flow, &conn);
+    sender.flows.authenticated(
+        flow,
+        &conn,
+        Arc::new(transports::PeerIdentity::of_verified_host(&host)),
+    );
     Ok((conn, addr))
 }
 

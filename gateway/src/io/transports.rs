@@ -27,6 +27,7 @@ use rsipstack::transport::{SipAddr, SipConnection, TransportEvent};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+pub use super::mtls::{ClientAuth, PeerIdentity};
 use crate::sipmsg::{Flow, Transport};
 
 /// The transport of a connection rsipstack handed over, and the peer's address for a
@@ -55,12 +56,42 @@ fn open(conn: &SipConnection) -> bool {
 /// Told when a flow's connection closes.
 type OnClose = Arc<dyn Fn(Flow) + Send + Sync>;
 
-/// The stream connections requests came in on (and TLS connections stox opened), by flow.
+/// A connection known under a flow, and what its peer was authenticated as, if anything:
+/// the name stox verified a server's certificate for, or the identities of a client
+/// certificate that aliased the connection (RFC 5923).
+#[derive(Clone)]
+struct Entry {
+    conn: SipConnection,
+    identity: Option<Arc<PeerIdentity>>,
+}
+
+/// The (local, remote) addresses of a stream connection.
+fn ends(conn: &SipConnection) -> Option<(SocketAddr, SocketAddr)> {
+    let local = conn.get_addr().get_socketaddr().ok()?;
+    let remote = conn.get_remote_addr()?.get_socketaddr().ok()?;
+    Some((local, remote))
+}
+
+/// Whether two handles are the same stream connection (rsipstack's own test is private):
+/// two open streams never have the same two ends.
+fn same(a: &SipConnection, b: &SipConnection) -> bool {
+    ends(a).is_some() && ends(a) == ends(b)
+}
+
+/// The stream connections requests came in on, the TLS connections stox opened, and the
+/// TLS connections peers aliased (RFC 5923), by flow; and the verified client certificate
+/// of each TLS connection accepted with one.
 #[derive(Clone, Default)]
 pub struct Flows {
-    map: Arc<Mutex<HashMap<Flow, SipConnection>>>,
+    map: Arc<Mutex<HashMap<Flow, Entry>>>,
+    /// Accepted TLS connections whose client certificate verified, by (local, remote).
+    peers: Arc<Mutex<HashMap<(SocketAddr, SocketAddr), Verified>>>,
+    /// Told when a learned connection closes.
     on_close: Option<OnClose>,
 }
+
+/// An accepted TLS connection and the identity of its verified client certificate.
+type Verified = (SipConnection, Arc<PeerIdentity>);
 
 impl Flows {
     /// Flows that call `on_close` when a connection they learned closes (RFC 5626 §7: the
@@ -68,6 +99,7 @@ impl Flows {
     pub fn with_on_close(on_close: impl Fn(Flow) + Send + Sync + 'static) -> Flows {
         Flows {
             map: Arc::default(),
+            peers: Arc::default(),
             on_close: Some(Arc::new(on_close)),
         }
     }
@@ -77,12 +109,18 @@ impl Flows {
     pub fn learn(&self, flow: Flow, conn: &SipConnection) {
         let Ok(mut map) = self.map.lock() else { return };
         if let Some(known) = map.get(&flow) {
-            if open(known) {
+            if open(&known.conn) {
                 return;
             }
         }
-        map.retain(|_, c| open(c));
-        map.insert(flow, conn.clone());
+        map.retain(|_, e| open(&e.conn));
+        map.insert(
+            flow,
+            Entry {
+                conn: conn.clone(),
+                identity: None,
+            },
+        );
         metrics::gauge!("stox_sip_flows").set(map.len() as f64);
         // rsipstack cancels a stream's token when it retires the connection (and the
         // secure WebSocket bridge its own when the socket ends).
@@ -98,18 +136,133 @@ impl Flows {
     /// The connection of a flow, if it is still open.
     pub fn get(&self, flow: &Flow) -> Option<SipConnection> {
         let map = self.map.lock().ok()?;
-        map.get(flow).filter(|c| open(c)).cloned()
+        map.get(flow)
+            .filter(|e| open(&e.conn))
+            .map(|e| e.conn.clone())
+    }
+
+    /// An open TLS connection to `dest` whose peer is authenticated as `host` (the name, or
+    /// IP address, stox would check in a new connection's certificate): one stox opened to
+    /// `dest` for that name, or one a peer aliased to `dest` with a certificate holding it
+    /// (RFC 5923 §5; RFC 5922 for the comparison). A connection that merely came from
+    /// `dest` is not one.
+    pub fn tls_to(&self, dest: SocketAddr, host: &str) -> Option<SipConnection> {
+        let map = self.map.lock().ok()?;
+        let flow = Flow {
+            transport: Transport::Tls,
+            remote: dest,
+        };
+        map.get(&flow)
+            .filter(|e| open(&e.conn))
+            .filter(|e| e.identity.as_ref().is_some_and(|id| id.covers(host)))
+            .map(|e| e.conn.clone())
+    }
+
+    /// Remembers a TLS connection under `flow` with the identity its peer was
+    /// authenticated as: a connection stox opened (`flow` is its destination) or one a
+    /// peer aliased. An open connection already known with an identity stays; `false`
+    /// then, unless it is this very one.
+    pub fn authenticated(
+        &self,
+        flow: Flow,
+        conn: &SipConnection,
+        identity: Arc<PeerIdentity>,
+    ) -> bool {
+        let Ok(mut map) = self.map.lock() else {
+            return false;
+        };
+        if let Some(known) = map.get(&flow) {
+            if open(&known.conn) && known.identity.is_some() {
+                return same(&known.conn, conn);
+            }
+        }
+        map.retain(|_, e| open(&e.conn));
+        map.insert(
+            flow,
+            Entry {
+                conn: conn.clone(),
+                identity: Some(identity),
+            },
+        );
+        metrics::gauge!("stox_sip_flows").set(map.len() as f64);
+        true
+    }
+
+    /// Remembers the verified client certificate of a TLS connection just accepted.
+    pub fn client_verified(&self, conn: &SipConnection, identity: PeerIdentity) {
+        let (Some(key), Ok(mut peers)) = (ends(conn), self.peers.lock()) else {
+            return;
+        };
+        peers.retain(|_, (c, _)| open(c));
+        peers.insert(key, (conn.clone(), Arc::new(identity)));
+    }
+
+    /// The verified client certificate of an accepted TLS connection.
+    fn client_identity(&self, conn: &SipConnection) -> Option<Arc<PeerIdentity>> {
+        let key = ends(conn)?;
+        let peers = self.peers.lock().ok()?;
+        peers
+            .get(&key)
+            .filter(|(c, _)| same(c, conn) && open(c))
+            .map(|(_, id)| id.clone())
+    }
+
+    /// RFC 5923 §5, the server's part: a request came over `conn` (flow `flow`); if its
+    /// topmost Via asks for an alias, the connection came over TLS and its client presented
+    /// a verified certificate naming the Via sent-by, later requests of stox to that
+    /// sent-by (port 5061 if none) go over this connection. Otherwise nothing is aliased
+    /// (logged at debug with the reason).
+    pub fn alias(&self, flow: Flow, conn: &SipConnection, headers: &[(String, String)]) {
+        let Some(via) = crate::sipmsg::top_via(headers).filter(|v| v.alias()) else {
+            return;
+        };
+        if flow.transport != Transport::Tls {
+            debug!(remote = %flow.remote, transport = ?flow.transport, "Via alias ignored: RFC 5923 connection reuse is for TLS only");
+            return;
+        }
+        let own = self.map.lock().ok().is_some_and(|map| {
+            map.get(&flow)
+                .is_some_and(|e| e.identity.is_some() && same(&e.conn, conn))
+        });
+        if own {
+            // A connection stox opened: already known by its destination.
+            return;
+        }
+        let identity = self.client_identity(conn);
+        match super::mtls::alias_target(&via, identity.as_deref(), flow.remote) {
+            Ok(target) => {
+                let Some(identity) = identity else { return };
+                let alias = Flow {
+                    transport: Transport::Tls,
+                    remote: target,
+                };
+                if self.authenticated(alias, conn, identity.clone()) {
+                    metrics::counter!("stox_sip_tls_aliases_total").increment(1);
+                    info!(remote = %flow.remote, alias = %target, certificate = %identity, "RFC 5923: TLS connection aliased; requests to the alias reuse it");
+                } else {
+                    debug!(remote = %flow.remote, alias = %target, "Via alias: another authenticated connection to that address is kept");
+                }
+            }
+            Err(why) => {
+                debug!(remote = %flow.remote, sent_by = %via.host, %why, "Via alias: connection not aliased (RFC 5923)")
+            }
+        }
     }
 }
 
-/// A plain-TCP listening socket for a TLS or WebSocket listener, bound now so that a busy
-/// port fails at start (rsipstack's own listeners only log it).
+/// A plain-TCP listening socket for a WebSocket listener, bound now so that a busy port
+/// fails at start (rsipstack's own listeners only log it).
 pub fn check_bind(addr: SocketAddr) -> std::io::Result<()> {
     std::net::TcpListener::bind(addr).map(drop)
 }
 
-/// The rustls server config of the `tls:` and `wss:` listeners.
-pub fn server_config(cert: &[u8], key: &[u8]) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+/// The rustls server config of the `tls:` and `wss:` listeners: with `client_auth`, it
+/// asks for a client certificate and takes a client without one (`mtls`).
+pub fn server_config(
+    cert: &[u8],
+    key: &[u8],
+    client_auth: Option<&ClientAuth>,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     let certs = CertificateDer::pem_slice_iter(cert)
@@ -120,11 +273,167 @@ pub fn server_config(cert: &[u8], key: &[u8]) -> anyhow::Result<Arc<rustls::Serv
     }
     let key =
         PrivateKeyDer::from_pem_slice(key).map_err(|e| anyhow::anyhow!("sip.tls.key: {e}"))?;
-    let config = rustls::ServerConfig::builder()
-        .with_no_client_auth()
+    let builder = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| anyhow::anyhow!("sip.tls: {e}"))?;
+    let builder = match client_auth {
+        Some(auth) => builder.with_client_cert_verifier(auth.handshake_verifier()),
+        None => builder.with_no_client_auth(),
+    };
+    let config = builder
         .with_single_cert(certs, key)
         .map_err(|e| anyhow::anyhow!("sip.tls: certificate and key do not fit: {e}"))?;
     Ok(Arc::new(config))
+}
+
+/// Serves SIP over TLS (RFC 3261 §26.2) on `listener`: the handshake (with a client
+/// certificate when `client_auth` asks for one, `mtls`), then the connection is handed to
+/// rsipstack, which reads and answers on it like on its own. rsipstack 0.7.14's TLS
+/// listener cannot ask for a client certificate nor tell which one came.
+pub async fn serve_tls(
+    listener: tokio::net::TcpListener,
+    local: SocketAddr,
+    tls: Arc<rustls::ServerConfig>,
+    client_auth: Option<Arc<ClientAuth>>,
+    layer: Arc<rsipstack::transaction::endpoint::EndpointInner>,
+    flows: Flows,
+    cancel: CancellationToken,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    loop {
+        let (stream, remote) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    // Out of descriptors, most likely: do not spin.
+                    warn!(error = %e, "TLS accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            _ = cancel.cancelled() => return,
+        };
+        let acceptor = acceptor.clone();
+        let (layer, flows, auth) = (layer.clone(), flows.clone(), client_auth.clone());
+        let cancel = cancel.child_token();
+        tokio::spawn(async move {
+            if let Err(e) =
+                accept_tls(stream, remote, local, acceptor, auth, layer, flows, cancel).await
+            {
+                debug!(%remote, error = %e, "TLS connection not accepted");
+            }
+        });
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn accept_tls(
+    stream: tokio::net::TcpStream,
+    remote: SocketAddr,
+    local: SocketAddr,
+    acceptor: tokio_rustls::TlsAcceptor,
+    client_auth: Option<Arc<ClientAuth>>,
+    layer: Arc<rsipstack::transaction::endpoint::EndpointInner>,
+    flows: Flows,
+    cancel: CancellationToken,
+) -> anyhow::Result<()> {
+    let tls = tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream))
+        .await
+        .map_err(|_| anyhow::anyhow!("TLS handshake timed out"))??;
+    let presented = tls.get_ref().1.peer_certificates().map(<[_]>::to_vec);
+    let identity = match (&client_auth, presented) {
+        (Some(auth), Some(chain)) if !chain.is_empty() => match auth.verify(&chain) {
+            Ok(id) => Some(id),
+            Err(e) => {
+                info!(%remote, error = %e, "TLS client certificate not verified against sip.tls.client_ca: the connection goes on without it");
+                None
+            }
+        },
+        _ => None,
+    };
+    let conn = rsipstack::transport::tls::TlsConnection::from_server_stream(
+        tls,
+        SipAddr {
+            r#type: Some(rsipstack::sip::Transport::Tls),
+            addr: local.into(),
+        },
+        SipAddr {
+            r#type: Some(rsipstack::sip::Transport::Tls),
+            addr: remote.into(),
+        },
+        Some(cancel),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let conn = SipConnection::Tls(conn);
+    match identity {
+        Some(id) => {
+            info!(%remote, %local, certificate = %id, "new TLS connection with a verified client certificate");
+            flows.client_verified(&conn, id);
+        }
+        None => info!(%remote, %local, "new TLS connection"),
+    }
+    metrics::counter!("stox_sip_tls_connections_total", "side" => "accepted").increment(1);
+    layer.transport_layer.add_connection(conn);
+    Ok(())
+}
+
+/// Sets the topmost Via of every request stox sends (its own, and those rsipstack's
+/// dialogs build) for RFC 5923: over TLS, stox's TLS listener as sent-by (rsipstack would
+/// name another listener: the `tls:` ones are stox's, not rsipstack's) and `alias` when
+/// stox presents a client certificate; over any other transport no `alias` (rsipstack
+/// 0.7.14 adds it over TCP as well, which RFC 5923 §5 leaves to TLS).
+pub struct ViaInspector {
+    /// The first `tls:` listener.
+    pub tls_local: Option<SocketAddr>,
+    /// Whether stox has a certificate to present as a TLS client.
+    pub alias: bool,
+}
+
+impl ViaInspector {
+    /// The Via header value of a request to send.
+    pub fn top_via(&self, value: &str) -> Option<String> {
+        crate::sipmsg::rewrite_top_via(value, |via| {
+            if via.transport != "TLS" {
+                via.set_alias(false);
+                return;
+            }
+            if let Some(local) = self.tls_local {
+                via.host = match local.ip() {
+                    std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                    ip => ip.to_string(),
+                };
+                via.port = Some(local.port());
+            }
+            via.set_alias(self.alias);
+        })
+    }
+}
+
+impl rsipstack::transaction::endpoint::MessageInspector for ViaInspector {
+    fn before_send(&self, msg: SipMessage, _dest: Option<&SipAddr>) -> SipMessage {
+        let SipMessage::Request(mut req) = msg else {
+            return msg;
+        };
+        if let Some(h) = req
+            .headers
+            .iter_mut()
+            .find(|h| matches!(h, rsipstack::sip::Header::Via(_)))
+        {
+            if let rsipstack::sip::Header::Via(via) = h {
+                if let Some(value) = self.top_via(&via.0) {
+                    *h = rsipstack::sip::Header::Via(value.into());
+                }
+            }
+        }
+        SipMessage::Request(req)
+    }
+
+    fn after_received(&self, msg: SipMessage, _from: Option<&SipAddr>) -> SipMessage {
+        msg
+    }
 }
 
 /// Serves secure WebSocket (RFC 7118 §4, `wss`) on `listener`: TLS, then the WebSocket
@@ -287,4 +596,48 @@ async fn wss_connection(
     cancel.cancel();
     let _ = sink.close().await;
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_via_of_requests_stox_sends() {
+        let tls = ViaInspector {
+            tls_local: Some("127.0.0.1:5061".parse().unwrap()),
+            alias: true,
+        };
+        // Over TLS: stox's TLS listener as sent-by (rsipstack's dialogs name its first
+        // listener) and alias.
+        assert_eq!(
+            tls.top_via("SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKa;rport;alias")
+                .as_deref(),
+            Some("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;rport;alias")
+        );
+        assert_eq!(
+            tls.top_via("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;rport")
+                .as_deref(),
+            Some("SIP/2.0/TLS 127.0.0.1:5061;branch=z9hG4bKa;rport;alias")
+        );
+        // Never over TCP (rsipstack adds it there), UDP or WebSocket.
+        for t in ["TCP", "UDP", "WSS"] {
+            assert_eq!(
+                tls.top_via(&format!("SIP/2.0/{t} 127.0.0.1:5060;branch=z9hG4bKa;alias"))
+                    .as_deref(),
+                Some(format!("SIP/2.0/{t} 127.0.0.1:5060;branch=z9hG4bKa").as_str())
+            );
+        }
+        // Without a certificate to present, no alias even over TLS.
+        let plain = ViaInspector {
+            tls_local: Some("[::1]:5061".parse().unwrap()),
+            alias: false,
+        };
+        assert_eq!(
+            plain
+                .top_via("SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKa;alias")
+                .as_deref(),
+            Some("SIP/2.0/TLS [::1]:5061;branch=z9hG4bKa")
+        );
+    }
 }
