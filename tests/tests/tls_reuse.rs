@@ -101,7 +101,23 @@ fn tls_config(cert: &Path, key: &Path, ca: &Path, client_ca: Option<&Path>) -> S
     s
 }
 
-fn run(case: Case) -> Seen {
+/// Two stoxes and their Prosodys, alice on A, bob on B. Fields drop in order: the
+/// clients and stoxes before their Prosodys.
+struct Pair {
+    alice: XmppClient,
+    bob: XmppClient,
+    stox_a: Stox,
+    stox_b: Stox,
+    pa: Prosody,
+    pb: Prosody,
+    a_tls_addr: SocketAddr,
+    b_tls_addr: SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+/// The set-up of `case`; `calls`: Prosodys with WebSocket for the jingle peers and a media
+/// port range for each stox.
+fn setup(case: Case, calls: bool) -> Pair {
     let dir = temp_dir("tlsreuse").expect("temp dir");
     let ca = TestCa::new(dir.path(), "peers");
     let other = TestCa::new(dir.path(), "other");
@@ -112,13 +128,29 @@ fn run(case: Case) -> Seen {
     let (a_cert, a_key) = ca.leaf("stox-a", a_san);
     let (b_cert, b_key) = ca.leaf("stox-b", "IP:127.0.0.1,DNS:localhost");
 
-    let pa = Prosody::start(ProsodyOptions::without_offline()).expect("prosody A");
+    let pa = Prosody::start(ProsodyOptions {
+        websocket: calls,
+        ..ProsodyOptions::without_offline()
+    })
+    .expect("prosody A");
     let pb = Prosody::start(ProsodyOptions {
         domain: "b.localhost".into(),
         component: "sip.b.localhost".into(),
+        websocket: calls,
         ..ProsodyOptions::without_offline()
     })
     .expect("prosody B");
+    // Media ports of their own, above the ephemeral range (test binaries run one at a time).
+    let media = |lo: u16| {
+        if calls {
+            format!(
+                "[media]\naddress = \"127.0.0.1\"\nport_range = \"{lo}-{}\"\n",
+                lo + 99
+            )
+        } else {
+            String::new()
+        }
+    };
     let (a_udp, a_tls, b_udp, b_tls) = (free_port(), free_port(), free_port(), free_port());
     let a_tls_addr = SocketAddr::from(([127, 0, 0, 1], a_tls));
     let b_tls_addr = SocketAddr::from(([127, 0, 0, 1], b_tls));
@@ -133,7 +165,8 @@ fn run(case: Case) -> Seen {
     let stox_a = Stox::start(
         &pa,
         &format!(
-            "[sip]\nlisten = [{a_listen}]\noutbound_proxy = \"sip:127.0.0.1:{b_tls};transport=tls\"\n{}",
+            "{}[sip]\nlisten = [{a_listen}]\noutbound_proxy = \"sip:127.0.0.1:{b_tls};transport=tls\"\n{}",
+            media(64000),
             tls_config(&a_cert, &a_key, &ca.cert, Some(&ca.cert))
         ),
     )
@@ -146,15 +179,37 @@ fn run(case: Case) -> Seen {
     let stox_b = Stox::start(
         &pb,
         &format!(
-            "[sip]\nlisten = [\"udp:127.0.0.1:{b_udp}\", \"tls:127.0.0.1:{b_tls}\"]\n\
+            "{}[sip]\nlisten = [\"udp:127.0.0.1:{b_udp}\", \"tls:127.0.0.1:{b_tls}\"]\n\
              outbound_proxy = \"sip:127.0.0.1:{a_tls};transport=tls\"\n{}",
+            media(64100),
             tls_config(&b_cert, &b_key, &ca.cert, b_client_ca)
         ),
     )
     .expect("stox B");
-    let mut alice = XmppClient::connect(&pa, "alice", PASSWORD, "laptop").expect("alice");
-    let mut bob = XmppClient::connect(&pb, "bob", PASSWORD, "phone").expect("bob");
+    let alice = XmppClient::connect(&pa, "alice", PASSWORD, "laptop").expect("alice");
+    let bob = XmppClient::connect(&pb, "bob", PASSWORD, "phone").expect("bob");
+    Pair {
+        alice,
+        bob,
+        stox_a,
+        stox_b,
+        pa,
+        pb,
+        a_tls_addr,
+        b_tls_addr,
+        _dir: dir,
+    }
+}
 
+/// alice on A writes to bob on B (A opens TLS to B), bob answers; what was seen then.
+fn exchange(p: &mut Pair) -> Seen {
+    let Pair {
+        alice,
+        bob,
+        stox_a,
+        stox_b,
+        ..
+    } = p;
     alice
         .send_message("bob\\40b.localhost@sip.localhost", "hello over TLS")
         .expect("alice sends");
@@ -196,13 +251,22 @@ fn run(case: Case) -> Seen {
             assert_ne!(s.kind(), Some("error"), "{}", s.xml());
         }
     }
+    seen(p)
+}
+
+fn seen(p: &Pair) -> Seen {
     Seen {
-        to_a: accepted(a_tls_addr),
-        to_b: accepted(b_tls_addr),
-        a_opened: metric(&stox_a, "stox_sip_tls_connections_total{side=\"opened\"}"),
-        b_opened: metric(&stox_b, "stox_sip_tls_connections_total{side=\"opened\"}"),
-        b_aliases: metric(&stox_b, "stox_sip_tls_aliases_total"),
+        to_a: accepted(p.a_tls_addr),
+        to_b: accepted(p.b_tls_addr),
+        a_opened: metric(&p.stox_a, "stox_sip_tls_connections_total{side=\"opened\"}"),
+        b_opened: metric(&p.stox_b, "stox_sip_tls_connections_total{side=\"opened\"}"),
+        b_aliases: metric(&p.stox_b, "stox_sip_tls_aliases_total"),
     }
+}
+
+fn run(case: Case) -> Seen {
+    let mut p = setup(case, false);
+    exchange(&mut p)
 }
 
 /// A presents its certificate and asks for an alias; B verifies the certificate, aliases
@@ -289,4 +353,63 @@ fn check_config_validates_client_ca() {
         assert!(!out.status.success(), "{}: {stderr}", client_ca.display());
         assert!(stderr.contains("sip.tls.client_ca"), "{stderr}");
     }
+}
+
+/// A call from B to A after the alias (RFC 5923 for INVITE dialogs): bob (libwebrtc, on B)
+/// calls alice\40localhost@sip.b.localhost; B's INVITE, ACK and BYE go over the connection A
+/// opened, A rings alice (libwebrtc), both hear each other's tone through the two gateways,
+/// and still nobody ever connected to A's TLS port.
+#[test]
+fn a_call_goes_over_the_connection_a_opened() {
+    use stox_tests::jingle_peer::{CallOptions, JinglePeer, PeerOptions};
+    let mut p = setup(Case::Alias, true);
+    let before = exchange(&mut p);
+    assert_eq!(before.b_aliases, 1.0, "{before:?}");
+    assert_eq!(before.to_a, 0, "{before:?}");
+
+    let mut alice = JinglePeer::connect(&p.pa, "alice", PASSWORD, "call", PeerOptions::tone(880))
+        .expect("alice's jingle peer");
+    let mut bob = JinglePeer::connect(&p.pb, "bob", PASSWORD, "call", PeerOptions::tone(440))
+        .expect("bob's jingle peer");
+    let sid = bob
+        .call("alice\\40localhost@sip.b.localhost", CallOptions::jmi())
+        .expect("bob calls");
+    let incoming = alice.expect_incoming(T).unwrap_or_else(|e| {
+        panic!(
+            "alice was never called: {e:#}\n--- A ---\n{}\n--- B ---\n{}",
+            p.stox_a.log_tail(40),
+            p.stox_b.log_tail(40)
+        )
+    });
+    let alice_sid = incoming.sid().unwrap_or_default().to_string();
+    bob.expect_event("accepted", &sid, T).unwrap_or_else(|e| {
+        panic!(
+            "bob's call was not accepted: {e:#}\n--- A ---\n{}\n--- B ---\n{}",
+            p.stox_a.log_tail(40),
+            p.stox_b.log_tail(40)
+        )
+    });
+    bob.wait_connected(&sid, T).expect("bob's media connected");
+    bob.wait_tone(&sid, 880.0, 30.0, 0.01, T)
+        .expect("bob hears alice's tone");
+    alice
+        .wait_tone(&alice_sid, 440.0, 30.0, 0.01, T)
+        .expect("alice hears bob's tone");
+    bob.hangup(&sid).expect("bob hangs up");
+    let ended = alice
+        .expect_event("terminated", &alice_sid, T)
+        .unwrap_or_else(|e| panic!("the BYE did not reach alice: {e:#}"));
+    assert_eq!(ended.str("by"), Some("remote"), "{ended}");
+
+    let after = seen(&p);
+    assert_eq!(after.to_a, 0, "a connection to A's TLS port: {after:?}");
+    assert_eq!(after.to_b, 1, "{after:?}");
+    assert_eq!(after.b_opened, 0.0, "B opened a TLS connection: {after:?}");
+    assert!(
+        p.stox_b
+            .log_tail(400)
+            .contains("INVITE over a reused TLS connection (RFC 5923)"),
+        "{}",
+        p.stox_b.log_tail(60)
+    );
 }

@@ -53,6 +53,9 @@ pub(super) struct CallIo {
     transport: Transport,
     /// RFC 3263 location of a callee's domain (no outbound proxy, host not an IP).
     dns: Option<stox_sip::locate::Resolver>,
+    /// The stream connections stox knows: a TLS connection a peer aliased to an INVITE's
+    /// destination carries it (RFC 5923 §5).
+    flows: super::transports::Flows,
     /// Calls whose INVITE waits for its next hop to be located; a hangup meanwhile
     /// removes the call, and the INVITE is then never sent.
     locating: HashMap<CallKey, Option<crate::core::InviteAccount>>,
@@ -80,6 +83,8 @@ pub(super) struct Routing {
     pub(super) transport: Transport,
     /// The resolver for domains.
     pub(super) dns: Option<stox_sip::locate::Resolver>,
+    /// The stream connections stox knows, with the TLS ones a peer aliased (RFC 5923).
+    pub(super) flows: super::transports::Flows,
 }
 
 impl CallIo {
@@ -113,6 +118,7 @@ impl CallIo {
             proxy,
             transport,
             dns,
+            flows,
         } = routing;
         let contact = rsipstack::sip::Uri::try_from(format!("sip:stox@{local}").as_str())
             .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
@@ -137,6 +143,7 @@ impl CallIo {
             proxy,
             transport,
             dns,
+            flows,
             locating: HashMap::new(),
             fallbacks: HashMap::new(),
             next_key: 0,
@@ -459,12 +466,37 @@ impl CallIo {
             .or_else(|| super::ip_hop(&req.uri, if tls { 5061 } else { 5060 }));
         // A registered contact's flow: rsipstack finds the open connection by the peer's
         // address and transport (RFC 5626 §5.3).
-        let destination = match req.flow {
-            Some(f) => Some(SipAddr {
+        // RFC 5923 §5: an open TLS connection to `dest` whose peer is authenticated for the
+        // name a new connection would be checked against (one a peer aliased to `dest` with
+        // its certificate, or one stox opened) carries the INVITE; rsipstack finds it by its
+        // real remote address, which for an aliased connection is the peer's own port.
+        let reused = match (req.flow, dest) {
+            (None, Some(d)) if tls || transport == Transport::Tls => {
+                let name = match (&req.next_hop, self.proxy, hop) {
+                    (Some(h), _, None) => h.parse::<stox_sip::uri::SipUri>().ok().map(|u| u.host),
+                    (None, Some(p), None) => Some(p.ip().to_string()),
+                    _ => req
+                        .uri
+                        .parse::<stox_sip::uri::SipUri>()
+                        .ok()
+                        .map(|u| u.host),
+                };
+                name.map(|n| n.trim_start_matches('[').trim_end_matches(']').to_string())
+                    .and_then(|n| self.flows.tls_to(d, &n))
+                    .and_then(|c| c.get_remote_addr().cloned())
+            }
+            _ => None,
+        };
+        let destination = match (req.flow, reused) {
+            (Some(f), _) => Some(SipAddr {
                 r#type: Some(f.transport.to_stack()),
                 addr: f.remote.into(),
             }),
-            None => dest.map(|d| SipAddr {
+            (None, Some(conn)) => {
+                info!(call = key, via = %conn, "INVITE over a reused TLS connection (RFC 5923)");
+                Some(conn)
+            }
+            (None, None) => dest.map(|d| SipAddr {
                 r#type: Some((if tls { Transport::Tls } else { transport }).to_stack()),
                 addr: d.into(),
             }),

@@ -409,6 +409,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             proxy: proxy.map(|(_, a)| a),
             transport: default_transport,
             dns: dns.clone(),
+            flows: flows.clone(),
         },
     )?;
     call_io.set_stream_contacts(&stream_locals);
