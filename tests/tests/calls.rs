@@ -2322,12 +2322,46 @@ fn ws_request_headers(text: &str, name: &str) -> Vec<String> {
 /// stox with a ws listener, dave a SIP user of `C`, and dave's `ws_phone.js` registered
 /// over WebSocket with outbound (an `.invalid` Contact); returns the ws port and his Contact.
 fn websocket_phone() -> (Calls, stox_tests::jssip_peer::JsSipPeer, u16, String) {
+    let (w, phone, ws, contact, _) = websocket_phone_over(false);
+    (w, phone, ws, contact)
+}
+
+/// The same over `ws:` or (`secure`) `wss:` with a self-signed certificate the phone trusts;
+/// the last item keeps the certificate's directory.
+fn websocket_phone_over(
+    secure: bool,
+) -> (
+    Calls,
+    stox_tests::jssip_peer::JsSipPeer,
+    u16,
+    String,
+    Option<tempfile::TempDir>,
+) {
     let (udp, ws) = (
         stox_tests::ports::free_port(),
         stox_tests::ports::free_port(),
     );
+    let (scheme, certs) = if secure {
+        let dir = stox_tests::process::temp_dir("wsscert").expect("temp dir");
+        let (cert, key) = stox_tests::certs::self_signed(dir.path());
+        (
+            "wss",
+            Some((
+                format!(
+                    "[sip.tls]\ncert = \"{}\"\nkey = \"{}\"\n",
+                    cert.display(),
+                    key.display()
+                ),
+                cert,
+                dir,
+            )),
+        )
+    } else {
+        ("ws", None)
+    };
     let w = Calls::start(&format!(
-        "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"ws:127.0.0.1:{ws}\"]\n"
+        "[sip]\nlisten = [\"udp:127.0.0.1:{udp}\", \"{scheme}:127.0.0.1:{ws}\"]\n{}",
+        certs.as_ref().map_or("", |c| c.0.as_str())
     ));
     let r = w
         .stox
@@ -2340,10 +2374,10 @@ fn websocket_phone() -> (Calls, stox_tests::jssip_peer::JsSipPeer, u16, String) 
     assert_eq!(r.status, 201, "{}", r.body);
     let mut phone =
         stox_tests::jssip_peer::JsSipPeer::start_ws_phone(&stox_tests::jssip_peer::JsSipOptions {
-            url: format!("ws://127.0.0.1:{ws}"),
+            url: format!("{scheme}://127.0.0.1:{ws}"),
             uri: format!("sip:dave@{}", w.prosody.component()),
             password: "dave-secret".into(),
-            ca_file: None,
+            ca_file: certs.as_ref().map(|c| c.1.clone()),
         })
         .expect("ws phone");
     let reg = phone
@@ -2354,6 +2388,7 @@ fn websocket_phone() -> (Calls, stox_tests::jssip_peer::JsSipPeer, u16, String) 
         .unwrap_or_default()
         .trim_matches(|c| c == '<' || c == '>')
         .to_string();
+    // RFC 7118 §5.1: `;transport=ws` over both (the Via says WS or WSS).
     assert!(contact.ends_with(".invalid;transport=ws"), "{contact}");
     let response = reg["response"].as_str().unwrap_or_default();
     assert_eq!(
@@ -2361,7 +2396,7 @@ fn websocket_phone() -> (Calls, stox_tests::jssip_peer::JsSipPeer, u16, String) 
         vec!["outbound"],
         "{response}"
     );
-    (w, phone, ws, contact)
+    (w, phone, ws, contact, certs.map(|c| c.2))
 }
 
 /// The first line of a SIP message, lowercased: URI parameter values compare
@@ -2504,6 +2539,68 @@ fn a_websocket_phone_calls_xmpp_and_gets_the_bye_over_its_websocket() {
     alice.hangup(&sid).expect("hangup");
     // The Contact of dave's INVITE (with RFC 5626 §5.4's `ob`) is the dialog's target.
     assert_bye_over_the_websocket(&w, &mut phone, ws, &format!("{contact};ob"));
+    alice
+        .expect_event("terminated", &sid, T)
+        .expect("terminated");
+    phone.quit();
+    w.finish();
+}
+
+/// The same over secure WebSocket (`wss:`, stox's own TLS + WebSocket bridge; browsers on an
+/// https page may only use wss): alice calls dave's phone, registered over wss with outbound;
+/// the INVITE, the ACK and stox's BYE come over that one secure WebSocket, to dave's
+/// `.invalid` Contact, with stox's Via and Contact naming WSS.
+#[test]
+fn xmpp_call_to_a_secure_websocket_phone_runs_over_its_websocket() {
+    let (w, mut phone, wss, contact, _certs) = websocket_phone_over(true);
+    let mut alice = w.alice(Answer::Auto);
+    let dave = format!("dave@{}", w.prosody.component());
+    let sid = alice.call(&dave, CallOptions::jmi()).expect("call");
+    let invite = phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "INVITE")
+        .unwrap_or_else(|e| panic!("no INVITE over the wss: {e:#}\n{}", w.stox.log_tail(30)));
+    let text = invite["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        first_line(text),
+        format!("invite {} sip/2.0", contact.to_ascii_lowercase()),
+        "to dave's Contact: {text}"
+    );
+    let via = ws_request_headers(text, "Via");
+    assert!(
+        via.first()
+            .is_some_and(|v| v.starts_with(&format!("SIP/2.0/WSS 127.0.0.1:{wss};"))),
+        "stox's Via names its wss listener: {via:?}"
+    );
+    let stox_contact = ws_request_headers(text, "Contact").join(",");
+    assert!(
+        stox_contact
+            .to_ascii_lowercase()
+            .contains(&format!("127.0.0.1:{wss};transport=wss")),
+        "stox's Contact in a dialog over secure WebSocket: {stox_contact}"
+    );
+    alice
+        .expect_event("accepted", &sid, T)
+        .unwrap_or_else(|e| panic!("the answer did not reach alice: {e:#}"));
+    phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "ACK")
+        .unwrap_or_else(|e| panic!("no ACK over the wss: {e:#}\n{}", w.stox.log_tail(30)));
+    alice.hangup(&sid).expect("hangup");
+    let bye = phone
+        .expect(T, |e| e["event"] == "request" && e["method"] == "BYE")
+        .unwrap_or_else(|e| panic!("no BYE over the wss: {e:#}\n{}", w.stox.log_tail(40)));
+    let text = bye["text"].as_str().unwrap_or_default();
+    assert_eq!(
+        first_line(text),
+        format!("bye {} sip/2.0", contact.to_ascii_lowercase()),
+        "{text}"
+    );
+    let via = ws_request_headers(text, "Via");
+    assert!(
+        via.first()
+            .is_some_and(|v| v.starts_with(&format!("SIP/2.0/WSS 127.0.0.1:{wss};"))),
+        "{via:?}"
+    );
+    assert_eq!(phone.count("connected"), 1, "{:?}", phone.seen());
     alice
         .expect_event("terminated", &sid, T)
         .expect("terminated");

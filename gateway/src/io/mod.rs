@@ -223,6 +223,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         .with_cancel_token(cancel.clone())
         .with_inspector(Box::new(transports::ViaInspector {
             tls_local: stream_locals.get(&Transport::Tls).copied(),
+            wss_local: stream_locals.get(&Transport::Wss).copied(),
             alias: tls_client.is_some(),
         }))
         .with_allows(vec![

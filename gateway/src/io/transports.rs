@@ -384,10 +384,14 @@ async fn accept_tls(
 /// dialogs build) for RFC 5923: over TLS, stox's TLS listener as sent-by (rsipstack would
 /// name another listener: the `tls:` ones are stox's, not rsipstack's) and `alias` when
 /// stox presents a client certificate; over any other transport no `alias` (rsipstack
-/// 0.7.14 adds it over TCP as well, which RFC 5923 §5 leaves to TLS).
+/// 0.7.14 adds it over TCP as well, which RFC 5923 §5 leaves to TLS). Over secure
+/// WebSocket likewise stox's `wss:` listener as sent-by (RFC 3261 §18.1.1, RFC 7118 §5.2):
+/// that listener is stox's bridge, and rsipstack named its first listener's address.
 pub struct ViaInspector {
     /// The first `tls:` listener.
     pub tls_local: Option<SocketAddr>,
+    /// The first `wss:` listener.
+    pub wss_local: Option<SocketAddr>,
     /// Whether stox has a certificate to present as a TLS client.
     pub alias: bool,
 }
@@ -396,18 +400,20 @@ impl ViaInspector {
     /// The Via header value of a request to send.
     pub fn top_via(&self, value: &str) -> Option<String> {
         crate::sipmsg::rewrite_top_via(value, |via| {
-            if via.transport != "TLS" {
-                via.set_alias(false);
-                return;
-            }
-            if let Some(local) = self.tls_local {
+            let tls = via.transport == "TLS";
+            let local = match via.transport.as_str() {
+                "TLS" => self.tls_local,
+                "WSS" => self.wss_local,
+                _ => None,
+            };
+            if let Some(local) = local {
                 via.host = match local.ip() {
                     std::net::IpAddr::V6(ip) => format!("[{ip}]"),
                     ip => ip.to_string(),
                 };
                 via.port = Some(local.port());
             }
-            via.set_alias(self.alias);
+            via.set_alias(tls && self.alias);
         })
     }
 }
@@ -606,6 +612,7 @@ mod tests {
     fn the_via_of_requests_stox_sends() {
         let tls = ViaInspector {
             tls_local: Some("127.0.0.1:5061".parse().unwrap()),
+            wss_local: None,
             alias: true,
         };
         // Over TLS: stox's TLS listener as sent-by (rsipstack's dialogs name its first
@@ -631,6 +638,7 @@ mod tests {
         // Without a certificate to present, no alias even over TLS.
         let plain = ViaInspector {
             tls_local: Some("[::1]:5061".parse().unwrap()),
+            wss_local: None,
             alias: false,
         };
         assert_eq!(
@@ -638,6 +646,23 @@ mod tests {
                 .top_via("SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKa;alias")
                 .as_deref(),
             Some("SIP/2.0/TLS [::1]:5061;branch=z9hG4bKa")
+        );
+        // Over secure WebSocket: stox's wss listener as sent-by, no alias; other
+        // transports keep what rsipstack wrote.
+        let wss = ViaInspector {
+            tls_local: None,
+            wss_local: Some("127.0.0.1:8089".parse().unwrap()),
+            alias: true,
+        };
+        assert_eq!(
+            wss.top_via("SIP/2.0/WSS 127.0.0.1:5060;branch=z9hG4bKa;rport")
+                .as_deref(),
+            Some("SIP/2.0/WSS 127.0.0.1:8089;branch=z9hG4bKa;rport")
+        );
+        assert_eq!(
+            wss.top_via("SIP/2.0/WS 127.0.0.1:8088;branch=z9hG4bKa")
+                .as_deref(),
+            Some("SIP/2.0/WS 127.0.0.1:8088;branch=z9hG4bKa")
         );
     }
 }

@@ -1,7 +1,7 @@
 // stox end-to-end tests: a scripted SIP user agent over WebSocket (RFC 7118), written on the
 // `ws` package, for calls. JsSIP itself needs WebRTC (RTCPeerConnection) to place or answer a
 // call, which Node.js lacks; this UA speaks the same SIP over the same kind of socket as a
-// browser phone (a `.invalid` Contact host, `Via: SIP/2.0/WS`, outbound registration) but
+// browser phone (a `.invalid` Contact host, `Via: SIP/2.0/WS` or `WSS`, outbound registration) but
 // answers an INVITE with a plain RTP/AVP (PCMU) SDP, the media stox's SIP legs use.
 //
 //   node ws_phone.js --url ws://127.0.0.1:PORT --uri sip:dave@sip.localhost --password PW
@@ -45,7 +45,10 @@ const user = aor.replace(/^sip:/, '').split('@')[0];
 const domain = aor.split('@')[1];
 const rand = (n) => crypto.randomBytes(n).toString('hex');
 const host = rand(4) + '.invalid';
+// RFC 7118 §5.1/§5.2 (as JsSIP does): the URI transport parameter is `ws` over both kinds of
+// socket; the Via transport is `WSS` over a secure WebSocket.
 const contactUri = `sip:${rand(4)}@${host};transport=ws`;
+const viaTransport = url.startsWith('wss:') ? 'WSS' : 'WS';
 const instance = `<urn:uuid:${crypto.randomUUID()}>`;
 const callId = rand(8);
 const fromTag = rand(4);
@@ -97,7 +100,7 @@ function invite(ws, auth) {
   call.branch = `z9hG4bK${rand(6)}`;
   const lines = [
     `INVITE ${call.to} SIP/2.0`,
-    `Via: SIP/2.0/WS ${host};branch=${call.branch}`,
+    `Via: SIP/2.0/${viaTransport} ${host};branch=${call.branch}`,
     'Max-Forwards: 70',
     `From: <${aor}>;tag=${call.tag}`,
     `To: <${call.to}>`,
@@ -119,7 +122,7 @@ function ack(ws, resp, twoHundred) {
   const branch = twoHundred ? `z9hG4bK${rand(6)}` : call.branch;
   ws.send([
     `ACK ${ruri} SIP/2.0`,
-    `Via: SIP/2.0/WS ${host};branch=${branch}`,
+    `Via: SIP/2.0/${viaTransport} ${host};branch=${branch}`,
     'Max-Forwards: 70',
     `From: <${aor}>;tag=${call.tag}`,
     `To: ${resp.get('To')[0]}`,
@@ -133,7 +136,7 @@ function register(ws, challenge) {
   const ruri = `sip:${domain}`;
   const lines = [
     `REGISTER ${ruri} SIP/2.0`,
-    `Via: SIP/2.0/WS ${host};branch=z9hG4bK${rand(6)}`,
+    `Via: SIP/2.0/${viaTransport} ${host};branch=z9hG4bK${rand(6)}`,
     'Max-Forwards: 70',
     `From: <${aor}>;tag=${fromTag}`,
     `To: <${aor}>`,
