@@ -555,14 +555,14 @@ impl CallIo {
     pub(super) fn failover(&mut self, key: CallKey, event: &DialogEvent) -> bool {
         match event {
             DialogEvent::Failed {
-                code: 503 | 408,
+                code: code @ (503 | 408),
                 reason,
             } => {
                 let Some((req, account, mut hops)) = self.fallbacks.remove(&key) else {
                     return false;
                 };
                 let next = hops.remove(0);
-                info!(call = key, %reason, next = %next.0, "INVITE failed, trying the next target (RFC 3263 §4.3)");
+                info!(call = key, code, %reason, next = %next.0, "INVITE failed, trying the next target (RFC 3263 §4.3)");
                 if !hops.is_empty() {
                     self.fallbacks
                         .insert(key, (req.clone(), account.clone(), hops));

@@ -129,6 +129,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     concat!("stox/", env!("CARGO_PKG_VERSION")),
                     outstanding.clone(),
                     max_pending,
+                    config.t1(),
                     move |m| {
                         let ev = match m {
                             nist::ToCore::Request(r) => Event::Udp(Box::new(r)),
@@ -200,7 +201,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    // RFC 3261 §17: every timer of rsipstack's transactions and dialogs derives from T1
+    // (`[sip] t1_ms`); Timer B / F / H and the 2xx-ACK window are 64·T1.
+    let t1 = config.t1();
     let endpoint = EndpointBuilder::new()
+        .with_option(rsipstack::transaction::endpoint::EndpointOption {
+            t1,
+            t1x64: t1 * 64,
+            ..Default::default()
+        })
         .with_user_agent(concat!("stox/", env!("CARGO_PKG_VERSION")))
         .with_transport_layer(transport_layer)
         .with_cancel_token(cancel.clone())
