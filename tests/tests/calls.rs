@@ -1399,6 +1399,104 @@ fn answered_after_failover(
     rang
 }
 
+/// RFC 3263 §4.1 and RFC 5922 §4 for calls: a callee's domain whose NAPTR offers only
+/// `SIPS+D2T` gets the INVITE over TLS, the phone's certificate verified for the domain
+/// (`voip.test`; the SRV target's name is not in it); a domain whose SRV target merely *is*
+/// `voip.test` gets nothing, although a connection verified for voip.test to that very
+/// address is open.
+/// baresip bob, TLS with a certificate for DNS:voip.test only
+/// dnsmasq: voip.test NAPTR SIPS+D2T → _sips._tcp.voip.test SRV → pbx.provider.test:TLS;
+///   evil.test NAPTR SIPS+D2T → _sips._tcp.evil.test SRV → voip.test:TLS
+/// alice calls bob\40voip.test@C → INVITE over TLS, the phone rings, answers 486 → `busy`
+/// alice calls bob\40evil.test@C → the session ends, the phone sees no second INVITE
+#[test]
+fn xmpp_call_to_a_domain_located_to_tls_is_verified_for_the_domain() {
+    use stox_tests::dnsmasq::Zone;
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = stox_tests::certs::self_signed_for(certs.path(), "voip", &["DNS:voip.test"]);
+    let mut options = BaresipOptions::new("bob", PHONE_HZ)
+        .codecs(Codecs::OpusAndPcmu)
+        .sip_trace(true);
+    options.tls_certificate = Some(stox_tests::certs::bundle(&cert, &key));
+    options.tls_ca = Some(cert.clone());
+    let mut phone = Baresip::start(options).expect("baresip");
+    let dns = stox_tests::dnsmasq::Dnsmasq::start(
+        &Zone::new()
+            .naptr("voip.test", 10, 10, "SIPS+D2T", "_sips._tcp.voip.test")
+            .srv(
+                "_sips._tcp.voip.test",
+                "pbx.provider.test",
+                phone.tls_port(),
+                0,
+                0,
+            )
+            .a("pbx.provider.test", "127.0.0.1")
+            .naptr("evil.test", 10, 10, "SIPS+D2T", "_sips._tcp.evil.test")
+            .srv("_sips._tcp.evil.test", "voip.test", phone.tls_port(), 0, 0)
+            .a("voip.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let w = Calls::start(&format!(
+        "[sip]\ndns_server = \"{}\"\n[sip.tls]\nca = \"{}\"\n",
+        dns.addr(),
+        cert.display()
+    ));
+    let mut alice = w.alice(Answer::Auto);
+    let callee = format!("bob\\40voip.test@{}", w.prosody.component());
+    let sid = alice.call(&callee, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(40)));
+    // (The trace parser takes baresip's SIP port for its own end; its TLS port is +1.)
+    let to_phone = format!(":{}", phone.tls_port());
+    let invites: Vec<_> = phone
+        .sip_trace()
+        .into_iter()
+        .filter(|t| t.dst.ends_with(&to_phone) && t.message.method() == Some("INVITE"))
+        .collect();
+    assert_eq!(invites.len(), 1, "{}", phone.context());
+    assert_eq!(invites[0].transport, "TLS", "{}", phone.context());
+    assert_eq!(invites[0].message.request_uri(), Some("sip:bob@voip.test"));
+    phone.hangup().expect("reject with 486");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
+    phone_closed(&mut phone, T);
+
+    let callee = format!("bob\\40evil.test@{}", w.prosody.component());
+    let sid = alice.call(&callee, CallOptions::jmi()).expect("call");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the call to evil.test did not end: {e:#}\n{}",
+                w.stox.log_tail(40)
+            )
+        });
+    assert_ne!(ended.str("reason"), Some("success"), "{ended}");
+    assert!(
+        w.stox
+            .log_tail(400)
+            .lines()
+            .any(|l| l.contains("INVITE target unreachable") && l.contains("evil.test")),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    let invites = phone
+        .sip_trace()
+        .into_iter()
+        .filter(|t| t.message.method() == Some("INVITE"))
+        .count();
+    assert_eq!(
+        invites,
+        1,
+        "evil.test reached the phone\n{}",
+        phone.context()
+    );
+    w.finish();
+}
+
 /// RFC 3263 §4.3, RFC 3261 §17.1.1.2: the priority-0 server never answers, the INVITE
 /// client transaction times out (Timer B = 64·T1; `[sip] t1_ms = 100` makes it 6.4 s
 /// instead of 32 s), and the INVITE goes to the priority-10 server, which completes the
