@@ -313,7 +313,7 @@ impl CallIo {
             Some(hop) => (hop.parse::<stox_sip::uri::SipUri>().ok(), false),
             None => (req.uri.parse().ok(), self.proxy.is_some()),
         };
-        let tls = invite_needs_tls(&req);
+        let tls = invite_needs_tls(&req, account.as_ref());
         // A registered contact with an open flow is not located: it goes over the flow;
         // nor is anything through the global proxy.
         let (Some(target), false, None) = (target, via_proxy, req.flow) else {
@@ -337,7 +337,8 @@ impl CallIo {
             (Some(_), _) | (None, None) => return self.invite(key, req, None, account),
             (None, Some(dns)) => dns,
         };
-        // RFC 3263 §4.1: a `sips:` callee (or a TLS next hop) is located for TLS only.
+        // RFC 3263 §4.1: a `sips:` callee (or a TLS next hop, or a `tls` account) is located
+        // for TLS only.
         // Otherwise UDP, TCP when stox listens on it, and TLS when it can verify a server
         // (a `sip:` domain may be served over TLS only: `SIPS+D2T`, `_sips._tcp`).
         let supported = if tls {
@@ -453,7 +454,15 @@ impl CallIo {
         hop: Option<(SocketAddr, Transport)>,
         account: Option<crate::core::InviteAccount>,
     ) {
-        let transport = hop.map_or(self.transport, |(_, t)| t);
+        // A `tcp` account's INVITE goes over TCP when nothing else decided.
+        let account_tcp = account
+            .as_ref()
+            .is_some_and(|a| a.transport == crate::core::accounts::AccountTransport::Tcp);
+        let transport = match hop {
+            Some((_, t)) => t,
+            None if account_tcp && self.contact_tcp.is_some() => Transport::Tcp,
+            None => self.transport,
+        };
         let events = self.events.clone();
         let fail = move |code: u16, reason: String| {
             let _ = events.send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
@@ -466,8 +475,8 @@ impl CallIo {
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
         // RFC 3261 §26.2.2: a `sips:` or `;transport=tls` callee is called over TLS only, and
-        // so is everything through a TLS next hop.
-        let tls = invite_needs_tls(&req);
+        // so is everything through a TLS next hop or a `tls` account.
+        let tls = invite_needs_tls(&req, account.as_ref());
         // An external account's outbound proxy first (an IP address; a name was located
         // before, see `locate_then_invite`).
         let next_hop = req
@@ -743,13 +752,18 @@ async fn reachable(
 }
 
 /// Whether an INVITE must leave over TLS: a `sips:` or `;transport=tls` Request-URI or next
-/// hop (RFC 3261 §26.2.2, RFC 5630 §3.1.3).
-fn invite_needs_tls(req: &crate::sipmsg::OutRequest) -> bool {
+/// hop (RFC 3261 §26.2.2, RFC 5630 §3.1.3), or an account whose transport is `tls`.
+fn invite_needs_tls(
+    req: &crate::sipmsg::OutRequest,
+    account: Option<&crate::core::InviteAccount>,
+) -> bool {
     let tls_uri = |uri: &str| {
         uri.parse::<stox_sip::uri::SipUri>()
             .is_ok_and(|u| super::needs_tls_uri(&u))
     };
-    tls_uri(&req.uri) || req.next_hop.as_deref().is_some_and(tls_uri)
+    tls_uri(&req.uri)
+        || req.next_hop.as_deref().is_some_and(tls_uri)
+        || account.is_some_and(|a| a.transport == crate::core::accounts::AccountTransport::Tls)
 }
 
 fn add(total: &mut CallCounters, c: &CallCounters) {

@@ -340,6 +340,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         contacts: crate::core::LocalContacts {
             udp: udp_local,
             tcp: tcp_local,
+            tls: stream_locals.get(&Transport::Tls).copied(),
         },
     };
     let seed =
