@@ -592,10 +592,14 @@ impl CallIo {
                 let Some((req, account, mut hops)) = self.fallbacks.remove(&key) else {
                     return false;
                 };
-                info!(call = key, code, %reason, next = %hops[0].0, "INVITE failed, trying the next target (RFC 3263 §4.3)");
+                // (Fallbacks are stored only with hops left.)
+                let Some(&(next_addr, next_transport)) = hops.first() else {
+                    return false;
+                };
+                info!(call = key, code, %reason, next = %next_addr, "INVITE failed, trying the next target (RFC 3263 §4.3)");
                 // A stream target is connected to first (a TLS one verified for the
                 // callee's domain), as the first target was.
-                if hops[0].1 != Transport::Udp {
+                if next_transport != Transport::Udp {
                     self.connect_then_invite(key, req, account, hops);
                     return true;
                 }
