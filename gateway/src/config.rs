@@ -200,10 +200,21 @@ pub struct SipConfig {
     /// stream that stays silent for 300 s).
     #[serde(default = "default_flow_timer")]
     pub flow_timer_secs: u32,
+    /// RFC 3261 T1, the round-trip estimate every transaction timer derives from
+    /// (milliseconds, default 500, 50 to 4000): retransmissions start at T1, and a
+    /// request nobody answers fails after 64·T1 (Timer B for an INVITE, Timer F
+    /// otherwise; 32 s by default), which is when an INVITE goes to the next located server
+    /// (RFC 3263 §4.3). RFC 3261 §17.1.1.1 allows a smaller T1 on networks known to be
+    /// faster; it cannot exceed T2 (4 s).
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u64,
 }
 
 fn default_flow_timer() -> u32 {
     120
+}
+fn default_t1_ms() -> u64 {
+    500
 }
 
 /// `[sip.tls]`: PEM files for SIP over TLS and secure WebSocket.
@@ -621,6 +632,12 @@ impl Config {
                 "between 10 and 290 seconds (idle streams are closed after 300 s)",
             ));
         }
+        if !(50..=4000).contains(&self.sip.t1_ms) {
+            return Err(invalid(
+                "sip.t1_ms",
+                "between 50 and 4000 milliseconds (RFC 3261 T1, at most T2 = 4 s)",
+            ));
+        }
         self.dns_server()?;
         if self.sip.max_pending_requests == 0 {
             return Err(invalid("sip.max_pending_requests", "must be at least 1"));
@@ -883,6 +900,11 @@ impl Config {
             return Err("a `sips:` proxy is reached over TLS only".into());
         }
         Ok(Some((transport, SocketAddr::new(ip, port))))
+    }
+
+    /// RFC 3261 T1 (`[sip] t1_ms`).
+    pub fn t1(&self) -> Duration {
+        Duration::from_millis(self.sip.t1_ms)
     }
 
     /// Keepalive interval of the component link.
@@ -1171,6 +1193,28 @@ path = "./stox-data"
         ))
         .expect_err("flow timer");
         assert!(e.to_string().starts_with("sip.flow_timer_secs"), "{e}");
+        // T1: 500 ms by default, 50 to 4000 ms.
+        let c = Config::parse(SAMPLE).expect("sample");
+        assert_eq!(c.t1(), Duration::from_millis(500));
+        for (t1, ok) in [
+            (49, false),
+            (50, true),
+            (100, true),
+            (4000, true),
+            (4001, false),
+        ] {
+            let text = SAMPLE.replacen("[sip]", &format!("[sip]\nt1_ms = {t1}"), 1);
+            match Config::parse(&text) {
+                Ok(c) => {
+                    assert!(ok, "t1_ms = {t1} accepted");
+                    assert_eq!(c.t1(), Duration::from_millis(t1));
+                }
+                Err(e) => {
+                    assert!(!ok, "t1_ms = {t1}: {e}");
+                    assert!(e.to_string().starts_with("sip.t1_ms"), "{e}");
+                }
+            }
+        }
         // Plain UDP and TCP need no [sip.tls].
         assert!(Config::parse(SAMPLE).is_ok());
     }

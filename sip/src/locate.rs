@@ -13,7 +13,8 @@
 //!   service stox supports (`SIP+D2U`, `SIP+D2T`, `SIPS+D2T`, and RFC 7118's `SIP+D2W` /
 //!   `SIPS+D2W`), by order then preference, only `SIPS+` services for a `sips:` URI;
 //!   without usable NAPTR records, SRV queries for each supported transport; without
-//!   those, UDP (`sip:`) or TLS (`sips:`).
+//!   those, UDP (`sip:`) or TLS (`sips:`). A `sip:` URI may end on TLS too (`SIPS+D2T`,
+//!   `_sips._tcp`) when the caller supports it.
 //! - §4.2 port and address: a numeric host is used as is; an explicit port means A/AAAA
 //!   of the host; else the SRV records of the NAPTR replacement (or of `_sip._udp.host`
 //!   and the like), ordered per RFC 2782 (priority, then weighted random), a target of
@@ -114,8 +115,10 @@ pub struct Target {
     pub proto: Proto,
     /// Where.
     pub addr: SocketAddr,
-    /// The host name the address was found for (the SRV target, or the URI's host): what
-    /// a TLS client checks the server's certificate against (RFC 5922 §4).
+    /// The host name the address was found for (the SRV target, or the URI's host), for
+    /// logs. Not the name a TLS client checks the certificate against: that is the URI's
+    /// own host, the input of this procedure (RFC 5922 §4), since the records that led from
+    /// it to this name are not authenticated.
     pub host: String,
 }
 

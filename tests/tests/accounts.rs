@@ -18,6 +18,10 @@
 //! a SIPp provider and `<target>#<id>@C`: the chosen account's identity and display name
 //! a SIPp provider INVITEs the account's Contact: alice is proposed the call from
 //!   carol\40pbx.example#sipp@C, answers; 200 with SDP, ACK, BYE ends her session
+//! TLS: B listens on TLS only (a certificate for IP:127.0.0.1 only); A's account has
+//!   transport tls, outbound proxy sip:127.0.0.1:B → registered with Digest, the
+//!   certificate checked against the proxy's host, not the registrar's; B's binding is
+//!   A's ;transport=tls Contact; a message each way
 //! ```
 
 use std::time::{Duration, Instant};
@@ -232,6 +236,141 @@ fn an_account_at_a_second_stox_registers_and_carries_messages_both_ways() {
         assert!(Instant::now() < deadline, "still bound at B: {users}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// TLS to the provider (RFC 3261 §26, RFC 5922): B listens on TLS only, with a certificate
+/// for `IP:127.0.0.1` and nothing else; A's account has transport `tls` and the outbound
+/// proxy `sip:127.0.0.1:B`. The REGISTER (Request-URI `sip:sip2.localhost`, a name the
+/// certificate does not hold) is verified against the proxy's host, as RFC 5922 §4 and
+/// RFC 3261 §26.2 want of a next hop that is a proxy; it registers with Digest, the
+/// binding at B is A's TLS Contact, and a message goes each way. B has no UDP or TCP
+/// socket at all: whatever it received or sent was TLS.
+#[test]
+fn an_account_over_tls_registers_and_carries_messages_both_ways() {
+    let certs = stox_tests::process::temp_dir("certs").expect("temp dir");
+    let (cert, key) =
+        stox_tests::certs::self_signed_for(certs.path(), "loopback", &["IP:127.0.0.1"]);
+    let tls = |listen: &str| {
+        format!(
+            "[sip]\nlisten = [{listen}]\n\
+             [sip.tls]\ncert = \"{c}\"\nkey = \"{k}\"\nca = \"{c}\"\n",
+            c = cert.display(),
+            k = key.display()
+        )
+    };
+    let prosody = prosody_with_two_components();
+    let b_tls = stox_tests::ports::free_port();
+    let b = Stox::start(
+        &prosody,
+        &format!(
+            "[xmpp]\ncomponent = \"sip2.localhost\"\n{}",
+            tls(&format!("\"tls:127.0.0.1:{b_tls}\""))
+        ),
+    )
+    .expect("stox B");
+    let r = b
+        .admin_request(
+            "POST",
+            "/api/v1/sip-users",
+            Some(r#"{"user": "alice2", "password": "alice2-secret"}"#),
+        )
+        .expect("admin B");
+    assert_eq!(r.status, 201, "{}", r.body);
+    let (a_udp, a_tls) = (
+        stox_tests::ports::free_port(),
+        stox_tests::ports::free_port(),
+    );
+    let a = Stox::start(
+        &prosody,
+        &tls(&format!(
+            "\"udp:127.0.0.1:{a_udp}\", \"tls:127.0.0.1:{a_tls}\""
+        )),
+    )
+    .expect("stox A");
+    let mut alice = XmppClient::connect(&prosody, "alice", PASSWORD, "laptop").expect("alice");
+    let mut bob = XmppClient::connect(&prosody, "bob", PASSWORD, "desk").expect("bob");
+
+    let created = add_account(
+        &a,
+        &format!(
+            r#"{{"jid": "alice@localhost", "id": "b", "registrar": "sip:sip2.localhost",
+                "user": "alice2", "password": "alice2-secret", "transport": "tls",
+                "outbound_proxy": "sip:127.0.0.1:{b_tls}"}}"#
+        ),
+    );
+    assert_eq!(created["transport"], "tls");
+    let v = wait_state(&a, "b", "registered");
+    // B challenged the first REGISTER (401) and took the second, with Digest.
+    assert_eq!(metric(&b, "stox_registrations_total"), Some(2.0), "{v}");
+    let contact_user = v["contact_user"]
+        .as_str()
+        .expect("contact user")
+        .to_string();
+    let users = b
+        .admin_get("/api/v1/sip-users")
+        .expect("admin B")
+        .json()
+        .expect("json");
+    let bindings = users[0]["bindings"].as_array().expect("bindings").clone();
+    assert_eq!(bindings.len(), 1, "{users}");
+    assert_eq!(
+        bindings[0]["contact"],
+        format!("sip:{contact_user}@127.0.0.1:{a_tls};transport=tls").as_str(),
+        "{users}"
+    );
+
+    // In: bob writes to alice2 at B; B sends it to the binding (over TLS: it has nothing
+    // else), A delivers it to alice.
+    bob.send_message("alice2@sip2.localhost", "hello alice2 over TLS")
+        .expect("send");
+    let m = alice
+        .expect(T, |s| {
+            s.is_message() && s.body().as_deref() == Some("hello alice2 over TLS")
+        })
+        .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", b.log_tail(30), a.log_tail(30)));
+    assert_eq!(m.from(), Some("bob\\40localhost@sip.localhost/desk"));
+
+    // Out: alice answers through the account: over TLS to B (407 answered), bob sees
+    // alice2.
+    alice
+        .send_message(
+            "bob\\40localhost@sip.localhost",
+            "hello from alice2 over TLS",
+        )
+        .expect("send");
+    let m = bob
+        .expect(T, |s| s.is_message() && s.body().is_some())
+        .unwrap_or_else(|e| panic!("{e:#}\n{}\n{}", a.log_tail(30), b.log_tail(30)));
+    assert_eq!(m.body().as_deref(), Some("hello from alice2 over TLS"));
+    assert_eq!(
+        m.from().map(|f| f.split('/').next().unwrap_or(f)),
+        Some("alice2@sip2.localhost")
+    );
+    let errors: Vec<String> = alice
+        .drain(Duration::from_millis(300))
+        .iter()
+        .filter(|s| s.kind() == Some("error"))
+        .map(|s| s.xml().to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // A `tls` account needs a `tls:` listener for its Contact: refused without one (a
+    // stox without TLS in A's place).
+    drop(a);
+    let plain = Stox::start(&prosody, "").expect("stox without TLS");
+    let r = plain
+        .admin_request(
+            "POST",
+            "/api/v1/accounts",
+            Some(&format!(
+                r#"{{"jid": "bob@localhost", "registrar": "sip:sip2.localhost",
+                    "user": "bob2", "password": "x", "transport": "tls",
+                    "outbound_proxy": "sip:127.0.0.1:{b_tls}"}}"#
+            )),
+        )
+        .expect("admin");
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("tls"), "{}", r.body);
 }
 
 #[test]

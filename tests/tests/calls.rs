@@ -1338,6 +1338,14 @@ fn xmpp_call_to_a_registered_sip_user_rings_every_phone_and_the_first_answer_win
 fn phone_behind_dns(
     zone: impl FnOnce(u16) -> stox_tests::dnsmasq::Zone,
 ) -> (Calls, Baresip, stox_tests::dnsmasq::Dnsmasq) {
+    phone_behind_dns_with(zone, "")
+}
+
+/// [`phone_behind_dns`] with more `[sip]` settings (`sip_extra`, e.g. `t1_ms = 100`).
+fn phone_behind_dns_with(
+    zone: impl FnOnce(u16) -> stox_tests::dnsmasq::Zone,
+    sip_extra: &str,
+) -> (Calls, Baresip, stox_tests::dnsmasq::Dnsmasq) {
     let phone = Baresip::start(
         BaresipOptions::new("bob", PHONE_HZ)
             .codecs(Codecs::OpusAndPcmu)
@@ -1345,8 +1353,235 @@ fn phone_behind_dns(
     )
     .expect("baresip");
     let dns = stox_tests::dnsmasq::Dnsmasq::start(&zone(phone.sip_port())).expect("dnsmasq");
-    let w = Calls::start(&format!("[sip]\ndns_server = \"{}\"\n", dns.addr()));
+    let w = Calls::start(&format!(
+        "[sip]\ndns_server = \"{}\"\n{sip_extra}\n",
+        dns.addr()
+    ));
     (w, phone, dns)
+}
+
+/// The phone the INVITE fell over to rings: it answers, alice hears it, alice hangs up and
+/// the phone gets the BYE. Returns how long after the call began the phone rang.
+fn answered_after_failover(
+    w: &Calls,
+    alice: &mut JinglePeer,
+    phone: &mut Baresip,
+    callee: &str,
+    ring_within: Duration,
+) -> Duration {
+    let started = Instant::now();
+    let sid = alice.call(callee, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", ring_within)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(40)));
+    let rang = started.elapsed();
+    assert!(
+        w.stox
+            .log_tail(400)
+            .lines()
+            .any(|l| l.contains("trying the next target")),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    phone.accept().expect("accept");
+    alice
+        .expect_event("accepted", &sid, T)
+        .unwrap_or_else(|e| panic!("the answer did not reach alice: {e:#}"));
+    alice
+        .wait_tone(&sid, PHONE_HZ, TOL, MIN_RMS, T)
+        .unwrap_or_else(|e| panic!("alice does not hear the phone: {e:#}"));
+    alice.hangup(&sid).expect("hangup");
+    phone_closed(phone, T);
+    assert_eq!(
+        phone.received_requests("BYE").len(),
+        1,
+        "{}",
+        phone.context()
+    );
+    rang
+}
+
+/// RFC 3263 §4.1 and RFC 5922 §4 for calls: a callee's domain whose NAPTR offers only
+/// `SIPS+D2T` gets the INVITE over TLS, the phone's certificate verified for the domain
+/// (`voip.test`; the SRV target's name is not in it); a domain whose SRV target merely *is*
+/// `voip.test` gets nothing, although a connection verified for voip.test to that very
+/// address is open.
+/// baresip bob, TLS with a certificate for DNS:voip.test only
+/// dnsmasq: voip.test NAPTR SIPS+D2T → _sips._tcp.voip.test SRV → pbx.provider.test:TLS;
+///   evil.test NAPTR SIPS+D2T → _sips._tcp.evil.test SRV → voip.test:TLS
+/// alice calls bob\40voip.test@C → INVITE over TLS, the phone rings, answers 486 → `busy`
+/// alice calls bob\40evil.test@C → the session ends, the phone sees no second INVITE
+#[test]
+fn xmpp_call_to_a_domain_located_to_tls_is_verified_for_the_domain() {
+    use stox_tests::dnsmasq::Zone;
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = stox_tests::certs::self_signed_for(certs.path(), "voip", &["DNS:voip.test"]);
+    let mut options = BaresipOptions::new("bob", PHONE_HZ)
+        .codecs(Codecs::OpusAndPcmu)
+        .sip_trace(true);
+    options.tls_certificate = Some(stox_tests::certs::bundle(&cert, &key));
+    options.tls_ca = Some(cert.clone());
+    let mut phone = Baresip::start(options).expect("baresip");
+    let dns = stox_tests::dnsmasq::Dnsmasq::start(
+        &Zone::new()
+            .naptr("voip.test", 10, 10, "SIPS+D2T", "_sips._tcp.voip.test")
+            .srv(
+                "_sips._tcp.voip.test",
+                "pbx.provider.test",
+                phone.tls_port(),
+                0,
+                0,
+            )
+            .a("pbx.provider.test", "127.0.0.1")
+            .naptr("evil.test", 10, 10, "SIPS+D2T", "_sips._tcp.evil.test")
+            .srv("_sips._tcp.evil.test", "voip.test", phone.tls_port(), 0, 0)
+            .a("voip.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let w = Calls::start(&format!(
+        "[sip]\ndns_server = \"{}\"\n[sip.tls]\nca = \"{}\"\n",
+        dns.addr(),
+        cert.display()
+    ));
+    let mut alice = w.alice(Answer::Auto);
+    let callee = format!("bob\\40voip.test@{}", w.prosody.component());
+    let sid = alice.call(&callee, CallOptions::jmi()).expect("call");
+    phone
+        .expect_event("CALL_INCOMING", T)
+        .unwrap_or_else(|e| panic!("no INVITE at the phone: {e:#}\n{}", w.stox.log_tail(40)));
+    // (The trace parser takes baresip's SIP port for its own end; its TLS port is +1.)
+    let to_phone = format!(":{}", phone.tls_port());
+    let invites: Vec<_> = phone
+        .sip_trace()
+        .into_iter()
+        .filter(|t| t.dst.ends_with(&to_phone) && t.message.method() == Some("INVITE"))
+        .collect();
+    assert_eq!(invites.len(), 1, "{}", phone.context());
+    assert_eq!(invites[0].transport, "TLS", "{}", phone.context());
+    assert_eq!(invites[0].message.request_uri(), Some("sip:bob@voip.test"));
+    phone.hangup().expect("reject with 486");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| panic!("486 did not end the Jingle session: {e:#}"));
+    assert_eq!(ended.str("reason"), Some("busy"), "{ended}");
+    phone_closed(&mut phone, T);
+
+    let callee = format!("bob\\40evil.test@{}", w.prosody.component());
+    let sid = alice.call(&callee, CallOptions::jmi()).expect("call");
+    let ended = alice
+        .expect_event("terminated", &sid, T)
+        .unwrap_or_else(|e| {
+            panic!(
+                "the call to evil.test did not end: {e:#}\n{}",
+                w.stox.log_tail(40)
+            )
+        });
+    assert_ne!(ended.str("reason"), Some("success"), "{ended}");
+    assert!(
+        w.stox
+            .log_tail(400)
+            .lines()
+            .any(|l| l.contains("INVITE target unreachable") && l.contains("evil.test")),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    let invites = phone
+        .sip_trace()
+        .into_iter()
+        .filter(|t| t.message.method() == Some("INVITE"))
+        .count();
+    assert_eq!(
+        invites,
+        1,
+        "evil.test reached the phone\n{}",
+        phone.context()
+    );
+    w.finish();
+}
+
+/// RFC 3263 §4.3, RFC 3261 §17.1.1.2: the priority-0 server never answers, the INVITE
+/// client transaction times out (Timer B = 64·T1; `[sip] t1_ms = 100` makes it 6.4 s
+/// instead of 32 s), and the INVITE goes to the priority-10 server, which completes the
+/// call.
+/// dnsmasq: _sip._udp.silent.test SRV prio 0 → a UDP socket that reads nothing, prio 10 →
+///   the phone
+/// alice calls bob\40silent.test@sip.localhost → INVITE (and its Timer A retransmissions)
+///   into the void; after Timer B the phone rings, answers; tones; alice hangs up → BYE
+#[test]
+fn xmpp_call_goes_to_the_next_server_after_timer_b() {
+    use stox_tests::dnsmasq::Zone;
+    // A bound UDP socket nobody reads: no ICMP, no answer, the datagrams pile up.
+    let void = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let void_port = void.local_addr().expect("addr").port();
+    let (w, mut phone, _dns) = phone_behind_dns_with(
+        |port| {
+            Zone::new()
+                .srv("_sip._udp.silent.test", "a.silent.test", void_port, 0, 0)
+                .srv("_sip._udp.silent.test", "b.silent.test", port, 10, 0)
+                .a("a.silent.test", "127.0.0.1")
+                .a("b.silent.test", "127.0.0.1")
+        },
+        "t1_ms = 100",
+    );
+    let mut alice = w.alice(Answer::Auto);
+    let callee = format!("bob\\40silent.test@{}", w.prosody.component());
+    let rang = answered_after_failover(&w, &mut alice, &mut phone, &callee, T * 2);
+    // Timer B is 64·T1 = 6.4 s: not before, and far from the default 32 s.
+    assert!(
+        rang >= Duration::from_millis(6000) && rang < Duration::from_secs(15),
+        "the phone rang {rang:?} after the call began"
+    );
+    // What reached the void: the INVITE, retransmitted by Timer A (T1, 2·T1, 4·T1, …).
+    void.set_nonblocking(true).expect("nonblocking");
+    let mut buf = [0u8; 65536];
+    let mut invites = 0;
+    while let Ok(n) = void.recv(&mut buf) {
+        let text = String::from_utf8_lossy(&buf[..n]);
+        assert!(text.starts_with("INVITE sip:bob@silent.test"), "{text}");
+        invites += 1;
+    }
+    assert!(invites >= 4, "{invites} INVITE datagram(s) in the void");
+    let log = w.stox.log_tail(600);
+    assert!(
+        log.lines()
+            .any(|l| l.contains("trying the next target") && l.contains("408")),
+        "{}",
+        w.stox.log_tail(40)
+    );
+    w.finish();
+}
+
+/// RFC 3263 §4.3 as stox applies it: a `408` answered by the priority-0 server sends the
+/// INVITE to the next one too, and that call completes.
+/// dnsmasq: _sip._udp.late.test SRV prio 0 → a SIPp UAS answering 408, prio 10 → the phone
+#[test]
+fn xmpp_call_goes_to_the_next_server_after_a_408() {
+    use stox_tests::dnsmasq::Zone;
+    let timing_out = Sipp::uas_invite_status(408, "Request Timeout").expect("sipp");
+    let (w, mut phone, _dns) = phone_behind_dns(|port| {
+        Zone::new()
+            .srv(
+                "_sip._udp.late.test",
+                "a.late.test",
+                timing_out.port(),
+                0,
+                0,
+            )
+            .srv("_sip._udp.late.test", "b.late.test", port, 10, 0)
+            .a("a.late.test", "127.0.0.1")
+            .a("b.late.test", "127.0.0.1")
+    });
+    let mut alice = w.alice(Answer::Auto);
+    let callee = format!("bob\\40late.test@{}", w.prosody.component());
+    answered_after_failover(&w, &mut alice, &mut phone, &callee, T);
+    let run = timing_out.wait(T).expect("sipp");
+    let invites: Vec<_> = run
+        .received_requests_unique()
+        .into_iter()
+        .filter(|m| m.method() == Some("INVITE"))
+        .collect();
+    assert_eq!(invites.len(), 1, "{}", run.summary());
+    w.finish();
 }
 
 /// RFC 3263 §4.3 for calls: the INVITE goes to the next SRV target when the first cannot

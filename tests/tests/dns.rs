@@ -9,10 +9,25 @@
 //! dnsmasq: no NAPTR for backup.test; _sip._tcp SRV prio 0 → dead port, prio 10 → SIPp
 //! alice → bob\40backup.test@...: SIPp gets it (the dead target was tried first)
 //! alice → bob\40nowhere.test@...: NXDOMAIN → alice gets remote-server-not-found
+//! baresip bob with a certificate for voip.test only (SAN DNS:voip.test), on TLS:
+//! dnsmasq: voip.test NAPTR SIPS+D2T → _sips._tcp.voip.test SRV → pbx.provider.test:TLS
+//! alice → bob\40voip.test@...: MESSAGE sip:bob@voip.test over TLS, the certificate
+//!   verified for voip.test (the SRV target's name is not in it)
+//! alice → securebob@C, mapped to sips:bob@voip.test: the same, Request-URI sips:
+//! dnsmasq: evil.test NAPTR SIPS+D2T → _sips._tcp.evil.test SRV → voip.test:TLS
+//! alice → bob\40evil.test@...: the certificate does not name evil.test (only the SRV
+//!   target's name) → alice gets an error; the open connection verified for voip.test is
+//!   not reused; nothing reaches bob
+//! dnsmasq: plain.test NAPTR SIP+D2U → _sip._udp.plain.test SRV → bob's UDP port
+//! alice → plainbob@C, mapped to sips:bob@plain.test: no TLS server → an error, nothing
+//!   sent in clear
 //! ```
 
 use std::net::TcpListener;
-use std::time::Duration;
+use std::time::{Duration, Instant};
+
+use stox_tests::baresip::{Baresip, BaresipOptions, TracedSip};
+use stox_tests::process::temp_dir;
 
 use stox_tests::dnsmasq::{Dnsmasq, Zone};
 use stox_tests::scenarios::World;
@@ -156,5 +171,173 @@ fn a_domain_without_sip_server_bounces_with_remote_server_not_found() {
             .contains("nowhere.test has no SIP server"),
         "the log says why: {}",
         w.stox.log_tail(40)
+    );
+}
+
+/// The MESSAGEs with `body` that baresip received, waiting up to `wait` for one.
+fn received_messages(bob: &Baresip, body: &str, wait: Duration) -> Vec<TracedSip> {
+    let deadline = Instant::now() + wait;
+    loop {
+        let got: Vec<TracedSip> = bob
+            .sip_trace()
+            .into_iter()
+            .filter(|t| t.message.method() == Some("MESSAGE") && t.message.body == body.as_bytes())
+            .collect();
+        if !got.is_empty() || Instant::now() >= deadline {
+            return got;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// RFC 3263 §4.1/§4.2 with TLS, RFC 5922 §4: a domain whose NAPTR offers only `SIPS+D2T`
+/// is reached over TLS, and the certificate is checked against the domain of the URI,
+/// not against the SRV target DNS led to; a domain whose SRV target merely *is* a name
+/// the certificate holds is refused; a `sips:` target with no TLS server is not reached
+/// in clear.
+#[test]
+fn a_domain_located_to_tls_is_reached_over_tls_verified_for_the_domain() {
+    let certs = temp_dir("certs").expect("temp dir");
+    let (cert, key) = stox_tests::certs::self_signed_for(certs.path(), "voip", &["DNS:voip.test"]);
+    let mut options = BaresipOptions::new("bob", 440.0);
+    options.tls_certificate = Some(stox_tests::certs::bundle(&cert, &key));
+    options.tls_ca = Some(cert.clone());
+    options.sip_trace = true;
+    let bob = Baresip::start(options).expect("baresip");
+    let dns = Dnsmasq::start(
+        &Zone::new()
+            .naptr("voip.test", 10, 10, "SIPS+D2T", "_sips._tcp.voip.test")
+            .srv(
+                "_sips._tcp.voip.test",
+                "pbx.provider.test",
+                bob.tls_port(),
+                0,
+                0,
+            )
+            .a("pbx.provider.test", "127.0.0.1")
+            .naptr("evil.test", 10, 10, "SIPS+D2T", "_sips._tcp.evil.test")
+            .srv("_sips._tcp.evil.test", "voip.test", bob.tls_port(), 0, 0)
+            .a("voip.test", "127.0.0.1")
+            .naptr("plain.test", 10, 10, "SIP+D2U", "_sip._udp.plain.test")
+            .srv(
+                "_sip._udp.plain.test",
+                "pbx.plain.test",
+                bob.sip_port(),
+                0,
+                0,
+            )
+            .a("pbx.plain.test", "127.0.0.1"),
+    )
+    .expect("dnsmasq");
+    let mut w = World::start_with(&format!(
+        "[sip]\ndns_server = \"{}\"\n[sip.tls]\nca = \"{}\"\n",
+        dns.addr(),
+        cert.display()
+    ))
+    .expect("world");
+    let component = w.prosody.component().to_string();
+    let map = |jid: &str, sip: &str| {
+        let r = w
+            .stox
+            .admin_request(
+                "POST",
+                "/api/v1/mappings",
+                Some(&serde_json::json!({ "jid": jid, "sip": sip }).to_string()),
+            )
+            .expect("admin");
+        assert_eq!(r.status, 201, "{}", r.body);
+    };
+    map(&format!("securebob@{component}"), "sips:bob@voip.test");
+    map(&format!("plainbob@{component}"), "sips:bob@plain.test");
+
+    // sip:bob@voip.test: NAPTR SIPS+D2T → SRV → A, then TLS verified for voip.test.
+    w.alice
+        .send_message(
+            &format!("bob\\40voip.test@{component}"),
+            "over TLS by NAPTR",
+        )
+        .expect("send");
+    let got = received_messages(&bob, "over TLS by NAPTR", T);
+    assert_eq!(got.len(), 1, "{}\n{}", bob.context(), w.stox.log_tail(40));
+    assert_eq!(got[0].transport, "TLS");
+    assert!(
+        got[0].dst.ends_with(&format!(":{}", bob.tls_port())),
+        "{}",
+        got[0].dst
+    );
+    assert_eq!(got[0].message.request_uri(), Some("sip:bob@voip.test"));
+    let via = got[0].message.header("Via").unwrap_or_default().to_string();
+    assert!(via.starts_with("SIP/2.0/TLS "), "Via {via}");
+    let queries = dns.queries();
+    let position = |what: &str| {
+        queries
+            .iter()
+            .position(|q| q.contains(what))
+            .unwrap_or_else(|| panic!("no {what} query in {queries:#?}"))
+    };
+    assert!(position("query[NAPTR] voip.test") < position("query[SRV] _sips._tcp.voip.test"));
+    assert!(position("query[SRV] _sips._tcp.voip.test") < position("query[A] pbx.provider.test"));
+
+    // sips:bob@voip.test (a mapping): located for TLS only, the same server and name.
+    w.alice
+        .send_message(&format!("securebob@{component}"), "sips by NAPTR")
+        .expect("send");
+    let got = received_messages(&bob, "sips by NAPTR", T);
+    assert_eq!(got.len(), 1, "{}\n{}", bob.context(), w.stox.log_tail(40));
+    assert_eq!(got[0].transport, "TLS");
+    assert_eq!(got[0].message.request_uri(), Some("sips:bob@voip.test"));
+    let errors: Vec<String> = w
+        .alice
+        .drain(Duration::from_millis(500))
+        .into_iter()
+        .filter(|m| m.kind() == Some("error"))
+        .map(|m| m.xml().to_string())
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+
+    // evil.test → SRV target voip.test: the certificate names the SRV target, not the
+    // domain asked for. The connection already verified for voip.test (same address) is not
+    // reused for it either.
+    w.alice
+        .send_raw(&format!(
+            "<message to='bob\\40evil.test@{component}' type='chat' id='evil'>\
+             <body>wrong name</body></message>"
+        ))
+        .expect("send");
+    let err = w
+        .alice
+        .expect(T, |m| m.kind() == Some("error") && m.id() == Some("evil"))
+        .unwrap_or_else(|e| panic!("no error for evil.test: {e:#}\n{}", w.stox.log_tail(40)));
+    assert!(err.error_condition().is_some(), "{}", err.xml());
+    assert!(
+        w.stox.log_tail(400).contains("evil.test"),
+        "the log names the failing name\n{}",
+        w.stox.log_tail(40)
+    );
+
+    // sips:bob@plain.test: only a UDP server; never reached in clear.
+    w.alice
+        .send_raw(&format!(
+            "<message to='plainbob@{component}' type='chat' id='plain'>\
+             <body>must not leak</body></message>"
+        ))
+        .expect("send");
+    let err = w
+        .alice
+        .expect(T, |m| m.kind() == Some("error") && m.id() == Some("plain"))
+        .unwrap_or_else(|e| panic!("no error for plain.test: {e:#}\n{}", w.stox.log_tail(40)));
+    assert!(err.error_condition().is_some(), "{}", err.xml());
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(
+        received_messages(&bob, "wrong name", Duration::ZERO).is_empty()
+            && !bob.log_contains("wrong name"),
+        "evil.test reached bob\n{}",
+        bob.context()
+    );
+    assert!(
+        received_messages(&bob, "must not leak", Duration::ZERO).is_empty()
+            && !bob.log_contains("must not leak"),
+        "a sips: target was reached without TLS\n{}",
+        bob.context()
     );
 }

@@ -108,7 +108,7 @@ pub struct NewAccount {
     /// The password (stored in clear: the Digest realm is known only when challenged; never
     /// returned).
     pub password: String,
-    /// `udp` (default) or `tcp`.
+    /// `udp` (default), `tcp` or `tls` (TLS only, the Contact on stox's `tls:` listener).
     pub transport: Option<AccountTransport>,
     /// Every request of the account goes there first.
     #[schema(example = "sip:proxy.provider.example:5060")]
@@ -134,7 +134,7 @@ pub struct AccountUpdate {
     pub auth_user: Option<String>,
     /// The password.
     pub password: Option<String>,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     pub transport: Option<AccountTransport>,
     /// The outbound proxy (empty: none).
     pub outbound_proxy: Option<String>,

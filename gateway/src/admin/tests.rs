@@ -588,6 +588,7 @@ fn fixture_with_gateway() -> (Router, tokio::task::JoinHandle<Vec<String>>) {
             contacts: crate::core::LocalContacts {
                 udp: Some("127.0.0.1:5070".parse().unwrap()),
                 tcp: None,
+                tls: None,
             },
         };
         let mut gw = crate::core::Gateway::new(settings, &store, 3).unwrap();

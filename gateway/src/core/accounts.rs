@@ -8,7 +8,7 @@
 //! An account belongs to a bare JID and has an id unique for that JID (`[a-z0-9-]`, 1 to 32;
 //! table `accounts`, key `jid|id`): the registrar URI (`sip:provider.example`), the user
 //! (the AOR is `sip:user@<registrar host[:port]>`), the authentication user (the user when
-//! absent), the password, the transport (`udp` or `tcp`), an outbound proxy, a display name,
+//! absent), the password, the transport (`udp`, `tcp` or `tls`), an outbound proxy, a display name,
 //! the requested expiry, and whether it is the user's default account.
 //!
 //! **The password is stored in clear** in stox's store: the Digest realm, and so the `HA1`,
@@ -129,6 +129,9 @@ pub enum AccountTransport {
     Udp,
     /// TCP.
     Tcp,
+    /// TLS (RFC 3261 §26), verified against `[sip.tls] ca`: every request of the account
+    /// leaves over TLS, and its Contact names stox's `tls:` listener.
+    Tls,
 }
 
 /// An external SIP account of an XMPP user (table `accounts`, key `jid|id`).
@@ -147,7 +150,7 @@ pub struct AccountRecord {
     pub auth_user: Option<String>,
     /// The password, in clear (see the module doc).
     pub password: String,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     #[serde(default)]
     pub transport: AccountTransport,
     /// Where every request of the account goes first, e.g. `sip:proxy.example:5060`.
@@ -241,6 +244,18 @@ impl AccountRecord {
             }
             _ => aor.to_string(),
         })
+    }
+
+    /// Whether the account's requests leave over TLS only: its transport is `tls`, or its
+    /// outbound proxy says `;transport=tls` (RFC 3261 §26.2.2: never downgraded).
+    pub fn tls(&self) -> bool {
+        self.transport == AccountTransport::Tls
+            || self
+                .outbound_proxy
+                .as_deref()
+                .and_then(|p| p.parse::<SipUri>().ok())
+                .and_then(|u| u.param("transport").map(|t| t.eq_ignore_ascii_case("tls")))
+                .unwrap_or(false)
     }
 
     /// The Digest user name.
@@ -370,7 +385,7 @@ pub struct AccountView {
     pub user: String,
     /// The Digest user name.
     pub auth_user: String,
-    /// `udp` or `tcp`.
+    /// `udp`, `tcp` or `tls`.
     pub transport: AccountTransport,
     /// The outbound proxy.
     pub outbound_proxy: Option<String>,
@@ -562,6 +577,13 @@ impl Gateway {
         rec.jid = stox_mappings::normalize_jid(&rec.jid);
         rec.registrar = rec.registrar.trim().to_string();
         rec.validate_in(&self.settings.accounts)?;
+        // The provider reaches the account's Contact over TLS too: never at a plain one.
+        if rec.tls() && self.settings.contacts.tls.is_none() {
+            return Err(AccountError::Invalid(
+                "transport tls: stox has no `tls:` listener in [sip] listen for the account's Contact"
+                    .into(),
+            ));
+        }
         let key = rec.key();
         let others: Vec<String> = self
             .accounts
@@ -741,6 +763,9 @@ impl Gateway {
     pub(in crate::core) fn account_contact(&self, rec: &AccountRecord) -> String {
         let c = &self.settings.contacts;
         let user = rec.contact_user();
+        if let (true, Some(a)) = (rec.tls(), c.tls) {
+            return format!("sip:{user}@{a};transport=tls");
+        }
         match (rec.transport, c.tcp, c.udp) {
             (AccountTransport::Tcp, Some(a), _) => format!("sip:{user}@{a};transport=tcp"),
             (_, _, Some(a)) => format!("sip:{user}@{a}"),
@@ -750,8 +775,12 @@ impl Gateway {
     }
 
     pub(in crate::core) fn transport_of(&self, rec: &AccountRecord) -> Transport {
+        if rec.tls() {
+            return Transport::Tls;
+        }
         match rec.transport {
             AccountTransport::Tcp => Transport::Tcp,
+            AccountTransport::Tls => Transport::Tls,
             AccountTransport::Udp if self.settings.contacts.udp.is_none() => Transport::Tcp,
             AccountTransport::Udp => Transport::Udp,
         }

@@ -137,6 +137,9 @@ pub struct InviteAccount {
     pub password: String,
     /// From's display name.
     pub display_name: Option<String>,
+    /// The account's transport: a `tls` account's INVITE leaves over TLS only, a `tcp`
+    /// one's over TCP.
+    pub transport: crate::core::accounts::AccountTransport,
 }
 
 /// What the core asks of the relay for one call (core → io).
@@ -1128,6 +1131,11 @@ impl Gateway {
                     auth_user: a.auth_user.clone(),
                     password: a.password.clone(),
                     display_name: a.display_name.clone(),
+                    transport: if a.tls() {
+                        crate::core::accounts::AccountTransport::Tls
+                    } else {
+                        a.transport
+                    },
                 }))
             });
             self.call_out(

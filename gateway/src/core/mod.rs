@@ -226,6 +226,8 @@ pub struct LocalContacts {
     pub udp: Option<std::net::SocketAddr>,
     /// The TCP listener.
     pub tcp: Option<std::net::SocketAddr>,
+    /// The first TLS listener (the Contact of a `tls` external account).
+    pub tls: Option<std::net::SocketAddr>,
 }
 
 struct PendingIn {
@@ -1204,7 +1206,10 @@ impl Gateway {
                 route: Vec::new(),
             });
             let transport = match a.transport {
+                // Never downgraded, whatever the size.
+                _ if a.tls() => Transport::Tls,
                 accounts::AccountTransport::Tcp => Transport::Tcp,
+                accounts::AccountTransport::Tls => Transport::Tls,
                 accounts::AccountTransport::Udp => transport,
             };
             debug!(%from, %target, account = %a.id, "XMPP message → SIP MESSAGE through an account");

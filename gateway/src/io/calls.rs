@@ -53,9 +53,8 @@ pub(super) struct CallIo {
     transport: Transport,
     /// RFC 3263 location of a callee's domain (no outbound proxy, host not an IP).
     dns: Option<stox_sip::locate::Resolver>,
-    /// The stream connections stox knows: a TLS connection a peer aliased to an INVITE's
-    /// destination carries it (RFC 5923 §5).
-    flows: super::transports::Flows,
+    /// Outgoing TLS, verified for the callee's domain (or the proxy's name).
+    tls: super::transports::TlsDialer,
     /// Calls whose INVITE waits for its next hop to be located; a hangup meanwhile
     /// removes the call, and the INVITE is then never sent.
     locating: HashMap<CallKey, Option<crate::core::InviteAccount>>,
@@ -83,8 +82,8 @@ pub(super) struct Routing {
     pub(super) transport: Transport,
     /// The resolver for domains.
     pub(super) dns: Option<stox_sip::locate::Resolver>,
-    /// The stream connections stox knows, with the TLS ones a peer aliased (RFC 5923).
-    pub(super) flows: super::transports::Flows,
+    /// Outgoing TLS.
+    pub(super) tls: super::transports::TlsDialer,
 }
 
 impl CallIo {
@@ -118,7 +117,7 @@ impl CallIo {
             proxy,
             transport,
             dns,
-            flows,
+            tls,
         } = routing;
         let contact = rsipstack::sip::Uri::try_from(format!("sip:stox@{local}").as_str())
             .map_err(|e| anyhow::anyhow!("contact URI: {e}"))?;
@@ -143,7 +142,7 @@ impl CallIo {
             proxy,
             transport,
             dns,
-            flows,
+            tls,
             locating: HashMap::new(),
             fallbacks: HashMap::new(),
             next_key: 0,
@@ -298,9 +297,10 @@ impl CallIo {
         }
     }
 
-    /// Sends the INVITE now when its next hop is the proxy or an IP address; for a
-    /// domain, locates its server first (RFC 3263) and sends it when
-    /// [`CallIo::located`] is called with the outcome.
+    /// Sends the INVITE now when its next hop is the proxy or a plain IP address; for a
+    /// domain, locates its server first (RFC 3263), and for a TLS next hop connects first
+    /// (see [`reachable`]); the INVITE leaves when [`CallIo::located`] is called with the
+    /// outcome.
     fn locate_then_invite(
         &mut self,
         key: CallKey,
@@ -313,29 +313,49 @@ impl CallIo {
             Some(hop) => (hop.parse::<stox_sip::uri::SipUri>().ok(), false),
             None => (req.uri.parse().ok(), self.proxy.is_some()),
         };
-        let named = target.as_ref().is_some_and(|t| {
-            t.host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<std::net::IpAddr>()
-                .is_err()
-        });
-        // A registered contact with an open flow is not located: it goes over the flow.
-        let (Some(dns), false, Some(target), true, None) =
-            (self.dns.clone(), via_proxy, target, named, req.flow)
-        else {
+        let tls = invite_needs_tls(&req, account.as_ref());
+        // A registered contact with an open flow is not located: it goes over the flow;
+        // nor is anything through the global proxy.
+        let (Some(target), false, None) = (target, via_proxy, req.flow) else {
             return self.invite(key, req, None, account);
         };
-        self.locating.insert(key, account);
-        // RFC 3263 §4.1: a `sips:` callee is located for TLS only.
-        let supported = if target.scheme == stox_sip::uri::Scheme::Sips {
-            vec![stox_sip::locate::Proto::Tls]
-        } else if self.contact_tcp.is_some() {
-            vec![stox_sip::locate::Proto::Udp, stox_sip::locate::Proto::Tcp]
-        } else {
-            vec![stox_sip::locate::Proto::Udp]
+        let ip = target
+            .host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .ok();
+        let dns = match (ip, self.dns.clone()) {
+            // An IP address over TLS: connected first, verified for that address.
+            (Some(ip), _) if tls => {
+                let hop = (
+                    SocketAddr::new(ip, target.port.unwrap_or(5061)),
+                    Transport::Tls,
+                );
+                return self.connect_then_invite(key, req, account, vec![hop]);
+            }
+            (Some(_), _) | (None, None) => return self.invite(key, req, None, account),
+            (None, Some(dns)) => dns,
         };
+        // RFC 3263 §4.1: a `sips:` callee (or a TLS next hop, or a `tls` account) is located
+        // for TLS only.
+        // Otherwise UDP, TCP when stox listens on it, and TLS when it can verify a server
+        // (a `sip:` domain may be served over TLS only: `SIPS+D2T`, `_sips._tcp`).
+        let supported = if tls {
+            vec![stox_sip::locate::Proto::Tls]
+        } else {
+            let mut p = vec![stox_sip::locate::Proto::Udp];
+            if self.contact_tcp.is_some() {
+                p.push(stox_sip::locate::Proto::Tcp);
+            }
+            if self.tls.can_verify() {
+                p.push(stox_sip::locate::Proto::Tls);
+            }
+            p
+        };
+        self.locating.insert(key, account);
         let endpoint = self.layer.endpoint.clone();
+        let dialer = self.tls.clone();
         let events = self.events.clone();
         tokio::spawn(async move {
             let hop = stox_sip::locate::locate(&dns, &target, &supported, &mut super::srv_random)
@@ -347,54 +367,50 @@ impl CallIo {
                         stox_sip::locate::LocateError::Dns { .. } => (503, e.to_string()),
                     }
                 })
-                .and_then(|targets| {
+                .map(|targets| {
                     // Every target in order: the INVITE goes to the first, and to the next
                     // when one fails with 503 or 408 (RFC 3263 §4.3, `CallIo::failover`).
-                    let hops: Vec<(SocketAddr, Transport)> = targets
+                    targets
                         .iter()
                         .map(|t| (t.addr, Transport::of_located(t.proto)))
-                        .collect();
-                    if hops.is_empty() {
-                        Err((404, "no target".to_string()))
-                    } else {
-                        Ok(hops)
-                    }
+                        .collect::<Vec<_>>()
                 });
-            // A TCP target that refuses the connection is skipped now (RFC 3263 §4.3): the
-            // dialog layer would only notice after Timer B. The connection made here stays
-            // in rsipstack's pool and carries the INVITE.
             let hop = match hop {
-                Ok(mut hops) => {
-                    while let Some(&(addr, Transport::Tcp)) = hops.first() {
-                        let target = SipAddr {
-                            r#type: Some(rsipstack::sip::Transport::Tcp),
-                            addr: addr.into(),
-                        };
-                        let connect = tokio::time::timeout(
-                            std::time::Duration::from_secs(5),
-                            endpoint.transport_layer.lookup(&target, None),
-                        )
-                        .await;
-                        match connect {
-                            Ok(Ok(_)) => break,
-                            Ok(Err(e)) => {
-                                hops.remove(0);
-                                info!(call = key, %addr, error = %e, next = ?hops.first().map(|h| h.0), "INVITE target unreachable, trying the next target (RFC 3263 §4.3)");
-                            }
-                            Err(_) => {
-                                hops.remove(0);
-                                info!(call = key, %addr, next = ?hops.first().map(|h| h.0), "INVITE target did not accept the connection in 5 s, trying the next target (RFC 3263 §4.3)");
-                            }
-                        }
-                    }
-                    if hops.is_empty() {
-                        Err((503, format!("no SIP server of {target} could be reached")))
-                    } else {
-                        Ok(hops)
-                    }
-                }
+                Ok(hops) => reachable(key, &target, hops, &endpoint, &dialer).await,
                 Err(e) => Err(e),
             };
+            let _ = events.send(Event::Located {
+                call: key,
+                req: Box::new(req),
+                hop,
+            });
+        });
+    }
+
+    /// Connects to the first of `hops` that accepts (see [`reachable`]), then sends the
+    /// INVITE there through [`CallIo::located`], the others kept for failover.
+    fn connect_then_invite(
+        &mut self,
+        key: CallKey,
+        req: crate::sipmsg::OutRequest,
+        account: Option<crate::core::InviteAccount>,
+        hops: Vec<(SocketAddr, Transport)>,
+    ) {
+        let Some(target) = req
+            .next_hop
+            .as_deref()
+            .unwrap_or(&req.uri)
+            .parse::<stox_sip::uri::SipUri>()
+            .ok()
+        else {
+            return self.invite(key, req, None, account);
+        };
+        self.locating.insert(key, account);
+        let endpoint = self.layer.endpoint.clone();
+        let dialer = self.tls.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let hop = reachable(key, &target, hops, &endpoint, &dialer).await;
             let _ = events.send(Event::Located {
                 call: key,
                 req: Box::new(req),
@@ -438,7 +454,15 @@ impl CallIo {
         hop: Option<(SocketAddr, Transport)>,
         account: Option<crate::core::InviteAccount>,
     ) {
-        let transport = hop.map_or(self.transport, |(_, t)| t);
+        // A `tcp` account's INVITE goes over TCP when nothing else decided.
+        let account_tcp = account
+            .as_ref()
+            .is_some_and(|a| a.transport == crate::core::accounts::AccountTransport::Tcp);
+        let transport = match hop {
+            Some((_, t)) => t,
+            None if account_tcp && self.contact_tcp.is_some() => Transport::Tcp,
+            None => self.transport,
+        };
         let events = self.events.clone();
         let fail = move |code: u16, reason: String| {
             let _ = events.send(Event::Dialog(key, DialogEvent::Failed { code, reason }));
@@ -450,15 +474,15 @@ impl CallIo {
             (Ok(a), Ok(b)) => (a, b),
             _ => return fail(400, format!("bad URI {} or {}", req.from, req.uri)),
         };
+        // RFC 3261 §26.2.2: a `sips:` or `;transport=tls` callee is called over TLS only, and
+        // so is everything through a TLS next hop or a `tls` account.
+        let tls = invite_needs_tls(&req, account.as_ref());
         // An external account's outbound proxy first (an IP address; a name was located
         // before, see `locate_then_invite`).
-        let next_hop = req.next_hop.as_deref().and_then(|h| super::ip_hop(h, 5060));
-        // RFC 3261 §26.2.2: a `sips:` or `;transport=tls` callee is called over TLS only.
-        let tls = req.uri.parse::<stox_sip::uri::SipUri>().is_ok_and(|u| {
-            u.scheme == stox_sip::uri::Scheme::Sips
-                || u.param("transport")
-                    .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
-        });
+        let next_hop = req
+            .next_hop
+            .as_deref()
+            .and_then(|h| super::ip_hop(h, if tls { 5061 } else { 5060 }));
         let dest = hop
             .map(|(a, _)| a)
             .or(next_hop)
@@ -470,19 +494,20 @@ impl CallIo {
         // name a new connection would be checked against (one a peer aliased to `dest` with
         // its certificate, or one stox opened) carries the INVITE; rsipstack finds it by its
         // real remote address, which for an aliased connection is the peer's own port.
+        // The name is the one the next hop was found from (RFC 5922 §4), as in `reachable`.
         let reused = match (req.flow, dest) {
             (None, Some(d)) if tls || transport == Transport::Tls => {
-                let name = match (&req.next_hop, self.proxy, hop) {
-                    (Some(h), _, None) => h.parse::<stox_sip::uri::SipUri>().ok().map(|u| u.host),
-                    (None, Some(p), None) => Some(p.ip().to_string()),
-                    _ => req
-                        .uri
-                        .parse::<stox_sip::uri::SipUri>()
+                let uri = |u: &str| {
+                    u.parse::<stox_sip::uri::SipUri>()
                         .ok()
-                        .map(|u| u.host),
+                        .map(|u| super::tls_name(&u))
                 };
-                name.map(|n| n.trim_start_matches('[').trim_end_matches(']').to_string())
-                    .and_then(|n| self.flows.tls_to(d, &n))
+                let name = match (&req.next_hop, self.proxy, hop) {
+                    (Some(h), _, _) => uri(h),
+                    (None, Some(p), None) => Some(p.ip().to_string()),
+                    _ => uri(&req.uri),
+                };
+                name.and_then(|n| self.tls.open_to(d, &n))
                     .and_then(|c| c.get_remote_addr().cloned())
             }
             _ => None,
@@ -587,14 +612,24 @@ impl CallIo {
     pub(super) fn failover(&mut self, key: CallKey, event: &DialogEvent) -> bool {
         match event {
             DialogEvent::Failed {
-                code: 503 | 408,
+                code: code @ (503 | 408),
                 reason,
             } => {
                 let Some((req, account, mut hops)) = self.fallbacks.remove(&key) else {
                     return false;
                 };
+                // (Fallbacks are stored only with hops left.)
+                let Some(&(next_addr, next_transport)) = hops.first() else {
+                    return false;
+                };
+                info!(call = key, code, %reason, next = %next_addr, "INVITE failed, trying the next target (RFC 3263 §4.3)");
+                // A stream target is connected to first (a TLS one verified for the
+                // callee's domain), as the first target was.
+                if next_transport != Transport::Udp {
+                    self.connect_then_invite(key, req, account, hops);
+                    return true;
+                }
                 let next = hops.remove(0);
-                info!(call = key, %reason, next = %next.0, "INVITE failed, trying the next target (RFC 3263 §4.3)");
                 if !hops.is_empty() {
                     self.fallbacks
                         .insert(key, (req.clone(), account.clone(), hops));
@@ -697,6 +732,68 @@ impl CallIo {
         let id = self.media.get(&key)?;
         self.relay.calls().into_iter().find(|c| c.id == *id)
     }
+}
+
+/// The located hops of call `key`'s INVITE from the first one that takes a connection on: a
+/// TCP target that refuses it, or a TLS target whose certificate does not prove the name of
+/// `target` (the URI located, RFC 5922 §4), is skipped now (RFC 3263 §4.3) rather than after
+/// Timer B. The connection made stays in rsipstack's pool, where the dialog layer finds it
+/// for the INVITE (for TLS: the newest connection to that address, the one just verified).
+async fn reachable(
+    key: CallKey,
+    target: &stox_sip::uri::SipUri,
+    mut hops: Vec<(SocketAddr, Transport)>,
+    endpoint: &Arc<rsipstack::transaction::endpoint::EndpointInner>,
+    dialer: &super::transports::TlsDialer,
+) -> Result<Vec<(SocketAddr, Transport)>, (u16, String)> {
+    let name = super::tls_name(target);
+    while let Some(&(addr, transport)) = hops.first() {
+        let connect = match transport {
+            Transport::Tcp => {
+                let to = SipAddr {
+                    r#type: Some(rsipstack::sip::Transport::Tcp),
+                    addr: addr.into(),
+                };
+                tokio::time::timeout(
+                    std::time::Duration::from_secs(5),
+                    endpoint.transport_layer.lookup(&to, None),
+                )
+                .await
+                .map_err(|_| "no connection within 5 s".to_string())
+                .and_then(|r| r.map(drop).map_err(|e| e.to_string()))
+            }
+            // The dialer bounds its own wait.
+            Transport::Tls => dialer.connect(&name, addr).await.map(drop),
+            _ => break,
+        };
+        match connect {
+            Ok(()) => break,
+            Err(e) => {
+                hops.remove(0);
+                info!(call = key, %addr, transport = transport.via_name(), %name, error = %e, next = ?hops.first().map(|h| h.0), "INVITE target unreachable, trying the next target (RFC 3263 §4.3)");
+            }
+        }
+    }
+    if hops.is_empty() {
+        Err((503, format!("no SIP server of {target} could be reached")))
+    } else {
+        Ok(hops)
+    }
+}
+
+/// Whether an INVITE must leave over TLS: a `sips:` or `;transport=tls` Request-URI or next
+/// hop (RFC 3261 §26.2.2, RFC 5630 §3.1.3), or an account whose transport is `tls`.
+fn invite_needs_tls(
+    req: &crate::sipmsg::OutRequest,
+    account: Option<&crate::core::InviteAccount>,
+) -> bool {
+    let tls_uri = |uri: &str| {
+        uri.parse::<stox_sip::uri::SipUri>()
+            .is_ok_and(|u| super::needs_tls_uri(&u))
+    };
+    tls_uri(&req.uri)
+        || req.next_hop.as_deref().is_some_and(tls_uri)
+        || account.is_some_and(|a| a.transport == crate::core::accounts::AccountTransport::Tls)
 }
 
 fn add(total: &mut CallCounters, c: &CallCounters) {

@@ -77,10 +77,8 @@ struct Sender {
     events: mpsc::UnboundedSender<Event>,
     /// Stream connections requests came in on, to send back over (RFC 5626 §5.3).
     flows: transports::Flows,
-    /// The CAs of outgoing TLS (`[sip.tls] ca`).
-    tls_ca: Option<Vec<u8>>,
-    /// The certificate and key stox presents as a TLS client (`[sip.tls] cert`, `key`).
-    tls_client: Option<(Vec<u8>, Vec<u8>)>,
+    /// Outgoing TLS (`[sip.tls] ca`), connections reused per verified name.
+    tls: transports::TlsDialer,
 }
 
 /// Runs the daemon until SIGINT/SIGTERM.
@@ -155,6 +153,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     concat!("stox/", env!("CARGO_PKG_VERSION")),
                     outstanding.clone(),
                     max_pending,
+                    config.t1(),
                     move |m| {
                         let ev = match m {
                             nist::ToCore::Request(r) => Event::Udp(Box::new(r)),
@@ -217,7 +216,15 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         }
     }
+    // RFC 3261 §17: every timer of rsipstack's transactions and dialogs derives from T1
+    // (`[sip] t1_ms`); Timer B / F / H and the 2xx-ACK window are 64·T1.
+    let t1 = config.t1();
     let endpoint = EndpointBuilder::new()
+        .with_option(rsipstack::transaction::endpoint::EndpointOption {
+            t1,
+            t1x64: t1 * 64,
+            ..Default::default()
+        })
         .with_user_agent(concat!("stox/", env!("CARGO_PKG_VERSION")))
         .with_transport_layer(transport_layer)
         .with_cancel_token(cancel.clone())
@@ -373,6 +380,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         contacts: crate::core::LocalContacts {
             udp: udp_local,
             tcp: tcp_local,
+            tls: stream_locals.get(&Transport::Tls).copied(),
         },
     };
     let seed =
@@ -400,6 +408,13 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         },
     };
+    let flows = transports::Flows::default();
+    let tls = transports::TlsDialer::new(
+        endpoint_inner.clone(),
+        tls_files.ca.clone(),
+        tls_client.clone(),
+        flows.clone(),
+    );
     let mut call_io = calls::CallIo::new(
         dialog_layer,
         relay,
@@ -410,7 +425,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             proxy: proxy.map(|(_, a)| a),
             transport: default_transport,
             dns: dns.clone(),
-            flows: flows.clone(),
+            tls: tls.clone(),
         },
     )?;
     call_io.set_stream_contacts(&stream_locals);
@@ -423,8 +438,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
         dns,
         events: events_tx.clone(),
         flows: flows.clone(),
-        tls_ca: tls_files.ca.clone(),
-        tls_client,
+        tls,
     };
     // Server transactions come in on their own task so that the loop below
     // only ever sees whole requests.
@@ -575,7 +589,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
                     // MESSAGE over UDP to an IP address: `nist` runs the transaction.
                     let req = match (&udp_fast, transport, sender.udp_local) {
                         (Some(fast), Transport::Udp, Some(local))
-                            if req.flow.is_none() && !needs_tls(&req.uri) =>
+                            if req.flow.is_none() && udp_only(&req) =>
                         {
                             match fast.send_request(tx, req, local, sender.proxy) {
                                 None => continue,
@@ -890,7 +904,10 @@ fn ip_hop(uri: &str, default_port: u16) -> Option<SocketAddr> {
 /// server(s) located per RFC 3263 (NAPTR → SRV → A/AAAA). Each hop has the transport to
 /// use: the located one, or TCP instead of UDP when `required` is TCP (a request too
 /// large for UDP, RFC 3261 §18.1.1, goes to the same server over TCP). A `sips:` or
-/// `;transport=tls` URI is located for TLS only (RFC 3263 §4.1, RFC 5630 §3.1.3).
+/// `;transport=tls` URI, or a request that must leave over TLS (`required`: a `tls`
+/// account, a `sips:` Request-URI behind this hop), is located for TLS only (RFC 3263 §4.1,
+/// RFC 5630 §3.1.3); otherwise TLS is one more transport a domain's NAPTR or SRV records
+/// may pick (`SIPS+D2T`, `_sips._tcp`), when outgoing TLS can be verified (`[sip.tls] ca`).
 async fn next_hops(
     sender: &Sender,
     uri: &stox_sip::uri::SipUri,
@@ -901,7 +918,7 @@ async fn next_hops(
     if let (true, Some(p)) = (use_proxy, sender.proxy) {
         return Ok(vec![(p, required)]);
     }
-    let tls = needs_tls_uri(uri);
+    let tls = needs_tls_uri(uri) || required == Transport::Tls;
     let host = uri.host.trim_start_matches('[').trim_end_matches(']');
     let numeric = host.parse::<std::net::IpAddr>().ok();
     let Some(dns) = sender.dns.as_ref().filter(|_| numeric.is_none()) else {
@@ -933,6 +950,10 @@ async fn next_hops(
         if sender.tcp_local.is_some() {
             supported.push(Proto::Tcp);
         }
+        // RFC 3263 §4.1: a `sip:` URI may be served over TLS too (`SIPS+D2T`).
+        if sender.tls.can_verify() {
+            supported.push(Proto::Tls);
+        }
     }
     let targets = stox_sip::locate::locate(dns, uri, &supported, &mut srv_random)
         .await
@@ -945,6 +966,8 @@ async fn next_hops(
     for t in targets {
         let transport = match (t.proto, required) {
             (Proto::Tls, _) => Transport::Tls,
+            // Never downgraded: a request that needs TLS takes TLS targets only.
+            (_, Transport::Tls) => continue,
             (Proto::Tcp, _) | (Proto::Udp, Transport::Tcp) => Transport::Tcp,
             (Proto::Udp, Transport::Udp) => Transport::Udp,
             // locate() returns only what `supported` lists.
@@ -953,6 +976,12 @@ async fn next_hops(
         if !hops.contains(&(t.addr, transport)) {
             hops.push((t.addr, transport));
         }
+    }
+    if hops.is_empty() {
+        return Err(SendFailure::Transport(format!(
+            "{uri}: no server over {}",
+            required.via_name()
+        )));
     }
     Ok(hops)
 }
@@ -965,77 +994,42 @@ fn needs_tls_uri(uri: &stox_sip::uri::SipUri) -> bool {
             .is_some_and(|t| t.eq_ignore_ascii_case("tls"))
 }
 
+/// Whether the UDP fast path may send `req`: nothing on its way names another transport
+/// (the Request-URI, the first Route, an account's outbound proxy: a `sips:` or
+/// `;transport=tls` one must not be reached in clear, a `;transport=tcp` one over UDP).
+fn udp_only(req: &OutRequest) -> bool {
+    let plain = |uri: &str| !needs_tls(uri) && !names_transport(uri, b";transport=tcp");
+    plain(&req.uri)
+        && req.next_hop.as_deref().is_none_or(plain)
+        && req
+            .dialog
+            .as_ref()
+            .and_then(|d| d.route.first())
+            .is_none_or(|r| plain(r))
+}
+
+/// Whether `uri` holds `param` (lowercase bytes), in any case.
+fn names_transport(uri: &str, param: &[u8]) -> bool {
+    uri.as_bytes()
+        .windows(param.len())
+        .any(|w| w.eq_ignore_ascii_case(param))
+}
+
 /// The same for a URI as text (an unparsable one is left to `send_request` to refuse).
 /// Cheap (no parse: it is asked of every message the UDP fast path might take); a false
 /// "yes" only sends the request through `send_request`, which parses.
 fn needs_tls(uri: &str) -> bool {
     let b = uri.as_bytes();
-    b.len() >= 5 && b[..5].eq_ignore_ascii_case(b"sips:")
-        || b.windows(14)
-            .any(|w| w.eq_ignore_ascii_case(b";transport=tls"))
+    b.len() >= 5 && b[..5].eq_ignore_ascii_case(b"sips:") || names_transport(uri, b";transport=tls")
 }
 
-/// A TLS connection to `dest`: one already open to it and authenticated for the name
-/// checked (RFC 5923 reuse: one stox opened, or one the peer aliased to `dest`), else a
-/// new one, verified against `[sip.tls] ca` with the host name of the URI (or of the first
-/// Route) as SNI and expected identity (RFC 5922 §7.2), or the IP address for a literal;
-/// stox presents its certificate if the server asks for one (mutual TLS).
-async fn tls_connection(
-    sender: &Sender,
-    target: &stox_sip::uri::SipUri,
-    first_route: Option<&stox_sip::uri::SipUri>,
-    dest: SocketAddr,
-) -> Result<(SipConnection, SipAddr), String> {
-    let addr = SipAddr {
-        r#type: Some(rsipstack::sip::Transport::Tls),
-        addr: dest.into(),
-    };
-    let flow = Flow {
-        transport: Transport::Tls,
-        remote: dest,
-    };
-    let host = match (first_route, sender.proxy) {
-        (Some(r), _) => r.host.clone(),
-        (None, Some(p)) => p.ip().to_string(),
-        (None, None) => target.host.clone(),
-    };
-    let host = host
+/// The host of a URI, without brackets: the name a TLS server reached through it must prove.
+fn tls_name(uri: &stox_sip::uri::SipUri) -> String {
+    uri.host
         .trim_start_matches('[')
         .trim_end_matches(']')
-        .to_string();
-    if let Some(conn) = sender.flows.tls_to(dest, &host) {
-        debug!(%dest, %host, "TLS: reusing an open connection (RFC 5923)");
-        return Ok((conn, addr));
-    }
-    let config = rsipstack::transport::TlsConfig {
-        ca_certs: sender.tls_ca.clone(),
-        sni_hostname: Some(host.clone()),
-        client_cert: sender.tls_client.as_ref().map(|(c, _)| c.clone()),
-        client_key: sender.tls_client.as_ref().map(|(_, k)| k.clone()),
-        ..Default::default()
-    };
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        rsipstack::transport::tls::TlsConnection::connect(
-            &addr,
-            Some(&config),
-            None,
-            Some(CancellationToken::new()),
-        ),
-    )
-    .await
-    .map_err(|_| "timed out".to_string())?
-    .map_err(|e| e.to_string())?;
-    let conn = SipConnection::Tls(conn);
-    metrics::counter!("stox_sip_tls_connections_total", "side" => "opened").increment(1);
-    info!(%dest, %host, "new TLS connection opened");
-    sender.endpoint.transport_layer.add_connection(conn.clone());
-    sender.flows.authenticated(
-        flow,
-        &conn,
-        Arc::new(transports::PeerIdentity::of_verified_host(&host)),
-    );
-    Ok((conn, addr))
+        .trim_end_matches('.')
+        .to_string()
 }
 
 async fn send_request(
@@ -1065,7 +1059,7 @@ async fn send_request(
                 transport: f.transport,
                 conn: Some(conn),
             };
-            return send_to(sender, &req, to, &target, first_route.as_ref()).await;
+            return send_to(sender, &req, to, "").await;
         }
         // RFC 7118 §5: nobody connects to a WebSocket client; RFC 5626 §5.3: the flow of
         // an outbound binding is not replaced by a connection to the peer's address or to
@@ -1103,10 +1097,20 @@ async fn send_request(
                 .map_err(|e| SendFailure::Transport(format!("bad next hop {h}: {e}")))
         })
         .transpose()?;
-    let hops = match (&first_route, &next_hop) {
-        (Some(route), _) => next_hops(sender, route, transport, false).await?,
-        (None, Some(hop)) => next_hops(sender, hop, transport, false).await?,
-        (None, None) => next_hops(sender, &target, transport, true).await?,
+    // The URI the next hop is found from: the first Route, else the request's own next hop,
+    // else the Request-URI (or the global outbound proxy).
+    let (hop_uri, use_proxy) = match (&first_route, &next_hop) {
+        (Some(route), _) => (route, false),
+        (None, Some(hop)) => (hop, false),
+        (None, None) => (&target, true),
+    };
+    let hops = next_hops(sender, hop_uri, transport, use_proxy).await?;
+    // RFC 5922 §4, RFC 3261 §26.2: over TLS the server must prove the name of that URI: the
+    // proxy's when a proxy is the next hop, else the Request-URI's domain (the input of
+    // RFC 3263, not the SRV target it led to, which DNS alone vouches for).
+    let name = match (use_proxy, sender.proxy) {
+        (true, Some(p)) => p.ip().to_string(),
+        _ => tls_name(hop_uri),
     };
     // RFC 3263 §4.3: the next target when a connection cannot be made to one.
     let mut last_error = None;
@@ -1116,7 +1120,7 @@ async fn send_request(
             transport,
             conn: None,
         };
-        match send_to(sender, &req, to, &target, first_route.as_ref()).await {
+        match send_to(sender, &req, to, &name).await {
             Err(SendFailure::Transport(why)) => {
                 debug!(%dest, %why, "next hop unreachable, trying the next one (RFC 3263 §4.3)");
                 last_error = Some(SendFailure::Transport(why));
@@ -1136,13 +1140,12 @@ struct Hop {
 }
 
 /// One attempt of `req` to a hop: the client transaction's final response, or why it
-/// failed.
+/// failed. A new TLS connection must prove `tls_name` (see [`transports::TlsDialer`]).
 async fn send_to(
     sender: &Sender,
     req: &OutRequest,
     hop: Hop,
-    target: &stox_sip::uri::SipUri,
-    first_route: Option<&stox_sip::uri::SipUri>,
+    tls_name: &str,
 ) -> Result<SipResponse, SendFailure> {
     let Hop {
         dest,
@@ -1213,9 +1216,11 @@ async fn send_to(
         tx.connection = Some(conn);
         tx.destination = Some(addr);
     } else if transport == Transport::Tls {
-        let (conn, resolved) = tls_connection(sender, target, first_route, dest)
+        let (conn, resolved) = sender
+            .tls
+            .connect(tls_name, dest)
             .await
-            .map_err(|e| SendFailure::Transport(format!("TLS to {dest}: {e}")))?;
+            .map_err(|e| SendFailure::Transport(format!("TLS to {dest} ({tls_name}): {e}")))?;
         tx.connection = Some(conn);
         tx.destination = Some(resolved);
     } else if transport == Transport::Tcp {
@@ -1279,6 +1284,75 @@ mod tests {
             assert_eq!(needs_tls(uri), tls, "{uri}");
             let parsed: stox_sip::uri::SipUri = uri.parse().expect(uri);
             assert_eq!(needs_tls_uri(&parsed), tls, "{uri}");
+        }
+    }
+
+    /// The UDP fast path never takes a request whose next hop wants TLS or TCP: an
+    /// account's outbound proxy `;transport=tls`, a Route of a TLS dialog.
+    #[test]
+    fn the_udp_fast_path_leaves_tls_and_tcp_hops_alone() {
+        let req = |uri: &str, next_hop: Option<&str>, route: Option<&str>| OutRequest {
+            method: "MESSAGE".into(),
+            uri: uri.into(),
+            from: "sip:alice@example.org".into(),
+            to: uri.into(),
+            call_id: None,
+            headers: vec![],
+            content_type: None,
+            body: vec![],
+            dialog: route.map(|r| crate::sipmsg::DialogRef {
+                from_tag: "t".into(),
+                to_tag: None,
+                cseq: 1,
+                route: vec![r.into()],
+            }),
+            next_hop: next_hop.map(Into::into),
+            flow: None,
+            flow_only: false,
+        };
+        for (r, udp) in [
+            (req("sip:bob@127.0.0.1", None, None), true),
+            (req("sip:bob@127.0.0.1;transport=udp", None, None), true),
+            (
+                req("sip:bob@127.0.0.1", Some("sip:127.0.0.1:5070"), None),
+                true,
+            ),
+            (req("sips:bob@127.0.0.1", None, None), false),
+            (req("sip:bob@127.0.0.1;transport=TCP", None, None), false),
+            (
+                req(
+                    "sip:bob@127.0.0.1",
+                    Some("sip:127.0.0.1:5071;transport=tls"),
+                    None,
+                ),
+                false,
+            ),
+            (
+                req(
+                    "sip:bob@127.0.0.1",
+                    Some("sip:127.0.0.1:5070;transport=tcp"),
+                    None,
+                ),
+                false,
+            ),
+            (
+                req("sip:bob@127.0.0.1", Some("sips:127.0.0.1:5071"), None),
+                false,
+            ),
+            (
+                req(
+                    "sip:bob@127.0.0.1",
+                    None,
+                    Some("<sip:127.0.0.1:5071;transport=tls;lr>"),
+                ),
+                false,
+            ),
+            (
+                req("sip:bob@127.0.0.1", None, Some("<sip:127.0.0.1;lr>")),
+                true,
+            ),
+        ] {
+            assert_eq!(udp_only(&r), udp, "{r:?}");
         }
     }
 }

@@ -19,7 +19,7 @@
 //!   as through `rsipstack`). The request goes to the core once.
 //! * **Completed**: the final response is sent to the Via's `received`/`rport`
 //!   address (§18.2.2, RFC 3581) and a retransmission of the request gets it
-//!   again, until Timer J (64·T1 = 32 s) expires. Only the code, the extra
+//!   again, until Timer J (64·T1, 32 s with the default T1) expires. Only the code, the extra
 //!   headers and the key are kept: the response is rebuilt from the
 //!   retransmitted request, whose Via, From, To, Call-ID and CSeq are the
 //!   same, and the To tag is a keyed hash of the transaction key, so the same
@@ -61,14 +61,11 @@ use tracing::debug;
 use crate::core::{SendFailure, TxId};
 use crate::sipmsg::{OutRequest, SipRequest, SipResponse, Transport};
 
-/// T1, the RTT estimate (RFC 3261 §17.1.1.1).
+/// T1, the RTT estimate (RFC 3261 §17.1.1.1), by default (`[sip] t1_ms`).
+#[cfg(test)]
 const T1: Duration = Duration::from_millis(500);
 /// T2, the longest retransmission interval of a non-INVITE request.
 const T2: Duration = Duration::from_secs(4);
-/// Timer J for unreliable transports: 64·T1 (RFC 3261 §17.2.2, Table 4).
-pub const TIMER_J: Duration = Duration::from_millis(64 * 500);
-/// Timer F: 64·T1 (RFC 3261 §17.1.2.2).
-const TIMER_F: Duration = Duration::from_millis(64 * 500);
 /// How often the retransmission timers are looked at while requests are out.
 const TICK: Duration = Duration::from_millis(50);
 /// The branch of every client transaction of this module starts with this
@@ -111,7 +108,7 @@ impl Pending {
         let bytes = self.table.response(self.copied, code, &headers);
         {
             let mut state = self.table.lock();
-            let expires = Instant::now() + TIMER_J;
+            let expires = Instant::now() + self.table.timer_j();
             state.txs.insert(
                 self.key,
                 Entry {
@@ -183,6 +180,8 @@ pub struct Table {
     timer_wake: Arc<tokio::sync::Notify>,
     outstanding: Arc<AtomicUsize>,
     max_pending: usize,
+    /// T1 (`[sip] t1_ms`): Timer E starts at T1; Timers F and J are 64·T1.
+    t1: Duration,
     keys: (RandomState, RandomState),
     state: Mutex<State>,
 }
@@ -190,7 +189,7 @@ pub struct Table {
 impl Table {
     /// A table answering through `socket`; `deliver` hands new requests to the
     /// core (false: the core is gone). `outstanding` counts requests awaiting
-    /// the core, shared with the `rsipstack` path.
+    /// the core, shared with the `rsipstack` path. `t1` is RFC 3261's T1.
     ///
     /// Spawns the task of the client transactions' timers (on the current
     /// tokio runtime); it ends when the table is dropped.
@@ -199,6 +198,7 @@ impl Table {
         user_agent: impl Into<String>,
         outstanding: Arc<AtomicUsize>,
         max_pending: usize,
+        t1: Duration,
         deliver: impl Fn(ToCore) -> bool + Send + Sync + 'static,
     ) -> Arc<Table> {
         let table = Arc::new(Table {
@@ -208,6 +208,7 @@ impl Table {
             timer_wake: Arc::new(tokio::sync::Notify::new()),
             outstanding,
             max_pending,
+            t1,
             keys: (RandomState::new(), RandomState::new()),
             state: Mutex::new(State::default()),
         });
@@ -216,6 +217,12 @@ impl Table {
             table.timer_wake.clone(),
         ));
         table
+    }
+
+    /// Timer J for unreliable transports: 64·T1 (RFC 3261 §17.2.2, Table 4); the same
+    /// span is Timer F of a client (§17.1.2.2).
+    fn timer_j(&self) -> Duration {
+        self.t1 * 64
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -264,7 +271,7 @@ impl Table {
         if self.outstanding.load(Ordering::Relaxed) >= self.max_pending {
             metrics::counter!("stox_sip_overload_rejected_total").increment(1);
             let headers = vec![("Retry-After".to_string(), "1".to_string())];
-            let expires = now + TIMER_J;
+            let expires = now + self.timer_j();
             state.txs.insert(
                 key,
                 Entry {
@@ -282,7 +289,7 @@ impl Table {
             return Offer::Taken;
         }
         // Timer F of the sender: after 64·T1 it has given up.
-        let expires = now + TIMER_J;
+        let expires = now + self.timer_j();
         state.txs.insert(
             key,
             Entry {
@@ -409,12 +416,14 @@ impl Table {
                 branch,
                 bytes: bytes.clone(),
                 dest,
-                next: now + T1,
-                interval: T1,
-                deadline: now + TIMER_F,
+                next: now + self.t1,
+                interval: self.t1,
+                deadline: now + self.timer_j(),
             },
         );
-        state.client_timers.push(std::cmp::Reverse((now + T1, key)));
+        state
+            .client_timers
+            .push(std::cmp::Reverse((now + self.t1, key)));
         let first = state.clients.len() == 1;
         drop(state);
         if first {
@@ -710,6 +719,7 @@ mod tests {
             "stox/test",
             outstanding.clone(),
             max_pending,
+            T1,
             move |m| match m {
                 ToCore::Request(i) => tx.lock().expect("lock").send(i).is_ok(),
                 ToCore::Response(..) => true,
@@ -864,6 +874,7 @@ mod tests {
             "stox/test",
             Arc::new(AtomicUsize::new(0)),
             10,
+            T1,
             move |m| match m {
                 ToCore::Response(id, r) => tx.lock().expect("lock").send((id, r)).is_ok(),
                 ToCore::Request(_) => true,

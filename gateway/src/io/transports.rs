@@ -10,8 +10,12 @@
 //!   over that very connection while it is open (a WebSocket client's Contact names an
 //!   `.invalid` host; a NAT'd TLS client cannot be connected to). A closed flow is never
 //!   replaced by a new connection to the peer's address.
-//! * outgoing TLS: to `sips:` URIs and `;transport=tls`, verified against `[sip.tls] ca`,
-//!   with the URI's host name as SNI and as the name checked in the certificate.
+//! * outgoing TLS: to `sips:` URIs, `;transport=tls`, `tls` accounts and servers located
+//!   through `SIPS+D2T` / `_sips._tcp`, verified against `[sip.tls] ca`, with the host name
+//!   of the URI the next hop was found from as SNI and as the name checked in the
+//!   certificate (RFC 5922 §4): the Route's, the outbound proxy's, else the Request-URI's
+//!   domain (never the SRV target it led to). [`TlsClients`] keeps those connections by
+//!   address *and* verified name.
 //! * the secure WebSocket listener, which rsipstack 0.7.14 lacks (its `wss` listener speaks
 //!   plain WebSocket): TLS (tokio-rustls) then the WebSocket handshake (tungstenite), and
 //!   the SIP messages handed to rsipstack through a channel connection.
@@ -247,6 +251,133 @@ impl Flows {
                 debug!(remote = %flow.remote, sent_by = %via.host, %why, "Via alias: connection not aliased (RFC 5923)")
             }
         }
+    }
+}
+
+/// The TLS connections stox opened, by the server's address and the name its certificate
+/// was verified for. A connection is reused only for a next hop of that same name: one
+/// verified for `voip.test` proves nothing about `other.test`, even when DNS sends both to
+/// the same address (RFC 5922 §4; RFC 5923 likewise ties reuse to the identity a
+/// certificate proved).
+#[derive(Clone, Default)]
+pub struct TlsClients(Arc<Mutex<HashMap<(SocketAddr, String), SipConnection>>>);
+
+impl TlsClients {
+    /// The open connection to `dest` verified for `name`.
+    pub fn get(&self, dest: SocketAddr, name: &str) -> Option<SipConnection> {
+        let map = self.0.lock().ok()?;
+        map.get(&(dest, name.to_ascii_lowercase()))
+            .filter(|c| open(c))
+            .cloned()
+    }
+
+    /// Remembers a connection to `dest` verified for `name`; forgets closed ones.
+    pub fn insert(&self, dest: SocketAddr, name: &str, conn: &SipConnection) {
+        let Ok(mut map) = self.0.lock() else { return };
+        map.retain(|_, c| open(c));
+        map.insert((dest, name.to_ascii_lowercase()), conn.clone());
+    }
+}
+
+/// Outgoing TLS: new connections verified against `[sip.tls] ca` for the name the next hop
+/// was found from, reused per [`TlsClients`]. Both the requests stox sends itself and the
+/// INVITEs of the dialog layer (which connects to a pooled address) go through it.
+#[derive(Clone)]
+pub struct TlsDialer {
+    endpoint: Arc<rsipstack::transaction::endpoint::EndpointInner>,
+    ca: Option<Vec<u8>>,
+    /// The certificate and key stox presents as a TLS client (`[sip.tls] cert`, `key`).
+    client: Option<(Vec<u8>, Vec<u8>)>,
+    clients: TlsClients,
+    flows: Flows,
+}
+
+impl TlsDialer {
+    /// A dialer trusting `ca` (PEM), presenting `client` (certificate and key, PEM) to a
+    /// server that asks for one (mutual TLS, RFC 5923 §5), adding its connections to
+    /// `endpoint`'s pool and to `flows`.
+    pub fn new(
+        endpoint: Arc<rsipstack::transaction::endpoint::EndpointInner>,
+        ca: Option<Vec<u8>>,
+        client: Option<(Vec<u8>, Vec<u8>)>,
+        flows: Flows,
+    ) -> TlsDialer {
+        TlsDialer {
+            endpoint,
+            ca,
+            client,
+            clients: TlsClients::default(),
+            flows,
+        }
+    }
+
+    /// Whether a server's certificate can be verified at all (`[sip.tls] ca` is set).
+    pub fn can_verify(&self) -> bool {
+        self.ca.is_some()
+    }
+
+    /// An open TLS connection to `dest` whose peer proved `name` (see [`TlsDialer::connect`]),
+    /// without opening one.
+    pub fn open_to(&self, dest: SocketAddr, name: &str) -> Option<SipConnection> {
+        self.flows
+            .tls_to(dest, name)
+            .or_else(|| self.clients.get(dest, name))
+    }
+
+    /// A TLS connection to `dest` whose peer proved `name`: one already open (reuse only
+    /// for that same name, RFC 5923: one stox opened, or one the peer aliased to `dest` with
+    /// a client certificate naming it), else a new one with `name` as SNI and as the
+    /// identity the certificate must hold (RFC 5922 §7.2; an IP address for a literal),
+    /// presenting stox's certificate if the server asks. A new one joins rsipstack's pool,
+    /// which reads what comes back over it.
+    pub async fn connect(
+        &self,
+        name: &str,
+        dest: SocketAddr,
+    ) -> Result<(SipConnection, SipAddr), String> {
+        let addr = SipAddr {
+            r#type: Some(rsipstack::sip::Transport::Tls),
+            addr: dest.into(),
+        };
+        if let Some(conn) = self.open_to(dest, name) {
+            debug!(%dest, %name, "TLS: reusing an open connection (RFC 5923)");
+            return Ok((conn, addr));
+        }
+        let config = rsipstack::transport::TlsConfig {
+            ca_certs: self.ca.clone(),
+            sni_hostname: Some(name.to_string()),
+            client_cert: self.client.as_ref().map(|(c, _)| c.clone()),
+            client_key: self.client.as_ref().map(|(_, k)| k.clone()),
+            ..Default::default()
+        };
+        let conn = tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            rsipstack::transport::tls::TlsConnection::connect(
+                &addr,
+                Some(&config),
+                None,
+                Some(CancellationToken::new()),
+            ),
+        )
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+        let conn = SipConnection::Tls(conn);
+        metrics::counter!("stox_sip_tls_connections_total", "side" => "opened").increment(1);
+        info!(%dest, %name, "new TLS connection opened");
+        self.endpoint.transport_layer.add_connection(conn.clone());
+        self.clients.insert(dest, name, &conn);
+        // Known under its flow with the name it proved: requests the server sends back over
+        // it are matched to this flow, and it is reused only for that name.
+        self.flows.authenticated(
+            Flow {
+                transport: Transport::Tls,
+                remote: dest,
+            },
+            &conn,
+            Arc::new(PeerIdentity::of_verified_host(name)),
+        );
+        Ok((conn, addr))
     }
 }
 

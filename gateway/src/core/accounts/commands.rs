@@ -127,9 +127,10 @@ fn account_fields(rec: Option<&AccountRecord>, with_id: bool) -> String {
         "Transport",
         Some(match rec.map(|r| r.transport) {
             Some(AccountTransport::Tcp) => "tcp",
+            Some(AccountTransport::Tls) => "tls",
             _ => "udp",
         }),
-        &[("udp", "UDP"), ("tcp", "TCP")],
+        &[("udp", "UDP"), ("tcp", "TCP"), ("tls", "TLS")],
     ));
     s.push_str(&field(
         "text-single",
@@ -218,7 +219,8 @@ fn record_from(
     match get("transport").as_deref() {
         Some("tcp") => rec.transport = AccountTransport::Tcp,
         Some("udp") => rec.transport = AccountTransport::Udp,
-        Some(t) => return Err(format!("transport {t:?}: udp or tcp")),
+        Some("tls") => rec.transport = AccountTransport::Tls,
+        Some(t) => return Err(format!("transport {t:?}: udp, tcp or tls")),
         None => {}
     }
     if let Some(d) = get("default") {

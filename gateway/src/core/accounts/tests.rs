@@ -34,6 +34,7 @@ fn settings(epoch: Instant, component: &str) -> Settings {
         contacts: LocalContacts {
             udp: Some(A_UDP.parse().expect("addr")),
             tcp: None,
+            tls: None,
         },
         registrar: RegistrarSettings {
             nonce_secret: [5; 32],
@@ -586,6 +587,127 @@ fn invalid_records_are_refused() {
         assert!(e.contains(what), "{e}");
     }
     assert!(sends(a.drain()).is_empty());
+}
+
+/// A `tls` account: refused while stox has no `tls:` listener (its Contact would be a plain
+/// one); with one, its REGISTER names that listener with `;transport=tls`, and its
+/// REGISTER, MESSAGE and SUBSCRIBE leave over TLS whatever their size.
+#[test]
+fn a_tls_account_registers_a_tls_contact_and_sends_over_tls() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut rec = account("work", "pw");
+    rec.transport = AccountTransport::Tls;
+    let e =
+        a.gw.put_account(now, rec.clone())
+            .expect_err("no tls listener");
+    assert!(e.to_string().contains("transport tls"), "{e}");
+    assert!(sends(a.drain()).is_empty());
+
+    let store = Store::memory();
+    let mut with_tls = settings(now, "sip.localhost");
+    with_tls.contacts.tls = Some("127.0.0.1:5071".parse().expect("addr"));
+    let mut a = Side {
+        gw: Gateway::new(with_tls, &store, 7).expect("gateway"),
+        store,
+    };
+    a.gw.handle_input(now, Input::LinkUp);
+    a.drain();
+    a.gw.put_account(now, rec.clone()).expect("stored");
+    let outs = a.drain();
+    let registers: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "REGISTER" => {
+                Some((req.clone(), *transport))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(registers.len(), 1, "{outs:?}");
+    let (register, transport) = &registers[0];
+    assert_eq!(*transport, Transport::Tls);
+    assert_eq!(register.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    let contact = header_in(&register.headers, "Contact").expect("contact");
+    assert_eq!(
+        contact,
+        format!(
+            "<sip:{}@127.0.0.1:5071;transport=tls>;expires=3600",
+            rec.contact_user()
+        )
+    );
+
+    // A long message still goes over TLS (never "UDP, else TCP").
+    let long = "x".repeat(3000);
+    a.gw.handle_input(
+        now,
+        Input::Stanza(message(
+            "alice@localhost/phone",
+            "carol\\40pbx.example@sip.localhost",
+            &long,
+        )),
+    );
+    let outs = a.drain();
+    let transports: Vec<Transport> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "MESSAGE" => Some(*transport),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(transports, vec![Transport::Tls], "{outs:?}");
+
+    // A presence subscription through it too.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(presence(
+            "alice@localhost",
+            "carol\\40pbx.example@sip.localhost",
+            "subscribe",
+        )),
+    );
+    let outs = a.drain();
+    let subscribes: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "SUBSCRIBE" => {
+                Some((req.clone(), *transport))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(subscribes.len(), 1, "{outs:?}");
+    assert_eq!(subscribes[0].1, Transport::Tls);
+    assert!(
+        header_in(&subscribes[0].0.headers, "Contact")
+            .is_some_and(|c| c.contains(";transport=tls")),
+        "{:?}",
+        subscribes[0].0
+    );
+    // An outbound proxy `;transport=tls` makes a `udp` account a TLS one as well.
+    let mut via_proxy = account("proxy", "pw");
+    via_proxy.outbound_proxy = Some("sip:127.0.0.1:5062;transport=tls".into());
+    assert!(via_proxy.tls() && !account("x", "pw").tls());
+    a.gw.put_account(now, via_proxy.clone()).expect("stored");
+    let outs = a.drain();
+    let register = outs
+        .iter()
+        .find_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "REGISTER" => {
+                Some((req.clone(), *transport))
+            }
+            _ => None,
+        })
+        .expect("a REGISTER");
+    assert_eq!(register.1, Transport::Tls);
+    assert!(
+        header_in(&register.0.headers, "Contact").is_some_and(|c| c.contains(&format!(
+            "{}@127.0.0.1:5071;transport=tls",
+            via_proxy.contact_user()
+        ))),
+        "{:?}",
+        register.0
+    );
 }
 
 fn message(from: &str, to: &str, body: &str) -> Element {

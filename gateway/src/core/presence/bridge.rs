@@ -880,6 +880,10 @@ impl Gateway {
             Some(a) => self.transport_of(a) == Transport::Tcp,
             None => self.settings.default_transport == Transport::Tcp,
         };
+        // A `tls` account's SUBSCRIBEs leave over TLS only.
+        let account_tls = account
+            .as_ref()
+            .is_some_and(|a| self.transport_of(a) == Transport::Tls);
         let fresh_call = format!("{}@stox", self.fresh_id());
         let fresh_tag = self.fresh_id();
         let contact_tcp;
@@ -950,6 +954,7 @@ impl Gateway {
         // The default transport when it is a secured one (`sips:` outbound proxy): never
         // downgraded to UDP.
         let transport = match self.settings.default_transport {
+            _ if account_tls => Transport::Tls,
             _ if tcp => Transport::Tcp,
             t if t.is_secure() => t,
             _ => Transport::Udp,

@@ -44,6 +44,7 @@ fn settings(epoch: Instant) -> Settings {
         contacts: LocalContacts {
             udp: Some(STOX.parse().expect("addr")),
             tcp: None,
+            tls: None,
         },
         registrar: crate::core::RegistrarSettings {
             digest_algorithms: vec![
