@@ -408,7 +408,6 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             }
         },
     };
-    let flows = transports::Flows::default();
     let tls = transports::TlsDialer::new(
         endpoint_inner.clone(),
         tls_files.ca.clone(),
