@@ -490,6 +490,7 @@ pub fn sip_message(data: &[u8]) {
                 transport: Transport::Udp,
                 source: None,
             };
+            check_top_via(&value.headers);
             core_answers_once(value);
         }
         Ok(rsipstack::sip::SipMessage::Response(_)) => {}
@@ -498,6 +499,27 @@ pub fn sip_message(data: &[u8]) {
             if let Some(resp) = bad_request_response(data, &why) {
                 assert_well_formed_400(&resp);
             }
+        }
+    }
+}
+
+/// The topmost Via as stox reads it for RFC 5923 (`sipmsg::top_via`: transport, sent-by,
+/// `alias`) and rewrites it for requests it sends (`rewrite_top_via`): never a panic, and a
+/// rewritten Via reads back with what was set.
+pub fn check_top_via(headers: &[(String, String)]) {
+    let _ = stox_gateway::sipmsg::top_via(headers).map(|v| v.alias());
+    let Some((_, value)) = headers.iter().find(|(n, _)| n.eq_ignore_ascii_case("via")) else {
+        return;
+    };
+    for alias in [true, false] {
+        if let Some(out) = stox_gateway::sipmsg::rewrite_top_via(value, |v| v.set_alias(alias)) {
+            let mut back = None;
+            stox_gateway::sipmsg::rewrite_top_via(&out, |v| back = Some(v.alias()));
+            assert_eq!(
+                back,
+                Some(alias),
+                "rewritten Via {out:?} of {value:?} reads back as {back:?}"
+            );
         }
     }
 }

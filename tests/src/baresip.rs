@@ -341,7 +341,8 @@ impl Baresip {
     /// Writes the config dir, starts `baresip -f DIR` and connects to its ctrl_tcp port.
     pub fn start(options: BaresipOptions) -> Result<Baresip> {
         let dir = temp_dir("baresip")?;
-        let sip_port = free_port();
+        // libre binds UDP and TCP on the SIP port and TLS on the next one: both reserved.
+        let sip_port = crate::ports::free_ports(2);
         let ctrl_port = free_port();
         let rec = dir.path().join("rec");
         fs::create_dir_all(&rec)?;

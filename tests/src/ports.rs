@@ -41,7 +41,15 @@ pub fn is_free(port: u16) -> bool {
 
 /// A port free for TCP and UDP on 127.0.0.1, never returned before by this process.
 pub fn free_port() -> u16 {
-    let span = u64::from(END - FIRST);
+    free_ports(1)
+}
+
+/// The first of `n` consecutive ports, each free for TCP and UDP on 127.0.0.1 and never
+/// returned before by this process; all `n` are handed out. For a peer that binds more
+/// than the port it is given (baresip's TLS transport takes the SIP port + 1).
+pub fn free_ports(n: u16) -> u16 {
+    assert!((1..=16).contains(&n), "free_ports({n})");
+    let span = u64::from(END - FIRST - (n - 1));
     let mut guard = HANDED_OUT
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -49,13 +57,13 @@ pub fn free_port() -> u16 {
     let start = next_random() % span;
     for step in 0..span {
         // `(start + step) % span < span <= u16::MAX - FIRST`, so this fits in a u16.
-        let port = FIRST + ((start + step) % span) as u16;
-        if !taken.contains(&port) && is_free(port) {
-            taken.insert(port);
-            return port;
+        let first = FIRST + ((start + step) % span) as u16;
+        if (first..first + n).all(|p| !taken.contains(&p) && is_free(p)) {
+            taken.extend(first..first + n);
+            return first;
         }
     }
-    panic!("no free loopback port left in {FIRST}..{END}");
+    panic!("no {n} free consecutive loopback ports left in {FIRST}..{END}");
 }
 
 #[cfg(test)]
@@ -70,6 +78,12 @@ mod tests {
         for port in ports {
             assert!((FIRST..END).contains(&port));
             assert!(TcpListener::bind((Ipv4Addr::LOCALHOST, port)).is_ok());
+        }
+        // Consecutive ports are handed out together, never again alone.
+        let first = free_ports(2);
+        for _ in 0..200 {
+            let p = free_port();
+            assert!(p != first && p != first + 1, "{p} handed out twice");
         }
     }
 }
