@@ -1144,6 +1144,9 @@ fn alices_presence_is_published_through_her_account() {
     );
     let published = metric(&b, "stox_presence_publish_total").unwrap_or_default();
     assert!(published >= 1.0, "B counted no PUBLISH");
+    // B wants alice2's credentials for her PUBLISH (407); A answered with them.
+    let challenged = metric(&b, "stox_sip_responses_sent_total{code=\"407\"}");
+    assert!(challenged.is_some_and(|n| n >= 1.0), "{challenged:?}");
     bob.drain(Duration::from_millis(300));
 
     // alice goes unavailable → the publication is removed → bob sees alice2 unavailable.
