@@ -22,6 +22,9 @@
 //!   transport tls, outbound proxy sip:127.0.0.1:B → registered with Digest, the
 //!   certificate checked against the proxy's host, not the registrar's; B's binding is
 //!   A's ;transport=tls Contact; a message each way
+//! PUBLISH (RFC 3903): bob@localhost watches alice2@sip2.localhost at B; alice's presence
+//!   to sip.localhost → A PUBLISHes it as alice2 (407 answered) → bob sees alice2 available
+//!   with her status; unavailable → PUBLISH Expires: 0 → bob sees alice2 unavailable
 //! ```
 
 use std::time::{Duration, Instant};
@@ -1077,4 +1080,85 @@ fn removing_the_account_ends_its_presence_subscriptions() {
         assert!(Instant::now() < deadline, "still bound at B: {users}");
         std::thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// RFC 3903: stox A publishes alice's presence as her account's AOR at the provider, stox
+/// B, which composes it for its watchers (it answers SUBSCRIBEs for its SIP users itself,
+/// so only a PUBLISH makes the account look online there). bob, an XMPP user at B, watches
+/// `alice2@sip2.localhost`; alice goes available with a status → bob sees alice2 available
+/// with it; alice goes unavailable → bob sees alice2 unavailable. Her XMPP address never
+/// reaches B.
+#[test]
+fn alices_presence_is_published_through_her_account() {
+    let prosody = prosody_with_two_components();
+    let b = provider(&prosody);
+    let a = Stox::start(&prosody, "").expect("stox A");
+    let mut alice = XmppClient::connect(&prosody, "alice", PASSWORD, "laptop").expect("alice");
+    let mut bob = XmppClient::connect_with(
+        &prosody,
+        "bob",
+        PASSWORD,
+        "desk",
+        stox_tests::ClientOptions {
+            manual_subscriptions: true,
+            ..stox_tests::ClientOptions::default()
+        },
+    )
+    .expect("bob");
+    bob.roster(T).expect("bob's roster");
+    add_account(&a, &account_at_b(&b, "alice2-secret"));
+    wait_state(&a, "b", "registered");
+
+    // bob watches the account's AOR at B (a SIP user of B: B is its presence server).
+    let alice2 = "alice2@sip2.localhost";
+    bob.subscribe(alice2).expect("subscribe");
+    bob.expect_presence(alice2, Some("subscribed"), T)
+        .unwrap_or_else(|e| panic!("B never approved: {e:#}\n{}", b.log_tail(40)));
+    bob.drain(Duration::from_millis(500));
+
+    // alice's presence reaches stox A (directed to the gateway, XEP-0100) → PUBLISH.
+    alice
+        .send_raw(
+            "<presence to='sip.localhost'><show>away</show><status>In a meeting</status></presence>",
+        )
+        .expect("presence");
+    let p = bob
+        .expect(T, |s| {
+            s.is_presence()
+                && s.from().is_some_and(|f| f.starts_with(alice2))
+                && s.kind().is_none()
+                && s.status().as_deref() == Some("In a meeting")
+        })
+        .unwrap_or_else(|e| {
+            panic!(
+                "bob never saw alice2 available: {e:#}\nA:\n{}\nB:\n{}",
+                a.log_tail(40),
+                b.log_tail(40)
+            )
+        });
+    assert_eq!(p.show().as_deref(), Some("away"), "{}", p.xml());
+    let b_log = std::fs::read_to_string(b.log_path()).unwrap_or_default();
+    assert!(
+        !b_log.contains("alice@localhost"),
+        "the XMPP address reached the provider"
+    );
+    let published = metric(&b, "stox_presence_publish_total").unwrap_or_default();
+    assert!(published >= 1.0, "B counted no PUBLISH");
+    // B wants alice2's credentials for her PUBLISH (407); A answered with them.
+    let challenged = metric(&b, "stox_sip_responses_sent_total{code=\"407\"}");
+    assert!(challenged.is_some_and(|n| n >= 1.0), "{challenged:?}");
+    bob.drain(Duration::from_millis(300));
+
+    // alice goes unavailable → the publication is removed → bob sees alice2 unavailable.
+    alice
+        .send_raw("<presence to='sip.localhost' type='unavailable'/>")
+        .expect("unavailable");
+    bob.expect_presence(alice2, Some("unavailable"), T)
+        .unwrap_or_else(|e| {
+            panic!(
+                "bob never saw alice2 unavailable: {e:#}\nA:\n{}\nB:\n{}",
+                a.log_tail(40),
+                b.log_tail(40)
+            )
+        });
 }

@@ -27,6 +27,11 @@
 //! | any other failure, a timeout | failed; retried after a capped exponential backoff (`[accounts] backoff_initial_secs`, default [`BACKOFF_MIN`], doubling to `backoff_max_secs`, default [`BACKOFF_MAX`]) |
 //! | account removed | its presence subscriptions end (`SUBSCRIBE` `Expires: 0` for watches through it, `NOTIFY` `terminated;reason=noresource` to watchers at its Contact, `Gateway::end_account_subscriptions`), then `REGISTER` with `Expires: 0` for our Contact (answering one challenge) |
 //!
+//! Her presence is PUBLISHed at each registered account's provider as the account's AOR
+//! (RFC 3903; `accounts/publish.rs`): `SIP-ETag` kept and refreshed with `SIP-If-Match`,
+//! `412` starts over, `Expires: 0` when she is unavailable and before the account is
+//! removed.
+//!
 //! Requests go to the outbound proxy when there is one, else to the registrar's (REGISTER)
 //! or the Request-URI's (other requests) host.
 //!
@@ -54,7 +59,7 @@
 //! `stox_accounts{state}`, and told to the user as a `headline` message from `C` whenever
 //! it changes between registered and failed.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use metrics::gauge;
@@ -63,6 +68,7 @@ use stox_mappings::Table;
 use stox_sip::digest::{self, Algorithm, Challenge};
 use stox_sip::uri::{Scheme, SipUri};
 use tracing::{debug, info, warn};
+use xmpp_parsers::minidom::Element;
 
 use super::{Gateway, Output, SendFailure, TxId};
 use crate::sipmsg::{header_in, header_values, uri_of_name_addr, DialogRef, OutRequest};
@@ -418,6 +424,8 @@ pub(in crate::core) enum AccountTx {
     /// end of a presence subscription made through it (RFC 6665 §4.1.2.3). The record and
     /// transport are kept to answer one challenge (`true` once answered).
     Farewell(Box<(AccountRecord, OutRequest, Transport)>, bool),
+    /// A PUBLISH of the user's presence (RFC 3903, `accounts/publish.rs`).
+    Publish(Box<publish::PublishTx>),
 }
 
 struct Account {
@@ -444,6 +452,8 @@ struct Account {
     expires: u32,
     /// Told the user about this state (registered/failed) already.
     told: Option<&'static str>,
+    /// The user's presence published at the provider (RFC 3903).
+    publication: publish::Publication,
 }
 
 /// Every account and the transactions about them.
@@ -453,16 +463,24 @@ pub(in crate::core) struct AccountsState {
     /// Contact user part → account key.
     by_contact: HashMap<String, String>,
     pub(in crate::core) txs: HashMap<TxId, AccountTx>,
+    /// Users with accounts → their available resources' last presence (to publish).
+    presence: HashMap<String, BTreeMap<String, Element>>,
 }
 
 impl AccountsState {
-    /// When the next REGISTER is due.
+    /// When the next REGISTER or PUBLISH is due.
     pub(in crate::core) fn next_timeout(&self) -> Option<Instant> {
-        self.accounts
+        let register = self
+            .accounts
             .values()
             .filter(|a| a.tx.is_none())
-            .filter_map(|a| a.next)
-            .min()
+            .filter_map(|a| a.next);
+        let publish = self
+            .accounts
+            .values()
+            .filter(|a| a.publication.tx.is_none())
+            .filter_map(|a| a.publication.next);
+        register.chain(publish).min()
     }
 }
 
@@ -614,16 +632,25 @@ impl Gateway {
         self.tables_dirty.set(true);
         // A changed account unregisters its old binding first when the AOR or registrar
         // changed; otherwise the next REGISTER simply refreshes it.
-        if let Some(old) = self.accounts.accounts.remove(&key) {
+        let mut carried = None;
+        if let Some(mut old) = self.accounts.accounts.remove(&key) {
             self.accounts.by_contact.remove(&old.rec.contact_user());
             if old.rec.aor() != rec.aor() || old.rec.registrar != rec.registrar {
-                // The subscriptions were made with the old identity: they end with it.
+                // The publication and subscriptions were made with the old identity: they
+                // end with it (RFC 3903 §4.4, RFC 6665).
+                self.unpublish_account(&old);
                 self.end_account_subscriptions(&old.rec);
                 self.unregister(old);
+            } else {
+                // The same AOR: its publication goes on (refreshed with its entity-tag).
+                carried = Some(std::mem::take(&mut old.publication));
             }
         }
         info!(jid = %rec.jid, id = %rec.id, aor = %rec.aor().map(|a| a.to_string()).unwrap_or_default(), "account stored");
         self.add_account(now, rec);
+        if let (Some(p), Some(a)) = (carried, self.accounts.accounts.get_mut(&key)) {
+            a.publication = p;
+        }
         self.account_metrics();
         let view = self
             .accounts
@@ -684,8 +711,13 @@ impl Gateway {
         self.accounts.by_contact.remove(&a.rec.contact_user());
         self.store_remove(Table::Accounts, &key);
         info!(%jid, %id, "account removed");
+        if !self.accounts.accounts.values().any(|o| o.rec.jid == jid) {
+            self.accounts.presence.remove(&jid);
+        }
         let was_default = a.rec.default;
-        // RFC 6665: the subscriptions through the account end before it unregisters.
+        // RFC 3903 §4.4: the publication is removed first; RFC 6665: the subscriptions
+        // through the account end before it unregisters.
+        self.unpublish_account(&a);
         self.end_account_subscriptions(&a.rec);
         self.unregister(a);
         if was_default {
@@ -732,6 +764,7 @@ impl Gateway {
                 auth_rounds: 0,
                 expires,
                 told: None,
+                publication: publish::Publication::default(),
             },
         );
         self.send_register(now, &key);
@@ -949,6 +982,7 @@ impl Gateway {
         };
         match what {
             AccountTx::Register(key) => self.on_register_response(now, &key, tx, result),
+            AccountTx::Publish(p) => self.on_publish_response(now, tx, *p, result),
             AccountTx::Farewell(boxed, answered) => match result {
                 Ok(r) if matches!(r.code, 401 | 407) && !answered => {
                     let (rec, mut req, transport) = *boxed;
@@ -1040,6 +1074,8 @@ impl Gateway {
                 let (jid, id) = (a.rec.jid.clone(), a.rec.id.clone());
                 info!(%jid, %id, %contact, expires = granted, "account: registered");
                 self.tell_user(key, &format!("registered (expires in {granted} s)"));
+                // RFC 3903: her presence goes to the provider once registered.
+                self.publish_account(now, key);
             }
             401 | 407 => {
                 let Some(ch) = pick_challenge(r) else {
@@ -1176,6 +1212,7 @@ impl Gateway {
             }
             self.send_register(now, &key);
         }
+        self.publications_handle_timeout(now);
     }
 
     fn account_metrics(&self) {
@@ -1318,5 +1355,6 @@ pub fn id_from_registrar(registrar: &str) -> String {
 }
 
 pub mod commands;
+mod publish;
 #[cfg(test)]
 mod tests;

@@ -986,6 +986,11 @@ impl Gateway {
             // with `[presence] enabled = false`, every contact are always available with
             // caps, so that clients offer a call button (STOX-MAPPING §8).
             "presence" => {
+                // RFC 3903: a user with external accounts publishes her presence through
+                // them (`accounts/publish.rs`), whichever JID at `C` it was sent to.
+                if self.settings.presence.enabled {
+                    self.account_user_presence(now, &s);
+                }
                 let to_contact = s
                     .attr("to")
                     .and_then(|t| t.parse::<Jid>().ok())

@@ -126,6 +126,9 @@ fn as_received(req: &OutRequest) -> SipRequest {
         ("CSeq".into(), format!("{} {}", d.cseq, req.method)),
     ];
     headers.extend(req.headers.iter().cloned());
+    if let Some(ct) = &req.content_type {
+        headers.push(("Content-Type".into(), ct.clone()));
+    }
     SipRequest {
         method: req.method.clone(),
         uri: req.uri.clone(),
@@ -1683,4 +1686,370 @@ fn presence_subscriptions_leave_through_the_account_and_arrive_at_it() {
     let subs = a.gw.subscriptions(later);
     let watchers: Vec<&str> = subs.iter().map(|s| s.watcher.as_str()).collect();
     assert_eq!(watchers, vec!["bob@localhost"], "{subs:?}");
+}
+
+// ------------------------------------------------------------- RFC 3903 PUBLISH
+
+/// Available presence of `from` with `<show/>` and `<status/>`.
+fn available(from: &str, to: &str, show: &str, status: &str) -> Element {
+    format!(
+        "<presence xmlns='jabber:component:accept' from='{from}' to='{to}'><show>{show}</show><status>{status}</status></presence>"
+    )
+    .parse()
+    .expect("xml")
+}
+
+fn unavailable(from: &str, to: &str) -> Element {
+    format!(
+        "<presence xmlns='jabber:component:accept' from='{from}' to='{to}' type='unavailable'/>"
+    )
+    .parse()
+    .expect("xml")
+}
+
+/// The one PUBLISH among outputs.
+fn the_publish(outs: Vec<Output>) -> (TxId, OutRequest) {
+    let mut p: Vec<(TxId, OutRequest)> = sends(outs)
+        .into_iter()
+        .filter(|(_, r)| r.method == "PUBLISH")
+        .collect();
+    assert_eq!(p.len(), 1, "one PUBLISH");
+    p.remove(0)
+}
+
+/// B answers A's PUBLISH; a challenge is answered by A once. The final answer, and the
+/// request B accepted it for.
+fn publish_at_b(
+    a: &mut Side,
+    b: &mut Side,
+    now: Instant,
+    tx: TxId,
+    req: OutRequest,
+) -> (SipResponse, OutRequest) {
+    let r = b_answers(b, now, &req);
+    if !matches!(r.code, 401 | 407) {
+        respond(a, now, tx, Ok(r.clone()));
+        return (r, req);
+    }
+    let (tx, again) = the_publish(respond(a, now, tx, Ok(r)));
+    assert_eq!(
+        again.dialog.as_ref().map(|d| d.cseq),
+        req.dialog.as_ref().map(|d| d.cseq + 1)
+    );
+    assert!(
+        header_in(&again.headers, "Authorization").is_some()
+            || header_in(&again.headers, "Proxy-Authorization").is_some(),
+        "the challenge is answered with the account's credentials"
+    );
+    assert_eq!(again.body, req.body, "the same request, with credentials");
+    let r = b_answers(b, now, &again);
+    respond(a, now, tx, Ok(r.clone()));
+    (r, again)
+}
+
+fn published_at_b(b: &Side) -> Vec<String> {
+    b.store
+        .tables
+        .list(Table::Published)
+        .expect("list")
+        .into_iter()
+        .map(|(_, v)| String::from_utf8_lossy(&v).into_owned())
+        .collect()
+}
+
+#[test]
+fn presence_is_published_at_the_provider_stox_refreshed_modified_and_removed() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    let mut b = b_with_alice2(now, "pw-alice2");
+    register_at_b(&mut a, &mut b, now, account("work", "pw-alice2"));
+    a.drain();
+    // Her presence to the gateway (XEP-0100, in her roster) → initial PUBLISH (§4.1).
+    a.gw.handle_input(
+        now,
+        Input::Stanza(available(
+            "alice@localhost/phone",
+            "sip.localhost",
+            "away",
+            "In a meeting",
+        )),
+    );
+    let (tx, first) = the_publish(a.drain());
+    assert_eq!(first.uri, "sip:alice2@sip2.localhost");
+    assert_eq!(first.to, "sip:alice2@sip2.localhost");
+    assert_eq!(first.from, "\"Alice Two\" <sip:alice2@sip2.localhost>");
+    assert_eq!(first.next_hop.as_deref(), Some("sip:127.0.0.1:5062"));
+    assert_eq!(header_in(&first.headers, "Event"), Some("presence"));
+    assert_eq!(header_in(&first.headers, "Expires"), Some("3600"));
+    assert_eq!(header_in(&first.headers, "SIP-If-Match"), None);
+    assert_eq!(first.content_type.as_deref(), Some("application/pidf+xml"));
+    let body = String::from_utf8_lossy(&first.body).into_owned();
+    assert!(body.contains("In a meeting"), "{body}");
+    assert!(body.contains("sip:alice2@sip2.localhost"), "{body}");
+    assert!(
+        !body.contains("alice@localhost"),
+        "her XMPP address stays home: {body}"
+    );
+    let (r, _) = publish_at_b(&mut a, &mut b, now, tx, first);
+    assert_eq!(r.code, 200);
+    let etag = header_in(&r.headers, "SIP-ETag").expect("etag").to_string();
+    let kept = a.gw.accounts.accounts["alice@localhost|work"]
+        .publication
+        .etag
+        .clone();
+    assert_eq!(
+        kept.as_deref(),
+        Some(etag.as_str()),
+        "the entity-tag is kept"
+    );
+    let held = published_at_b(&b);
+    assert_eq!(held.len(), 1);
+    assert!(held[0].contains("In a meeting"), "{}", held[0]);
+    // The same presence again (broadcast to a contact at C too): nothing to publish.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(available(
+            "alice@localhost/phone",
+            "carol\\40pbx.example@sip.localhost",
+            "away",
+            "In a meeting",
+        )),
+    );
+    assert!(sends(a.drain()).iter().all(|(_, r)| r.method != "PUBLISH"));
+    // The refresh (§4.2): SIP-If-Match, no body, before the expiry.
+    let t = now + Duration::from_secs(3540);
+    a.gw.handle_timeout(t - Duration::from_secs(1));
+    assert!(sends(a.drain()).iter().all(|(_, r)| r.method != "PUBLISH"));
+    a.gw.handle_timeout(t);
+    let (tx, refresh) = the_publish(a.drain());
+    assert_eq!(
+        header_in(&refresh.headers, "SIP-If-Match"),
+        Some(etag.as_str())
+    );
+    assert!(refresh.body.is_empty() && refresh.content_type.is_none());
+    assert_eq!(header_in(&refresh.headers, "Expires"), Some("3600"));
+    let (r, _) = publish_at_b(&mut a, &mut b, t, tx, refresh);
+    assert_eq!(r.code, 200);
+    let etag2 = header_in(&r.headers, "SIP-ETag").expect("etag").to_string();
+    assert_ne!(etag2, etag, "B gives a new entity-tag on refresh");
+    // A new status: modify (§4.3) with the new tag and the new body.
+    a.gw.handle_input(
+        t,
+        Input::Stanza(available(
+            "alice@localhost/phone",
+            "sip.localhost",
+            "chat",
+            "Back soon",
+        )),
+    );
+    let (tx, modify) = the_publish(a.drain());
+    assert_eq!(
+        header_in(&modify.headers, "SIP-If-Match"),
+        Some(etag2.as_str())
+    );
+    assert!(String::from_utf8_lossy(&modify.body).contains("Back soon"));
+    let (r, _) = publish_at_b(&mut a, &mut b, t, tx, modify);
+    assert_eq!(r.code, 200);
+    let etag3 = header_in(&r.headers, "SIP-ETag").expect("etag").to_string();
+    let held = published_at_b(&b);
+    assert_eq!(held.len(), 1);
+    assert!(held[0].contains("Back soon"), "{}", held[0]);
+    // Unavailable: removal (§4.4), Expires 0 with the tag, no body.
+    a.gw.handle_input(
+        t,
+        Input::Stanza(unavailable("alice@localhost/phone", "sip.localhost")),
+    );
+    let (tx, remove) = the_publish(a.drain());
+    assert_eq!(header_in(&remove.headers, "Expires"), Some("0"));
+    assert_eq!(
+        header_in(&remove.headers, "SIP-If-Match"),
+        Some(etag3.as_str())
+    );
+    assert!(remove.body.is_empty());
+    let (r, _) = publish_at_b(&mut a, &mut b, t, tx, remove);
+    assert_eq!(r.code, 200);
+    assert!(published_at_b(&b).is_empty(), "B holds nothing for alice2");
+    let p = &a.gw.accounts.accounts["alice@localhost|work"].publication;
+    assert!(p.etag.is_none() && p.next.is_none());
+}
+
+#[test]
+fn publish_waits_for_registration_answers_407_restarts_on_412_and_is_removed_first() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    a.gw.put_account(now, account("work", "pw"))
+        .expect("stored");
+    let (reg_tx, _) = sends(a.drain()).remove(0);
+    // Not registered yet: nothing published.
+    a.gw.handle_input(
+        now,
+        Input::Stanza(available(
+            "alice@localhost/pc",
+            "sip.localhost",
+            "dnd",
+            "Busy",
+        )),
+    );
+    assert!(sends(a.drain()).is_empty());
+    // Registered → her presence is published at once.
+    let (tx, first) = the_publish(respond(
+        &mut a,
+        now,
+        reg_tx,
+        ok(200, &[("Expires", "3600")]),
+    ));
+    assert!(String::from_utf8_lossy(&first.body).contains("Busy"));
+    // 407 → the same PUBLISH with Proxy-Authorization (RFC 7616), CSeq + 1.
+    let challenge = "Digest realm=\"proxy.example\", nonce=\"n407\", qop=\"auth\", algorithm=MD5";
+    let (tx, authed) = the_publish(respond(
+        &mut a,
+        now,
+        tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    let cred = header_in(&authed.headers, "Proxy-Authorization").expect("credentials");
+    assert!(
+        cred.contains("username=\"alice2\"")
+            && cred.contains("realm=\"proxy.example\"")
+            && cred.contains("uri=\"sip:alice2@sip2.localhost\""),
+        "{cred}"
+    );
+    assert_eq!(
+        authed.dialog.as_ref().map(|d| d.cseq),
+        first.dialog.as_ref().map(|d| d.cseq + 1)
+    );
+    assert_eq!(authed.body, first.body);
+    // 200 with a shorter expiry: the refresh follows it.
+    respond(
+        &mut a,
+        now,
+        tx,
+        ok(200, &[("SIP-ETag", "e1"), ("Expires", "600")]),
+    );
+    let p = &a.gw.accounts.accounts["alice@localhost|work"].publication;
+    assert_eq!(p.etag.as_deref(), Some("e1"));
+    assert_eq!(p.next, Some(now + Duration::from_secs(540)));
+    // A new state → modify with e1; 412 → a new full PUBLISH without the tag (§4.1).
+    a.gw.handle_input(
+        now,
+        Input::Stanza(available(
+            "alice@localhost/pc",
+            "sip.localhost",
+            "chat",
+            "Free",
+        )),
+    );
+    let (tx, modify) = the_publish(a.drain());
+    assert_eq!(header_in(&modify.headers, "SIP-If-Match"), Some("e1"));
+    let (tx, anew) = the_publish(respond(&mut a, now, tx, ok(412, &[])));
+    assert_eq!(header_in(&anew.headers, "SIP-If-Match"), None);
+    assert!(String::from_utf8_lossy(&anew.body).contains("Free"));
+    assert_eq!(
+        header_in(&anew.headers, "Expires"),
+        Some("3600"),
+        "asks for its expiry again; the provider may shorten it"
+    );
+    respond(
+        &mut a,
+        now,
+        tx,
+        ok(200, &[("SIP-ETag", "e2"), ("Expires", "600")]),
+    );
+    // A second challenge of one request is not answered again.
+    let t = now + Duration::from_secs(540);
+    a.gw.handle_timeout(t);
+    let (tx, refresh) = the_publish(a.drain());
+    assert_eq!(header_in(&refresh.headers, "SIP-If-Match"), Some("e2"));
+    let (tx, _) = the_publish(respond(
+        &mut a,
+        t,
+        tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    let out = respond(&mut a, t, tx, ok(407, &[("Proxy-Authenticate", challenge)]));
+    assert!(sends(out).is_empty());
+    let p = &a.gw.accounts.accounts["alice@localhost|work"].publication;
+    assert_eq!(p.next, Some(t + BACKOFF_MIN), "retried after the backoff");
+    // Removing the account removes the publication before it unregisters.
+    a.gw.remove_account("alice@localhost", "work")
+        .expect("removed");
+    let s = sends(a.drain());
+    let methods: Vec<&str> = s.iter().map(|(_, r)| r.method.as_str()).collect();
+    assert_eq!(methods, ["PUBLISH", "REGISTER"]);
+    let (tx, bye) = &s[0];
+    assert_eq!(header_in(&bye.headers, "Expires"), Some("0"));
+    assert_eq!(header_in(&bye.headers, "SIP-If-Match"), Some("e2"));
+    assert!(bye.body.is_empty());
+    // Its challenge is answered once, like the account's other last requests.
+    let (_, bye2) = the_publish(respond(
+        &mut a,
+        t,
+        *tx,
+        ok(407, &[("Proxy-Authenticate", challenge)]),
+    ));
+    assert!(header_in(&bye2.headers, "Proxy-Authorization").is_some());
+    assert_eq!(header_in(&bye2.headers, "SIP-If-Match"), Some("e2"));
+}
+
+#[test]
+fn a_refresh_missed_while_unregistered_is_sent_once_registered_again() {
+    let now = Instant::now();
+    let mut a = Side::new(now, "sip.localhost");
+    a.gw.put_account(now, account("work", "pw"))
+        .expect("stored");
+    let (reg_tx, _) = sends(a.drain()).remove(0);
+    let out = respond(&mut a, now, reg_tx, ok(200, &[("Expires", "120")]));
+    assert!(sends(out).is_empty(), "unavailable: nothing to publish yet");
+    a.gw.handle_input(
+        now,
+        Input::Stanza(available(
+            "alice@localhost/pc",
+            "sip.localhost",
+            "away",
+            "Out",
+        )),
+    );
+    let (tx, _) = the_publish(a.drain());
+    respond(
+        &mut a,
+        now,
+        tx,
+        ok(200, &[("SIP-ETag", "e1"), ("Expires", "60")]),
+    );
+    // t = 30: the refresh; t = 60: the REGISTER refresh fails, so does the PUBLISH.
+    let t = now + Duration::from_secs(30);
+    a.gw.handle_timeout(t);
+    let (tx, refresh) = the_publish(a.drain());
+    assert_eq!(header_in(&refresh.headers, "SIP-If-Match"), Some("e1"));
+    respond(
+        &mut a,
+        t,
+        tx,
+        ok(200, &[("SIP-ETag", "e2"), ("Expires", "60")]),
+    );
+    let t = now + Duration::from_secs(60);
+    a.gw.handle_timeout(t);
+    let s = sends(a.drain());
+    let reg = s
+        .iter()
+        .find(|(_, r)| r.method == "REGISTER")
+        .expect("REGISTER")
+        .0;
+    let publ = s
+        .iter()
+        .find(|(_, r)| r.method == "PUBLISH")
+        .expect("PUBLISH")
+        .0;
+    respond(&mut a, t, reg, ok(503, &[]));
+    respond(&mut a, t, publ, ok(500, &[]));
+    // t = 90: the REGISTER is tried again; the PUBLISH waits for it.
+    let t = now + Duration::from_secs(90);
+    a.gw.handle_timeout(t);
+    let s = sends(a.drain());
+    let methods: Vec<&str> = s.iter().map(|(_, r)| r.method.as_str()).collect();
+    assert_eq!(methods, ["REGISTER"]);
+    // Registered again → the publication is refreshed at once with its tag.
+    let (_, refresh) = the_publish(respond(&mut a, t, s[0].0, ok(200, &[("Expires", "120")])));
+    assert_eq!(header_in(&refresh.headers, "SIP-If-Match"), Some("e2"));
+    assert!(refresh.body.is_empty());
 }
