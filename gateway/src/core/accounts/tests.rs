@@ -673,9 +673,9 @@ fn a_tls_account_registers_a_tls_contact_and_sends_over_tls() {
     let subscribes: Vec<_> = outs
         .iter()
         .filter_map(|o| match o {
-            Output::SipSend { req, transport, .. } if req.method == "SUBSCRIBE" => {
-                Some((req.clone(), *transport))
-            }
+            Output::SipSend {
+                tx, req, transport, ..
+            } if req.method == "SUBSCRIBE" => Some((req.clone(), *transport, *tx)),
             _ => None,
         })
         .collect();
@@ -687,6 +687,41 @@ fn a_tls_account_registers_a_tls_contact_and_sends_over_tls() {
         "{:?}",
         subscribes[0].0
     );
+    // carol's server makes the dialog; removing the account ends it with a SUBSCRIBE
+    // `Expires: 0` that also leaves over TLS (it went over UDP/TCP before).
+    respond(
+        &mut a,
+        now,
+        subscribes[0].2,
+        ok(
+            200,
+            &[
+                ("To", "<sip:carol@pbx.example>;tag=c1"),
+                ("Contact", "<sip:carol@10.0.0.9:5060>"),
+                ("Expires", "3600"),
+            ],
+        ),
+    );
+    a.gw.remove_account("alice@localhost", "work")
+        .expect("removed");
+    let outs = a.drain();
+    let ends: Vec<_> = outs
+        .iter()
+        .filter_map(|o| match o {
+            Output::SipSend { req, transport, .. } if req.method == "SUBSCRIBE" => Some((
+                header_in(&req.headers, "Expires").map(str::to_string),
+                *transport,
+            )),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        ends,
+        vec![(Some("0".to_string()), Transport::Tls)],
+        "{outs:?}"
+    );
+    a.gw.put_account(now, rec.clone()).expect("stored again");
+    a.drain();
     // An outbound proxy `;transport=tls` makes a `udp` account a TLS one as well.
     let mut via_proxy = account("proxy", "pw");
     via_proxy.outbound_proxy = Some("sip:127.0.0.1:5062;transport=tls".into());

@@ -880,10 +880,6 @@ impl Gateway {
             Some(a) => self.transport_of(a) == Transport::Tcp,
             None => self.settings.default_transport == Transport::Tcp,
         };
-        // A `tls` account's SUBSCRIBEs leave over TLS only.
-        let account_tls = account
-            .as_ref()
-            .is_some_and(|a| self.transport_of(a) == Transport::Tls);
         let fresh_call = format!("{}@stox", self.fresh_id());
         let fresh_tag = self.fresh_id();
         let contact_tcp;
@@ -924,41 +920,13 @@ impl Gateway {
                 d.local_cseq = d.local_cseq.saturating_add(1);
             }
             contact_tcp = d.tcp;
-            let req = OutRequest {
-                method: "SUBSCRIBE".into(),
-                uri: d.remote_target.clone(),
-                from: d.local_uri.clone(),
-                to: d.remote_uri.clone(),
-                call_id: Some(d.call_id.clone()),
-                headers: vec![
-                    ("Max-Forwards".into(), "70".into()),
-                    ("Event".into(), EVENT.into()),
-                    ("Accept".into(), PIDF.into()),
-                    ("Expires".into(), expires.to_string()),
-                ],
-                content_type: None,
-                body: Vec::new(),
-                flow: None,
-                flow_only: false,
-                dialog: Some(DialogRef {
-                    from_tag: d.local_tag.clone(),
-                    to_tag: d.remote_tag.clone(),
-                    cseq: d.local_cseq,
-                    route: d.route.clone(),
-                }),
-                next_hop: None,
-            };
+            let req = subscribe_in(d, expires);
             (req, d.tcp, d.call_id.clone())
         };
         let mut req = req;
         // The default transport when it is a secured one (`sips:` outbound proxy): never
         // downgraded to UDP.
-        let transport = match self.settings.default_transport {
-            _ if account_tls => Transport::Tls,
-            _ if tcp => Transport::Tcp,
-            t if t.is_secure() => t,
-            _ => Transport::Udp,
-        };
+        let transport = self.subscribe_transport(tcp, account.as_ref());
         let contact = match &account {
             Some(a) => format!("<{}>", self.account_contact(a)),
             None => self.own_contact(contact_tcp),
@@ -1042,10 +1010,21 @@ impl Gateway {
         }
     }
 
+    /// The transport of a watch's SUBSCRIBE: TLS only through a `tls` account, else TCP for
+    /// a dialog over TCP, else the default transport when it is a secured one (a `sips:`
+    /// outbound proxy: never downgraded), else UDP.
+    fn subscribe_transport(&self, tcp: bool, account: Option<&AccountRecord>) -> Transport {
+        match self.settings.default_transport {
+            _ if account.is_some_and(|a| self.transport_of(a) == Transport::Tls) => Transport::Tls,
+            _ if tcp => Transport::Tcp,
+            t if t.is_secure() => t,
+            _ => Transport::Udp,
+        }
+    }
+
     /// `SUBSCRIBE` with `Expires: 0` in a watch's dialog, through the account `rec`.
     fn unsubscribe_through(&mut self, id: u64, rec: &AccountRecord) {
         let contact = format!("<{}>", self.account_contact(rec));
-        let default_transport = self.settings.default_transport;
         let Some(d) = self
             .presence
             .watches
@@ -1060,37 +1039,12 @@ impl Gateway {
             return;
         }
         d.local_cseq = d.local_cseq.saturating_add(1);
-        let req = OutRequest {
-            method: "SUBSCRIBE".into(),
-            uri: d.remote_target.clone(),
-            from: d.local_uri.clone(),
-            to: d.remote_uri.clone(),
-            call_id: Some(d.call_id.clone()),
-            headers: vec![
-                ("Max-Forwards".into(), "70".into()),
-                ("Event".into(), EVENT.into()),
-                ("Accept".into(), PIDF.into()),
-                ("Expires".into(), "0".into()),
-                ("Contact".into(), contact),
-            ],
-            content_type: None,
-            body: Vec::new(),
-            flow: None,
-            flow_only: false,
-            dialog: Some(DialogRef {
-                from_tag: d.local_tag.clone(),
-                to_tag: d.remote_tag.clone(),
-                cseq: d.local_cseq,
-                route: d.route.clone(),
-            }),
-            // The account's outbound proxy, as for the dialog's other requests.
-            next_hop: rec.outbound_proxy.clone(),
-        };
-        let transport = match default_transport {
-            _ if d.tcp => Transport::Tcp,
-            t if t.is_secure() => t,
-            _ => Transport::Udp,
-        };
+        let mut req = subscribe_in(d, 0);
+        req.headers.push(("Contact".into(), contact));
+        // The account's outbound proxy, as for the dialog's other requests.
+        req.next_hop = rec.outbound_proxy.clone();
+        let tcp = d.tcp;
+        let transport = self.subscribe_transport(tcp, Some(rec));
         debug!(uri = %req.uri, "presence: SUBSCRIBE Expires: 0 through a removed account");
         counter!("stox_presence_subscribe_total", "direction" => "out").increment(1);
         self.farewell(rec.clone(), req, transport, false);
@@ -2592,6 +2546,36 @@ impl Gateway {
                 .map(|a| self.presence.publications.of(a).len())
                 .sum::<usize>() as f64,
         );
+    }
+}
+
+/// A presence `SUBSCRIBE` inside the watch dialog `d` with `Expires: expires` (RFC 6665
+/// §4.1.2.2 refresh; `0` ends it, §4.1.2.3), at `d`'s current CSeq. The caller adds the
+/// Contact and the next hop.
+fn subscribe_in(d: &DialogRecord, expires: u32) -> OutRequest {
+    OutRequest {
+        method: "SUBSCRIBE".into(),
+        uri: d.remote_target.clone(),
+        from: d.local_uri.clone(),
+        to: d.remote_uri.clone(),
+        call_id: Some(d.call_id.clone()),
+        headers: vec![
+            ("Max-Forwards".into(), "70".into()),
+            ("Event".into(), EVENT.into()),
+            ("Accept".into(), PIDF.into()),
+            ("Expires".into(), expires.to_string()),
+        ],
+        content_type: None,
+        body: Vec::new(),
+        flow: None,
+        flow_only: false,
+        dialog: Some(DialogRef {
+            from_tag: d.local_tag.clone(),
+            to_tag: d.remote_tag.clone(),
+            cseq: d.local_cseq,
+            route: d.route.clone(),
+        }),
+        next_hop: None,
     }
 }
 
