@@ -497,17 +497,13 @@ impl CallIo {
         // The name is the one the next hop was found from (RFC 5922 §4), as in `reachable`.
         let reused = match (req.flow, dest) {
             (None, Some(d)) if tls || transport == Transport::Tls => {
-                let uri = |u: &str| {
-                    u.parse::<stox_sip::uri::SipUri>()
-                        .ok()
-                        .map(|u| super::tls_name(&u))
-                };
-                let name = match (&req.next_hop, self.proxy, hop) {
-                    (Some(h), _, _) => uri(h),
-                    (None, Some(p), None) => Some(p.ip().to_string()),
-                    _ => uri(&req.uri),
-                };
-                name.and_then(|n| self.tls.open_to(d, &n))
+                let uri = |u: &str| u.parse::<stox_sip::uri::SipUri>().ok();
+                let next_hop = req.next_hop.as_deref().and_then(uri);
+                // A located hop was found from the Request-URI, not from the global proxy.
+                let proxy = if hop.is_none() { self.proxy } else { None };
+                uri(&req.uri)
+                    .map(|target| super::tls_name_for(next_hop.as_ref(), proxy, &target))
+                    .and_then(|n| self.tls.open_to(d, &n))
                     .and_then(|c| c.get_remote_addr().cloned())
             }
             _ => None,

@@ -1031,6 +1031,22 @@ fn tls_name(uri: &stox_sip::uri::SipUri) -> String {
         .to_string()
 }
 
+/// The name a TLS next hop must prove (RFC 5922 §4, RFC 3261 §26.2): the host of the URI
+/// the next hop is found from (`hop`: the first Route, else the request's own next hop such
+/// as an account's proxy), else the global outbound proxy's address, else the Request-URI's
+/// domain (the input of RFC 3263, not the SRV target it led to, which DNS alone vouches for).
+fn tls_name_for(
+    hop: Option<&stox_sip::uri::SipUri>,
+    proxy: Option<SocketAddr>,
+    target: &stox_sip::uri::SipUri,
+) -> String {
+    match (hop, proxy) {
+        (Some(h), _) => tls_name(h),
+        (None, Some(p)) => p.ip().to_string(),
+        (None, None) => tls_name(target),
+    }
+}
+
 async fn send_request(
     sender: &Sender,
     req: OutRequest,
@@ -1104,13 +1120,12 @@ async fn send_request(
         (None, None) => (&target, true),
     };
     let hops = next_hops(sender, hop_uri, transport, use_proxy).await?;
-    // RFC 5922 §4, RFC 3261 §26.2: over TLS the server must prove the name of that URI: the
-    // proxy's when a proxy is the next hop, else the Request-URI's domain (the input of
-    // RFC 3263, not the SRV target it led to, which DNS alone vouches for).
-    let name = match (use_proxy, sender.proxy) {
-        (true, Some(p)) => p.ip().to_string(),
-        _ => tls_name(hop_uri),
-    };
+    // Over TLS the server must prove the name of that URI (or the proxy's).
+    let name = tls_name_for(
+        first_route.as_ref().or(next_hop.as_ref()),
+        sender.proxy,
+        &target,
+    );
     // RFC 3263 §4.3: the next target when a connection cannot be made to one.
     let mut last_error = None;
     for (dest, transport) in hops {
