@@ -66,22 +66,7 @@ pub fn ensure_installed() -> Result<()> {
     {
         return Ok(());
     }
-    eprintln!("[harness] npm ci in {}", dir.display());
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .output()
-        .context("running npm ci (are node and npm installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "npm ci in {} failed: {}\n{}\n{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    crate::process::npm_ci(&dir)
 }
 
 /// The WebSocket URL (RFC 7395) of a Prosody started with `websocket: true`.

@@ -38,22 +38,7 @@ pub fn ensure_installed() -> Result<()> {
     if modules.join("jssip/package.json").is_file() && modules.join("ws/package.json").is_file() {
         return Ok(());
     }
-    eprintln!("[harness] npm ci in {}", dir.display());
-    let out = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund"])
-        .current_dir(&dir)
-        .output()
-        .context("running npm ci (are node and npm installed?)")?;
-    if !out.status.success() {
-        bail!(
-            "npm ci in {} failed: {}\n{}\n{}",
-            dir.display(),
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    Ok(())
+    crate::process::npm_ci(&dir)
 }
 
 /// How to start the peer.

@@ -168,3 +168,23 @@ pub fn temp_dir(prefix: &str) -> Result<tempfile::TempDir> {
     }
     Ok(dir)
 }
+
+/// Runs `npm ci` (the lock file's exact versions) in a Node.js test peer's directory.
+pub fn npm_ci(dir: &Path) -> Result<()> {
+    eprintln!("[harness] npm ci in {}", dir.display());
+    let out = Command::new("npm")
+        .args(["ci", "--no-audit", "--no-fund"])
+        .current_dir(dir)
+        .output()
+        .context("running npm ci (are node and npm installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "npm ci in {} failed: {}\n{}\n{}",
+            dir.display(),
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
